@@ -1,0 +1,38 @@
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+
+#include "bindings.hpp"
+#include "hts/lapack.hpp"
+
+namespace py = pybind11;
+
+namespace hts::bindings {
+namespace {
+
+void* capsule_pointer(const py::object& capsule, const char* what) {
+    PyObject* raw = capsule.ptr();
+    if (!PyCapsule_CheckExact(raw))
+        throw py::type_error(std::string("expected a PyCapsule for ") + what);
+    void* pointer = PyCapsule_GetPointer(raw, PyCapsule_GetName(raw));
+    if (pointer == nullptr) throw py::error_already_set();
+    return pointer;
+}
+
+}  // namespace
+
+void register_lapack(py::module_& m) {
+    m.def(
+        "_register_lapack",
+        [](const py::object& dgesdd, const py::object& dsyevd, const py::object& dsyrk) {
+            LapackFunctions f;
+            f.dgesdd = reinterpret_cast<dgesdd_fn>(capsule_pointer(dgesdd, "dgesdd"));
+            f.dsyevd = reinterpret_cast<dsyevd_fn>(capsule_pointer(dsyevd, "dsyevd"));
+            f.dsyrk = reinterpret_cast<dsyrk_fn>(capsule_pointer(dsyrk, "dsyrk"));
+            set_lapack(f);
+        },
+        "Install SciPy's LAPACK/BLAS function pointers (capsules from cython_lapack/blas).");
+    m.def("_lapack_ready", &lapack_ready, "Whether LAPACK functions are installed.");
+}
+
+}  // namespace hts::bindings

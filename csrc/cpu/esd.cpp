@@ -1,0 +1,185 @@
+// ESD kernels on top of the registered LAPACK (see hts/lapack.hpp).
+
+#include "hts/esd.hpp"
+
+#include "hts/lapack.hpp"
+#include "hts/parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace hts {
+
+double half_to_double(std::uint16_t bits) {
+    const int sign = (bits >> 15) & 1;
+    const int exponent = (bits >> 10) & 0x1f;
+    const int mantissa = bits & 0x3ff;
+    double value;
+    if (exponent == 0) {
+        value = std::ldexp(static_cast<double>(mantissa), -24);  // zero or subnormal
+    } else if (exponent == 0x1f) {
+        value = mantissa == 0 ? std::numeric_limits<double>::infinity()
+                              : std::numeric_limits<double>::quiet_NaN();
+    } else {
+        value = std::ldexp(static_cast<double>(mantissa + 1024), exponent - 25);
+    }
+    return sign ? -value : value;
+}
+
+namespace {
+
+constexpr std::int64_t kMaxLapackInt = std::numeric_limits<lapack_int>::max();
+constexpr std::int64_t kTile = 32;
+
+double load(const MatrixView& w, std::int64_t offset) {
+    switch (w.type) {
+        case ScalarType::float16: {
+            std::uint16_t bits;
+            std::memcpy(&bits, static_cast<const char*>(w.data) + 2 * offset, 2);
+            return half_to_double(bits);
+        }
+        case ScalarType::float32:
+            return static_cast<double>(static_cast<const float*>(w.data)[offset]);
+        case ScalarType::float64:
+        default:
+            return static_cast<const double*>(w.data)[offset];
+    }
+}
+
+// Copies scale*W into `dst` (float64). With column_major the destination is W in
+// Fortran order (leading dimension rows), otherwise W in C order (leading dimension cols).
+// Tiled so that transposing copies stay cache friendly. Returns false on NaN/Inf.
+bool copy_scaled(const MatrixView& w, double scale, bool column_major, double* dst) {
+    bool finite = true;
+    for (std::int64_t r0 = 0; r0 < w.rows; r0 += kTile) {
+        const std::int64_t r1 = std::min(r0 + kTile, w.rows);
+        for (std::int64_t c0 = 0; c0 < w.cols; c0 += kTile) {
+            const std::int64_t c1 = std::min(c0 + kTile, w.cols);
+            for (std::int64_t r = r0; r < r1; ++r) {
+                for (std::int64_t c = c0; c < c1; ++c) {
+                    const double v = load(w, r * w.row_stride + c * w.col_stride);
+                    finite &= std::isfinite(v);
+                    const std::int64_t at = column_major ? r + c * w.rows : r * w.cols + c;
+                    dst[at] = v * scale;
+                }
+            }
+        }
+    }
+    return finite;
+}
+
+EsdResult esd_svd(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
+    const std::int64_t k = std::min(w.rows, w.cols);
+    ws.matrix.resize(static_cast<std::size_t>(w.rows * w.cols));
+    if (!copy_scaled(w, scale, /*column_major=*/true, ws.matrix.data()))
+        return {EsdError::non_finite, 0};
+    char jobz = 'N';
+    lapack_int m = static_cast<lapack_int>(w.rows), n = static_cast<lapack_int>(w.cols);
+    lapack_int lda = m, ldu = 1, ldvt = 1, lwork = -1, info = 0;
+    double dummy_u = 0.0, dummy_vt = 0.0, query = 0.0;
+    ws.values.resize(static_cast<std::size_t>(k));
+    ws.iwork.resize(static_cast<std::size_t>(8 * k));
+    const LapackFunctions& f = lapack();
+    f.dgesdd(&jobz, &m, &n, ws.matrix.data(), &lda, ws.values.data(), &dummy_u, &ldu,
+             &dummy_vt, &ldvt, &query, &lwork, ws.iwork.data(), &info);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    const double wanted = std::ceil(query);
+    if (wanted > static_cast<double>(kMaxLapackInt)) return {EsdError::too_large, 0};
+    lwork = std::max<lapack_int>(1, static_cast<lapack_int>(wanted));
+    ws.work.resize(static_cast<std::size_t>(lwork));
+    f.dgesdd(&jobz, &m, &n, ws.matrix.data(), &lda, ws.values.data(), &dummy_u, &ldu,
+             &dummy_vt, &ldvt, ws.work.data(), &lwork, ws.iwork.data(), &info);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    // Singular values come back descending; the ESD is their squares, ascending.
+    for (std::int64_t j = 0; j < k; ++j) {
+        const double s = ws.values[static_cast<std::size_t>(k - 1 - j)];
+        out[j] = s * s;
+    }
+    return {};
+}
+
+bool all_finite(const double* data, std::int64_t count) {
+    bool finite = true;
+    for (std::int64_t j = 0; j < count; ++j) finite &= std::isfinite(data[j]);
+    return finite;
+}
+
+EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
+    const std::int64_t k = std::min(w.rows, w.cols);
+    // Keep whichever memory order the source already has, so a copy is a straight pass
+    // and a contiguous float64 source with scale 1 needs no copy at all.
+    const bool column_major = w.row_stride == 1 && w.col_stride != 1;
+    const bool contiguous = column_major ? (w.col_stride == w.rows)
+                                         : (w.col_stride == 1 && w.row_stride == w.cols);
+    const double* b = nullptr;
+    if (contiguous && w.type == ScalarType::float64 && scale == 1.0) {
+        b = static_cast<const double*>(w.data);
+        if (!all_finite(b, w.rows * w.cols)) return {EsdError::non_finite, 0};
+    } else {
+        ws.matrix.resize(static_cast<std::size_t>(w.rows * w.cols));
+        if (!copy_scaled(w, scale, column_major, ws.matrix.data()))
+            return {EsdError::non_finite, 0};
+        b = ws.matrix.data();
+    }
+    // B in Fortran order: column-major W is B = W (rows x cols, ld = rows); row-major W is
+    // B = W^T (cols x rows, ld = cols). The Gram matrix of the smaller side is B^T B when
+    // B is tall and B B^T when B is wide.
+    const lapack_int b_rows = static_cast<lapack_int>(column_major ? w.rows : w.cols);
+    const lapack_int b_cols = static_cast<lapack_int>(column_major ? w.cols : w.rows);
+    char uplo = 'U';
+    char trans = b_rows >= b_cols ? 'T' : 'N';
+    lapack_int order = static_cast<lapack_int>(k);
+    lapack_int inner = std::max(b_rows, b_cols);
+    lapack_int ldb = b_rows;
+    double one = 1.0, zero = 0.0;
+    ws.gram.resize(static_cast<std::size_t>(k * k));
+    const LapackFunctions& f = lapack();
+    // dsyrk only reads B; the const_cast is for the Fortran-style signature.
+    f.dsyrk(&uplo, &trans, &order, &inner, &one, const_cast<double*>(b), &ldb, &zero,
+            ws.gram.data(), &order);
+    char jobz = 'N';
+    lapack_int lwork = -1, liwork = -1, info = 0, iquery = 0;
+    double query = 0.0;
+    ws.values.resize(static_cast<std::size_t>(k));
+    f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), &query, &lwork,
+             &iquery, &liwork, &info);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    lwork = std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query)));
+    liwork = std::max<lapack_int>(1, iquery);
+    ws.work.resize(static_cast<std::size_t>(lwork));
+    ws.iwork.resize(static_cast<std::size_t>(liwork));
+    f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), ws.work.data(),
+             &lwork, ws.iwork.data(), &liwork, &info);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    // Eigenvalues of a PSD matrix: negative ones are rounding noise of size eps*lambda_max.
+    for (std::int64_t j = 0; j < k; ++j)
+        out[j] = std::max(0.0, ws.values[static_cast<std::size_t>(j)]);
+    return {};
+}
+
+}  // namespace
+
+EsdResult esd_into(const MatrixView& w, EsdMethod method, double scale, double* out,
+                   EsdWorkspace& workspace) {
+    if (w.rows <= 0 || w.cols <= 0) return {EsdError::empty, 0};
+    if (w.rows > kMaxLapackInt || w.cols > kMaxLapackInt ||
+        w.rows * w.cols > kMaxLapackInt)
+        return {EsdError::too_large, 0};
+    return method == EsdMethod::gram ? esd_gram(w, scale, out, workspace)
+                                     : esd_svd(w, scale, out, workspace);
+}
+
+void esd_batch(const MatrixView* matrices, std::int64_t count, EsdMethod method,
+               const double* scales, double* const* outs, EsdResult* results, int threads) {
+    const int workers = static_cast<int>(std::min<std::int64_t>(resolve_threads(threads),
+                                                                std::max<std::int64_t>(count, 1)));
+    std::vector<EsdWorkspace> workspaces(static_cast<std::size_t>(workers));
+    parallel_for(count, workers, [&](std::int64_t item, int worker) {
+        results[item] = esd_into(matrices[item], method, scales[item], outs[item],
+                                 workspaces[static_cast<std::size_t>(worker)]);
+    });
+}
+
+}  // namespace hts

@@ -1,0 +1,381 @@
+// All-xmin continuous power-law fit (Clauset et al. MLE + KS distance), with the
+// candidate-selection rules of WeightWatcher 0.7.7 (see README "Power-law fit").
+//
+// Cost: alpha for every candidate is O(n) in total through compensated suffix sums of
+// log(x). The KS distance of one candidate is O(n), so a plain scan is O(n^2). The
+// selection only needs the argmin, so candidates are pruned exactly: a candidate is
+// dropped as soon as one of its deviations proves it cannot beat the best so far
+// (first index wins ties), and the deviations of a block of points are bounded from the
+// block's end points because both the fitted and the empirical CDF are monotone. The
+// result is the same argmin, bit for bit, as the plain scan in powerlaw_curve().
+
+#include "hts/powerlaw.hpp"
+
+#include "hts/parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace hts {
+namespace {
+
+constexpr std::int64_t kBlock = 32;
+// Rounding slack when a block's deviations are bounded from its end points: the
+// deviations are differences of numbers in [0, 1] computed with a few roundings.
+constexpr double kBoundSlack = 1e-13;
+
+// Sorted fitted values and everything derived from them once per spectrum.
+struct Prepared {
+    std::vector<double> x;       // values > threshold, ascending
+    std::vector<double> logx;    // log(x)
+    std::vector<double> alphas;  // per candidate
+};
+
+void two_sum(double a, double b, double& s, double& e) {
+    s = a + b;
+    const double bb = s - a;
+    e = (a - (s - bb)) + (b - bb);
+}
+
+// S_i = sum_{j >= i} log(x_j / x_i), for every i, in double-double arithmetic so that a
+// tail of equal values gives exactly 0 and long tails lose no digits to cancellation.
+std::vector<double> log_ratio_sums(const std::vector<double>& logx) {
+    const std::int64_t n = static_cast<std::int64_t>(logx.size());
+    std::vector<double> sums(static_cast<std::size_t>(n));
+    double hi = 0.0, lo = 0.0;
+    for (std::int64_t i = n - 1; i >= 0; --i) {
+        double s, e;
+        two_sum(hi, logx[static_cast<std::size_t>(i)], s, e);
+        hi = s;
+        lo += e;
+        const double count = static_cast<double>(n - i);
+        const double p = count * logx[static_cast<std::size_t>(i)];
+        const double p_err = std::fma(count, logx[static_cast<std::size_t>(i)], -p);
+        sums[static_cast<std::size_t>(i)] = (hi - p) + (lo - p_err);
+    }
+    return sums;
+}
+
+// Checks the input and fills prep.x (sorted values above the threshold).
+FitError prepare_values(const double* values, std::int64_t count, const PowerLawOptions& opt,
+                        Prepared& prep, std::int64_t& bad_index) {
+    if (count <= 0) return FitError::empty;
+    prep.x.clear();
+    prep.x.reserve(static_cast<std::size_t>(count));
+    bool sorted = true;
+    for (std::int64_t k = 0; k < count; ++k) {
+        const double v = values[k];
+        if (!std::isfinite(v)) {
+            bad_index = k;
+            return FitError::non_finite;
+        }
+        if (v < 0.0) {
+            bad_index = k;
+            return FitError::negative;
+        }
+        if (v > opt.threshold) {
+            if (!prep.x.empty() && v < prep.x.back()) sorted = false;
+            prep.x.push_back(v);
+        }
+    }
+    if (prep.x.size() < 2) return FitError::too_few;
+    if (!sorted) std::sort(prep.x.begin(), prep.x.end());
+    prep.logx.resize(prep.x.size());
+    for (std::size_t j = 0; j < prep.x.size(); ++j) prep.logx[j] = std::log(prep.x[j]);
+    return FitError::none;
+}
+
+// Fitted-CDF evaluation for one candidate.
+struct Candidate {
+    const double* logx;
+    std::int64_t start;  // candidate index i (xmin = x_i)
+    double n;            // tail size as a double
+    double exponent;     // 1 - alpha
+
+    // |F_fit(x_j) - (j - i)/n| with F_fit(x) = 1 - (x/xmin)^(1 - alpha).
+    double deviation(std::int64_t j) const {
+        const double d = logx[j] - logx[start];
+        const double tail = d == 0.0 ? 1.0 : std::exp(exponent * d);
+        return std::fabs((1.0 - tail) - static_cast<double>(j - start) / n);
+    }
+    double fitted_cdf(std::int64_t j) const {
+        const double d = logx[j] - logx[start];
+        return 1.0 - (d == 0.0 ? 1.0 : std::exp(exponent * d));
+    }
+    double empirical_cdf(std::int64_t j) const {
+        return static_cast<double>(j - start) / n;
+    }
+};
+
+// Plain O(n) KS distance of candidate i.
+double ks_distance_full(const Candidate& c, std::int64_t end) {
+    double worst = 0.0;
+    for (std::int64_t j = c.start; j < end; ++j) worst = std::max(worst, c.deviation(j));
+    return worst;
+}
+
+// Exact KS distance of candidate c, unless some deviation shows the candidate loses to
+// the incumbent; `loses(r)` says whether a candidate whose distance is at least r loses.
+// Returns true with *distance set when computed; false when pruned. *where receives the
+// index of the largest (or the pruning) deviation, a good first probe for the neighbour.
+template <class Loses>
+bool ks_distance_pruned(const Candidate& c, std::int64_t end, std::int64_t hint,
+                        const Loses& loses, double* distance, std::int64_t* where,
+                        std::vector<double>& boundary) {
+    double worst = 0.0;
+    std::int64_t worst_at = c.start;
+    if (hint > c.start && hint < end) {
+        worst = c.deviation(hint);
+        worst_at = hint;
+        if (loses(worst)) {
+            *where = hint;
+            return false;
+        }
+    }
+    const std::int64_t len = end - c.start;
+    if (len <= 2 * kBlock) {
+        for (std::int64_t j = c.start; j < end; ++j) {
+            const double dev = c.deviation(j);
+            if (dev > worst) {
+                worst = dev;
+                worst_at = j;
+                if (loses(worst)) {
+                    *where = j;
+                    return false;
+                }
+            }
+        }
+        *distance = worst;
+        *where = worst_at;
+        return true;
+    }
+    // Block end points: evaluate all of them first (cheap, and the largest deviations
+    // usually show up there), then only scan blocks whose bound could beat `worst`.
+    const std::int64_t num_blocks = (len - 1 + kBlock - 1) / kBlock;  // blocks of kBlock gaps
+    boundary.resize(static_cast<std::size_t>(num_blocks + 1));
+    for (std::int64_t b = 0; b <= num_blocks; ++b) {
+        const std::int64_t j = std::min(c.start + b * kBlock, end - 1);
+        const double f = c.fitted_cdf(j);
+        boundary[static_cast<std::size_t>(b)] = f;
+        const double dev = std::fabs(f - c.empirical_cdf(j));
+        if (dev > worst) {
+            worst = dev;
+            worst_at = j;
+            if (loses(worst)) {
+                *where = j;
+                return false;
+            }
+        }
+    }
+    for (std::int64_t b = 0; b < num_blocks; ++b) {
+        const std::int64_t ja = c.start + b * kBlock;
+        const std::int64_t jb = std::min(ja + kBlock, end - 1);
+        if (jb - ja < 2) continue;  // no interior point
+        const double fa = boundary[static_cast<std::size_t>(b)];
+        const double fb = boundary[static_cast<std::size_t>(b + 1)];
+        const double bound =
+            std::max(fb - c.empirical_cdf(ja), c.empirical_cdf(jb) - fa) + kBoundSlack;
+        if (bound <= worst) continue;
+        for (std::int64_t j = ja + 1; j < jb; ++j) {
+            const double dev = c.deviation(j);
+            if (dev > worst) {
+                worst = dev;
+                worst_at = j;
+                if (loses(worst)) {
+                    *where = j;
+                    return false;
+                }
+            }
+        }
+    }
+    *distance = worst;
+    *where = worst_at;
+    return true;
+}
+
+// Standard rule: alpha_i = 1 + n_i / S_i; D_i = KS distance (1 when alpha_i <= 1).
+void standard_alphas(Prepared& prep) {
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    const std::vector<double> sums = log_ratio_sums(prep.logx);
+    prep.alphas.resize(static_cast<std::size_t>(nf - 1));
+    for (std::int64_t i = 0; i < nf - 1; ++i) {
+        const double n = static_cast<double>(nf - i);
+        prep.alphas[static_cast<std::size_t>(i)] = 1.0 + n / sums[static_cast<std::size_t>(i)];
+    }
+}
+
+Candidate make_candidate(const Prepared& prep, std::int64_t i, double alpha) {
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    return Candidate{prep.logx.data(), i, static_cast<double>(nf - i), 1.0 - alpha};
+}
+
+// Index of the winning candidate under the standard rule, and its distance.
+std::int64_t select_standard(const Prepared& prep, double* best_distance) {
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    const std::int64_t m = nf - 1;
+    double best = std::numeric_limits<double>::infinity();
+    std::int64_t best_i = m;
+    std::vector<double> boundary;
+    std::int64_t hint = nf - 1;
+
+    auto consider = [&](std::int64_t i) {
+        const double alpha = prep.alphas[static_cast<std::size_t>(i)];
+        double distance;
+        if (!(alpha > 1.0)) {
+            distance = 1.0;
+        } else {
+            const Candidate c = make_candidate(prep, i, alpha);
+            auto loses = [&](double r) { return r > best || (r == best && i > best_i); };
+            std::int64_t where = hint;
+            const bool computed = ks_distance_pruned(c, nf, hint, loses, &distance, &where,
+                                                     boundary);
+            hint = where;
+            if (!computed) return;
+        }
+        if (distance < best || (distance == best && i < best_i)) {
+            best = distance;
+            best_i = i;
+        }
+    };
+    // A few evenly spaced candidates first give a good incumbent, then every candidate
+    // in order, each probed first where its neighbour deviated most.
+    const std::int64_t seeds = std::min<std::int64_t>(16, m);
+    for (std::int64_t s = 0; s < seeds; ++s) consider((s * m) / seeds);
+    for (std::int64_t i = 0; i < m; ++i) consider(i);
+    *best_distance = best;
+    return best_i;
+}
+
+// WeightWatcher 0.7.7's small-sample rule (its WWFit.fit_powerlaw_smallN followed by the
+// argmin-D selection in WWFit.__init__). Fills alphas and Ds for every candidate.
+void small_n_scan(const Prepared& prep, const PowerLawOptions& opt, std::vector<double>& alphas,
+                  std::vector<double>& ds) {
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    const std::vector<double> sums = log_ratio_sums(prep.logx);
+    alphas.assign(static_cast<std::size_t>(nf - 1), 0.0);
+    ds.assign(static_cast<std::size_t>(nf - 1), 1.0);
+    bool any_valid = false;
+    for (std::int64_t i = 0; i < nf - 1; ++i) {
+        const std::int64_t tail = nf - i;
+        if (tail < opt.small_n_min_tail) continue;
+        const double s = sums[static_cast<std::size_t>(i)];
+        if (s <= 1e-12) continue;
+        const double alpha = 1.0 + (static_cast<double>(tail) - 1.0) / s;
+        alphas[static_cast<std::size_t>(i)] = alpha;
+        if (alpha <= 1.0) continue;
+        ds[static_cast<std::size_t>(i)] = ks_distance_full(make_candidate(prep, i, alpha), nf);
+        any_valid = true;
+    }
+    if (!any_valid) {
+        // No candidate survived: the whole sample is the tail (index 0).
+        const double s = sums[0];
+        if (s > 1e-12) {
+            const double alpha = 1.0 + (static_cast<double>(nf) - 1.0) / s;
+            alphas[0] = alpha;
+            ds[0] = ks_distance_full(make_candidate(prep, 0, alpha), nf);
+        }
+    }
+}
+
+std::int64_t first_argmin(const std::vector<double>& v) {
+    return static_cast<std::int64_t>(std::min_element(v.begin(), v.end()) - v.begin());
+}
+
+void finish(const Prepared& prep, std::int64_t i, double alpha, double distance,
+            PowerLawFitResult& r) {
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    r.xmin_index = i;
+    r.xmin = prep.x[static_cast<std::size_t>(i)];
+    r.xmax = prep.x.back();
+    r.alpha = alpha;
+    r.D = distance;
+    r.sigma = (alpha - 1.0) / std::sqrt(static_cast<double>(nf - i));
+    const auto first = std::lower_bound(prep.x.begin(), prep.x.end(), r.xmin);
+    r.num_pl_spikes = static_cast<std::int64_t>(prep.x.end() - first);
+    r.num_fit = nf;
+}
+
+bool use_small_n(std::int64_t nf, const PowerLawOptions& opt) {
+    return opt.small_n_cutoff > 0 && nf < opt.small_n_cutoff;
+}
+
+PowerLawFitResult fit_prepared(Prepared& prep, const PowerLawOptions& opt) {
+    PowerLawFitResult r;
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    if (use_small_n(nf, opt)) {
+        std::vector<double> alphas, ds;
+        small_n_scan(prep, opt, alphas, ds);
+        const std::int64_t i = first_argmin(ds);
+        r.method = FitMethod::small_n;
+        finish(prep, i, alphas[static_cast<std::size_t>(i)], ds[static_cast<std::size_t>(i)], r);
+        return r;
+    }
+    standard_alphas(prep);
+    double distance = 0.0;
+    const std::int64_t i = select_standard(prep, &distance);
+    r.method = FitMethod::standard;
+    finish(prep, i, prep.alphas[static_cast<std::size_t>(i)], distance, r);
+    return r;
+}
+
+}  // namespace
+
+PowerLawFitResult fit_powerlaw(const double* values, std::int64_t count,
+                               const PowerLawOptions& options) {
+    Prepared prep;
+    PowerLawFitResult r;
+    r.error = prepare_values(values, count, options, prep, r.bad_index);
+    if (r.error != FitError::none) {
+        r.num_fit = static_cast<std::int64_t>(prep.x.size());
+        return r;
+    }
+    return fit_prepared(prep, options);
+}
+
+void fit_powerlaw_batch(const double* const* values, const std::int64_t* counts,
+                        std::int64_t num_spectra, const PowerLawOptions& options,
+                        PowerLawFitResult* results, int threads) {
+    parallel_for(num_spectra, threads, [&](std::int64_t k, int) {
+        results[k] = fit_powerlaw(values[k], counts[k], options);
+    });
+}
+
+PowerLawFitResult powerlaw_curve(const double* values, std::int64_t count,
+                                 const PowerLawOptions& options, PowerLawCurve& curve,
+                                 int threads) {
+    Prepared prep;
+    PowerLawFitResult r;
+    r.error = prepare_values(values, count, options, prep, r.bad_index);
+    if (r.error != FitError::none) return r;
+    const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
+    const std::size_t m = static_cast<std::size_t>(nf - 1);
+    curve.xmins.assign(prep.x.begin(), prep.x.end() - 1);
+    curve.sigmas.resize(m);
+    if (use_small_n(nf, options)) {
+        small_n_scan(prep, options, curve.alphas, curve.Ds);
+        r.method = FitMethod::small_n;
+    } else {
+        standard_alphas(prep);
+        curve.alphas = prep.alphas;
+        curve.Ds.assign(m, 1.0);
+        parallel_for(static_cast<std::int64_t>(m), threads, [&](std::int64_t i, int) {
+            const double alpha = curve.alphas[static_cast<std::size_t>(i)];
+            if (alpha > 1.0)
+                curve.Ds[static_cast<std::size_t>(i)] =
+                    ks_distance_full(make_candidate(prep, i, alpha), nf);
+        });
+        r.method = FitMethod::standard;
+    }
+    for (std::size_t i = 0; i < m; ++i)
+        curve.sigmas[i] = (curve.alphas[i] - 1.0) / std::sqrt(static_cast<double>(nf) -
+                                                              static_cast<double>(i));
+    const std::int64_t best = first_argmin(curve.Ds);
+    finish(prep, best, curve.alphas[static_cast<std::size_t>(best)],
+           curve.Ds[static_cast<std::size_t>(best)], r);
+    return r;
+}
+
+}  // namespace hts

@@ -1,0 +1,35 @@
+// LAPACK/BLAS entry points used by the ESD kernels.
+//
+// hts_fast does not link a LAPACK of its own: at import time the Python layer hands over
+// the function pointers that SciPy exports (scipy.linalg.cython_lapack / cython_blas), so
+// the kernels run the very same LAPACK build as scipy.linalg.svd (which WeightWatcher uses)
+// and no BLAS library has to be found at build time. The Fortran integer is 32-bit there.
+#pragma once
+
+namespace hts {
+
+using lapack_int = int;
+
+using dgesdd_fn = void (*)(char* jobz, lapack_int* m, lapack_int* n, double* a, lapack_int* lda,
+                           double* s, double* u, lapack_int* ldu, double* vt, lapack_int* ldvt,
+                           double* work, lapack_int* lwork, lapack_int* iwork,
+                           lapack_int* info);
+using dsyevd_fn = void (*)(char* jobz, char* uplo, lapack_int* n, double* a, lapack_int* lda,
+                           double* w, double* work, lapack_int* lwork, lapack_int* iwork,
+                           lapack_int* liwork, lapack_int* info);
+using dsyrk_fn = void (*)(char* uplo, char* trans, lapack_int* n, lapack_int* k, double* alpha,
+                          double* a, lapack_int* lda, double* beta, double* c, lapack_int* ldc);
+
+struct LapackFunctions {
+    dgesdd_fn dgesdd = nullptr;
+    dsyevd_fn dsyevd = nullptr;
+    dsyrk_fn dsyrk = nullptr;
+};
+
+// Installs the function table (called once from the bindings).
+void set_lapack(const LapackFunctions& functions);
+// The installed table; throws std::runtime_error if none was installed.
+const LapackFunctions& lapack();
+bool lapack_ready();
+
+}  // namespace hts

@@ -1,0 +1,38 @@
+"""hts_fast: compiled Heavy-Tailed Self-Regularization analysis of neural-network weights.
+
+Public API
+----------
+esd, esd_batch
+    Eigenvalues of W^T W for one matrix or many (float64, ascending).
+conv2d_matrices, esd_conv2d
+    Conv2d kernels as rf = kh*kw matrices, WeightWatcher's conventions.
+fit_powerlaw, fit_powerlaw_batch, powerlaw_curve, PowerLawFit
+    Power-law fit of the ESD tail over every xmin candidate.
+build_info
+    What was compiled and loaded.
+"""
+
+from __future__ import annotations
+
+from ._build_info import build_info
+from ._core_loader import core as _core
+from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
+from .esd import esd, esd_batch
+from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, powerlaw_curve
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "Conv2dMatrices",
+    "PowerLawCurve",
+    "PowerLawFit",
+    "__version__",
+    "build_info",
+    "conv2d_matrices",
+    "esd",
+    "esd_batch",
+    "esd_conv2d",
+    "fit_powerlaw",
+    "fit_powerlaw_batch",
+    "powerlaw_curve",
+]

@@ -1,0 +1,172 @@
+"""Empirical spectral densities (ESDs): eigenvalues of W^T W, one matrix or many."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _threads
+from ._arrays import as_matrix
+from ._core_loader import core
+
+EsdMethod = Literal["svd", "gram"]
+_METHOD_CODES = {"svd": 0, "gram": 1}
+_ERRORS = {
+    1: "is empty",
+    2: "contains NaN or Inf values",
+    3: "is too large for 32-bit LAPACK indexing",
+}
+
+
+def _method_code(method: str) -> int:
+    try:
+        return _METHOD_CODES[method]
+    except (KeyError, TypeError):
+        msg = f"method must be one of {sorted(_METHOD_CODES)}, got {method!r}"
+        raise ValueError(msg) from None
+
+
+def _error_for(code: int, info: int, what: str, shape: tuple[int, ...]) -> ValueError:
+    if code == 4:
+        return ValueError(
+            f"{what} (shape {shape}): LAPACK failed (info={info}); the SVD did not converge"
+        )
+    return ValueError(f"{what} (shape {shape}) {_ERRORS.get(code, f'failed (code {code})')}")
+
+
+def _run(
+    matrices: list[np.ndarray], method: str, scales: list[float], threads: int
+) -> list[tuple[np.ndarray, int, int]]:
+    """Run the kernel with a thread layout that never oversubscribes the cores.
+
+    Several matrices: one matrix per worker thread, BLAS pinned to one thread each.
+    Fewer matrices than threads: one at a time, BLAS gets all the threads.
+    """
+    code = _method_code(method)
+    if len(matrices) >= threads > 1:
+        with _threads.blas_threads(1):
+            return core.esd_batch(matrices, code, scales, threads)
+    with _threads.blas_threads(threads):
+        return core.esd_batch(matrices, code, scales, 1)
+
+
+def esd(
+    W: Any, *, method: EsdMethod = "svd", scale: float = 1.0, threads: int | None = None
+) -> np.ndarray:
+    """Return the eigenvalues of (scale*W)^T (scale*W), float64, ascending.
+
+    Parameters
+    ----------
+    W : array of shape (rows, cols)
+        NumPy float16/32/64 array or CPU torch tensor; any strides. It is copied once, to
+        float64 (LAPACK overwrites its input), or not at all for ``gram`` with a contiguous
+        float64 matrix.
+    method : {"svd", "gram"}
+        ``"svd"``: float64 LAPACK dgesdd on W, the same call ``scipy.linalg.svd`` makes
+        (and so WeightWatcher on a CPU). ``"gram"``: float64 Gram matrix of the smaller side
+        (dsyrk) and a symmetric eigensolver (dsyevd); about 2-5x faster, but eigenvalues
+        below ~1e-15 * lambda_max are rounding noise (singular values below ~3e-8 * sv_max
+        are lost), so rank and tiny-eigenvalue counts need ``"svd"``. Negative noise is
+        clipped to 0.
+    scale : float
+        Multiplies W before the decomposition (eigenvalues scale by ``scale**2``).
+    threads : int or None
+        BLAS threads for the decomposition (None: all available cores).
+
+    Returns
+    -------
+    ndarray of shape (min(rows, cols),)
+        Squared singular values of ``scale*W`` in the units of W squared.
+
+    Raises
+    ------
+    TypeError
+        Non-float dtype (ints, bools, complex) or an unreadable object.
+    ValueError
+        Not 2-D, empty, NaN/Inf entries, unknown method, or an SVD that did not converge.
+    """
+    n_threads = _threads.resolve_threads(threads)
+    matrix = as_matrix(W, "W")
+    values, code, info = _run([matrix], method, [float(scale)], n_threads)[0]
+    if code:
+        raise _error_for(code, info, "W", matrix.shape)
+    return values
+
+
+def esd_batch(
+    matrices: Sequence[Any],
+    *,
+    method: EsdMethod = "svd",
+    scales: Sequence[float] | float = 1.0,
+    threads: int | None = None,
+    on_error: Literal["raise", "return"] = "raise",
+) -> list[np.ndarray | ValueError | TypeError]:
+    """Return the ESD of every matrix, in input order.
+
+    Matrices of equal shape are grouped and the groups are decomposed largest first across a
+    pool of ``threads`` worker threads, one LAPACK call per matrix with BLAS pinned to one
+    thread (or, with fewer matrices than threads, one matrix at a time with all threads
+    given to BLAS). Each matrix is decomposed by exactly one call, so the result does not
+    depend on the thread count.
+
+    Parameters
+    ----------
+    matrices : sequence of 2-D arrays
+        As for :func:`esd`.
+    method, threads
+        As for :func:`esd`.
+    scales : float or sequence of floats
+        One multiplier for all matrices or one per matrix.
+    on_error : {"raise", "return"}
+        ``"raise"``: the first bad matrix raises, naming its index. ``"return"``: its slot
+        in the result holds the exception instead and the other matrices are still computed.
+
+    Returns
+    -------
+    list of ndarray
+        ``result[k]`` is ``esd(matrices[k], scale=scales[k])``.
+    """
+    if on_error not in ("raise", "return"):
+        msg = f"on_error must be 'raise' or 'return', got {on_error!r}"
+        raise ValueError(msg)
+    _method_code(method)
+    n_threads = _threads.resolve_threads(threads)
+    items = list(matrices)
+    if isinstance(scales, int | float):
+        scale_list = [float(scales)] * len(items)
+    else:
+        scale_list = [float(s) for s in scales]
+        if len(scale_list) != len(items):
+            msg = f"got {len(scale_list)} scales for {len(items)} matrices"
+            raise ValueError(msg)
+
+    results: list[Any] = [None] * len(items)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    arrays: dict[int, np.ndarray] = {}
+    for k, item in enumerate(items):
+        try:
+            arrays[k] = as_matrix(item, f"matrix {k}")
+        except (TypeError, ValueError) as exc:
+            results[k] = exc
+            continue
+        groups[arrays[k].shape].append(k)
+
+    # Largest work first keeps the pool busy to the end; order does not change any value.
+    def cost(shape: tuple[int, int]) -> int:
+        big, small = max(shape), min(shape)
+        return big * small * small
+
+    order = [k for shape in sorted(groups, key=cost, reverse=True) for k in groups[shape]]
+    if order:
+        outputs = _run([arrays[k] for k in order], method, [scale_list[k] for k in order],
+                       n_threads)
+        for k, (values, code, info) in zip(order, outputs, strict=True):
+            results[k] = _error_for(code, info, f"matrix {k}", arrays[k].shape) if code else values
+    if on_error == "raise":
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+    return results
