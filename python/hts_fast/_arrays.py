@@ -61,9 +61,8 @@ def as_matrix(x: Any, what: str) -> np.ndarray:
     """Return ``x`` as a 2-D float array view; raise ValueError for other shapes."""
     arr = as_float_array(x, what)
     if arr.ndim != 2:
-        msg = (
-            f"{what} must be a 2-D matrix, got {arr.ndim}-D shape {arr.shape}"
-            + ("; use esd_conv2d() for 4-D conv kernels" if arr.ndim == 4 else "")
+        msg = f"{what} must be a 2-D matrix, got {arr.ndim}-D shape {arr.shape}" + (
+            "; use esd_conv2d() for 4-D conv kernels" if arr.ndim == 4 else ""
         )
         raise ValueError(msg)
     if arr.size == 0:

@@ -20,7 +20,7 @@ def esd(W: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 def conv2d_esd(W: np.ndarray, conv2d_norm: bool = True) -> np.ndarray:
     """Pooled ESD of an (out, in, kh, kw) kernel: one out x in matrix per kernel position."""
-    out_ch, in_ch, kh, kw = W.shape
+    _, _, kh, kw = W.shape
     scale = math.sqrt(0.5) if conv2d_norm else 1.0
     pooled = [esd(W[:, :, i, j], scale) for i in range(kh) for j in range(kw)]
     return np.sort(np.concatenate(pooled))
@@ -77,7 +77,12 @@ def powerlaw_scan(
     sigmas = (alphas - 1.0) / np.sqrt(nf - np.arange(nf - 1))
     best = int(np.argmin(ds))
     return {
-        "x": x, "xmins": x[:-1], "alphas": alphas, "Ds": ds, "sigmas": sigmas, "best": best,
+        "x": x,
+        "xmins": x[:-1],
+        "alphas": alphas,
+        "Ds": ds,
+        "sigmas": sigmas,
+        "best": best,
         "method": "small_n" if small else "standard",
     }
 

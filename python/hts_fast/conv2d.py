@@ -86,9 +86,7 @@ def conv2d_matrices(
 
     rf = kh * kw
     transpose = out_ch < in_ch
-    matrices = tuple(
-        at(i, j).T if transpose else at(i, j) for i in range(kh) for j in range(kw)
-    )
+    matrices = tuple(at(i, j).T if transpose else at(i, j) for i in range(kh) for j in range(kw))
     N, M = max(out_ch, in_ch), min(out_ch, in_ch)
     if compat and transpose and rf % 2 == 0:
         N, M = out_ch, in_ch

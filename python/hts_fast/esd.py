@@ -40,17 +40,15 @@ def _error_for(code: int, info: int, what: str, shape: tuple[int, ...]) -> Value
 def _run(
     matrices: list[np.ndarray], method: str, scales: list[float], threads: int
 ) -> list[tuple[np.ndarray, int, int]]:
-    """Run the kernel with a thread layout that never oversubscribes the cores.
+    """Decompose every matrix with one single-threaded LAPACK call each.
 
-    Several matrices: one matrix per worker thread, BLAS pinned to one thread each.
-    Fewer matrices than threads: one at a time, BLAS gets all the threads.
+    Up to ``threads`` matrices are decomposed at once. BLAS is pinned to one thread per
+    call because OpenBLAS rounds differently with different thread counts (measured here:
+    ~1e-15 relative), and results must not depend on the thread count.
     """
     code = _method_code(method)
-    if len(matrices) >= threads > 1:
-        with _threads.blas_threads(1):
-            return core.esd_batch(matrices, code, scales, threads)
-    with _threads.blas_threads(threads):
-        return core.esd_batch(matrices, code, scales, 1)
+    with _threads.blas_threads(1):
+        return core.esd_batch(matrices, code, scales, threads)
 
 
 def esd(
@@ -74,7 +72,8 @@ def esd(
     scale : float
         Multiplies W before the decomposition (eigenvalues scale by ``scale**2``).
     threads : int or None
-        BLAS threads for the decomposition (None: all available cores).
+        Accepted for symmetry with :func:`esd_batch`; one matrix is always decomposed by
+        one single-threaded LAPACK call (see Notes).
 
     Returns
     -------
@@ -87,6 +86,12 @@ def esd(
         Non-float dtype (ints, bools, complex) or an unreadable object.
     ValueError
         Not 2-D, empty, NaN/Inf entries, unknown method, or an SVD that did not converge.
+
+    Notes
+    -----
+    BLAS runs single-threaded inside hts_fast: multi-threaded OpenBLAS gives results that
+    differ in the last bits with the thread count. Parallelism comes from decomposing
+    several matrices at once (:func:`esd_batch`).
     """
     n_threads = _threads.resolve_threads(threads)
     matrix = as_matrix(W, "W")
@@ -107,10 +112,9 @@ def esd_batch(
     """Return the ESD of every matrix, in input order.
 
     Matrices of equal shape are grouped and the groups are decomposed largest first across a
-    pool of ``threads`` worker threads, one LAPACK call per matrix with BLAS pinned to one
-    thread (or, with fewer matrices than threads, one matrix at a time with all threads
-    given to BLAS). Each matrix is decomposed by exactly one call, so the result does not
-    depend on the thread count.
+    pool of ``threads`` worker threads, one single-threaded LAPACK call per matrix. Each
+    matrix is decomposed by exactly one such call, so the result does not depend on the
+    thread count.
 
     Parameters
     ----------
@@ -161,8 +165,9 @@ def esd_batch(
 
     order = [k for shape in sorted(groups, key=cost, reverse=True) for k in groups[shape]]
     if order:
-        outputs = _run([arrays[k] for k in order], method, [scale_list[k] for k in order],
-                       n_threads)
+        outputs = _run(
+            [arrays[k] for k in order], method, [scale_list[k] for k in order], n_threads
+        )
         for k, (values, code, info) in zip(order, outputs, strict=True):
             results[k] = _error_for(code, info, f"matrix {k}", arrays[k].shape) if code else values
     if on_error == "raise":

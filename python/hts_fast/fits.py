@@ -79,10 +79,12 @@ def _failure_reason(fields: tuple[Any, ...], values: np.ndarray, threshold: floa
     if error == 1:
         return "no eigenvalues (empty input)"
     if error == 2:
-        return f"eigenvalue {bad_index} is {values[bad_index]!r}; NaN and Inf cannot be fitted"
+        return (
+            f"eigenvalue {bad_index} is {float(values[bad_index])!r}; NaN and Inf cannot be fitted"
+        )
     if error == 3:
         return (
-            f"eigenvalue {bad_index} is negative ({values[bad_index]!r}); eigenvalues of "
+            f"eigenvalue {bad_index} is negative ({float(values[bad_index])!r}); eigenvalues of "
             "W^T W are >= 0"
         )
     if error == 4:
@@ -98,17 +100,23 @@ def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) ->
     if error:
         return PowerLawFit.failed(_failure_reason(fields, values, threshold), int(num_fit))
     return PowerLawFit(
-        alpha=alpha, xmin=xmin, xmax=xmax, D=D, sigma=sigma, num_pl_spikes=int(spikes),
-        num_fit=int(num_fit), method=_METHODS[method], status="success",
+        alpha=alpha,
+        xmin=xmin,
+        xmax=xmax,
+        D=D,
+        sigma=sigma,
+        num_pl_spikes=int(spikes),
+        num_fit=int(num_fit),
+        method=_METHODS[method],
+        status="success",
     )
 
 
 def _as_evals(values: Any, what: str) -> np.ndarray:
     arr = as_float_array(values, what, allow_int=True)
     if arr.ndim != 1:
-        msg = (
-            f"{what} must be a 1-D array of eigenvalues, got shape {arr.shape}"
-            + ("; compute the spectrum with hts_fast.esd() first" if arr.ndim == 2 else "")
+        msg = f"{what} must be a 1-D array of eigenvalues, got shape {arr.shape}" + (
+            "; compute the spectrum with hts_fast.esd() first" if arr.ndim == 2 else ""
         )
         raise ValueError(msg)
     return np.ascontiguousarray(arr, dtype=np.float64)

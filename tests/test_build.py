@@ -1,0 +1,33 @@
+"""The package imports its compiled core without optional dependencies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import hts_fast
+
+
+def test_build_info_reports_backends_compiler_and_threads():
+    info = hts_fast.build_info()
+    assert info["backends"]["cpu"]["loaded"] is True
+    assert info["backends"]["cuda"]["loaded"] is False
+    assert "HTS_FAST_CUDA" in info["backends"]["cuda"]["reason"]
+    assert info["compiler"]
+    assert "-O" in info["cxx_flags"]
+    assert info["lapack"]["ready"] is True
+    assert info["default_threads"] >= 1
+    assert info["hardware_threads"] >= 1
+    assert info["version"] == hts_fast.__version__
+
+
+def test_import_does_not_pull_torch_or_cupy():
+    code = (
+        "import sys, hts_fast\n"
+        "hts_fast.fit_powerlaw([1.0, 2.0, 3.0, 5.0])\n"
+        "print(sorted(m for m in ('torch', 'cupy', 'safetensors') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
