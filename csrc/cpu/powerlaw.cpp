@@ -22,7 +22,10 @@
 namespace hts {
 namespace {
 
-constexpr std::int64_t kBlock = 32;
+// Points between two evaluated block end points, and the range size below which a range
+// is scanned point by point instead of bisected.
+constexpr std::int64_t kBlock = 64;
+constexpr std::int64_t kLeaf = 2;
 // Rounding slack when a block's deviations are bounded from its end points: the
 // deviations are differences of numbers in [0, 1] computed with a few roundings.
 constexpr double kBoundSlack = 1e-13;
@@ -117,6 +120,46 @@ double ks_distance_full(const Candidate& c, std::int64_t end) {
     return worst;
 }
 
+// Running maximum of the deviations of one candidate while its points are visited.
+struct RunningMax {
+    double worst = 0.0;
+    std::int64_t at = 0;
+};
+
+// Visits the points strictly between ja and jb (fitted CDF fa, fb at the ends) by
+// bisection, skipping every range whose bound cannot exceed the running maximum: both
+// CDFs increase with j, so inside [ja, jb] the deviation |F - E| is at most
+// max(F(jb) - E(ja), E(jb) - F(ja)). Returns false as soon as `loses` holds.
+template <class Loses>
+bool refine_range(const Candidate& c, std::int64_t ja, double fa, std::int64_t jb, double fb,
+                  RunningMax& run, const Loses& loses) {
+    if (jb - ja < 2) return true;
+    const double bound =
+        std::max(fb - c.empirical_cdf(ja), c.empirical_cdf(jb) - fa) + kBoundSlack;
+    if (bound <= run.worst) return true;
+    if (jb - ja <= kLeaf) {
+        for (std::int64_t j = ja + 1; j < jb; ++j) {
+            const double dev = c.deviation(j);
+            if (dev > run.worst) {
+                run.worst = dev;
+                run.at = j;
+                if (loses(dev)) return false;
+            }
+        }
+        return true;
+    }
+    const std::int64_t mid = ja + (jb - ja) / 2;
+    const double fm = c.fitted_cdf(mid);
+    const double dev = std::fabs(fm - c.empirical_cdf(mid));
+    if (dev > run.worst) {
+        run.worst = dev;
+        run.at = mid;
+        if (loses(dev)) return false;
+    }
+    return refine_range(c, ja, fa, mid, fm, run, loses) &&
+           refine_range(c, mid, fm, jb, fb, run, loses);
+}
+
 // Exact KS distance of candidate c, unless some deviation shows the candidate loses to
 // the incumbent; `loses(r)` says whether a candidate whose distance is at least r loses.
 // Returns true with *distance set when computed; false when pruned. *where receives the
@@ -125,46 +168,29 @@ template <class Loses>
 bool ks_distance_pruned(const Candidate& c, std::int64_t end, std::int64_t hint,
                         const Loses& loses, double* distance, std::int64_t* where,
                         std::vector<double>& boundary) {
-    double worst = 0.0;
-    std::int64_t worst_at = c.start;
+    RunningMax run{0.0, c.start};
     if (hint > c.start && hint < end) {
-        worst = c.deviation(hint);
-        worst_at = hint;
-        if (loses(worst)) {
+        run.worst = c.deviation(hint);
+        run.at = hint;
+        if (loses(run.worst)) {
             *where = hint;
             return false;
         }
     }
-    const std::int64_t len = end - c.start;
-    if (len <= 2 * kBlock) {
-        for (std::int64_t j = c.start; j < end; ++j) {
-            const double dev = c.deviation(j);
-            if (dev > worst) {
-                worst = dev;
-                worst_at = j;
-                if (loses(worst)) {
-                    *where = j;
-                    return false;
-                }
-            }
-        }
-        *distance = worst;
-        *where = worst_at;
-        return true;
-    }
-    // Block end points: evaluate all of them first (cheap, and the largest deviations
-    // usually show up there), then only scan blocks whose bound could beat `worst`.
-    const std::int64_t num_blocks = (len - 1 + kBlock - 1) / kBlock;  // blocks of kBlock gaps
+    // Block end points first (the largest deviations usually show up among them), then
+    // the inside of the blocks whose bound could still beat the running maximum.
+    const std::int64_t last = end - 1;
+    const std::int64_t num_blocks = (last - c.start + kBlock - 1) / kBlock;
     boundary.resize(static_cast<std::size_t>(num_blocks + 1));
     for (std::int64_t b = 0; b <= num_blocks; ++b) {
-        const std::int64_t j = std::min(c.start + b * kBlock, end - 1);
+        const std::int64_t j = std::min(c.start + b * kBlock, last);
         const double f = c.fitted_cdf(j);
         boundary[static_cast<std::size_t>(b)] = f;
         const double dev = std::fabs(f - c.empirical_cdf(j));
-        if (dev > worst) {
-            worst = dev;
-            worst_at = j;
-            if (loses(worst)) {
+        if (dev > run.worst) {
+            run.worst = dev;
+            run.at = j;
+            if (loses(dev)) {
                 *where = j;
                 return false;
             }
@@ -172,27 +198,15 @@ bool ks_distance_pruned(const Candidate& c, std::int64_t end, std::int64_t hint,
     }
     for (std::int64_t b = 0; b < num_blocks; ++b) {
         const std::int64_t ja = c.start + b * kBlock;
-        const std::int64_t jb = std::min(ja + kBlock, end - 1);
-        if (jb - ja < 2) continue;  // no interior point
-        const double fa = boundary[static_cast<std::size_t>(b)];
-        const double fb = boundary[static_cast<std::size_t>(b + 1)];
-        const double bound =
-            std::max(fb - c.empirical_cdf(ja), c.empirical_cdf(jb) - fa) + kBoundSlack;
-        if (bound <= worst) continue;
-        for (std::int64_t j = ja + 1; j < jb; ++j) {
-            const double dev = c.deviation(j);
-            if (dev > worst) {
-                worst = dev;
-                worst_at = j;
-                if (loses(worst)) {
-                    *where = j;
-                    return false;
-                }
-            }
+        const std::int64_t jb = std::min(ja + kBlock, last);
+        if (!refine_range(c, ja, boundary[static_cast<std::size_t>(b)], jb,
+                          boundary[static_cast<std::size_t>(b + 1)], run, loses)) {
+            *where = run.at;
+            return false;
         }
     }
-    *distance = worst;
-    *where = worst_at;
+    *distance = run.worst;
+    *where = run.at;
     return true;
 }
 
@@ -213,15 +227,19 @@ Candidate make_candidate(const Prepared& prep, std::int64_t i, double alpha) {
 }
 
 // Index of the winning candidate under the standard rule, and its distance.
+//
+// Candidates are visited coarse to fine (stride 2^k, then 2^(k-1), ... 1), so a good
+// incumbent is found after a few evaluations and most candidates are then pruned by a
+// single deviation, probed where the nearest visited candidate deviated most.
 std::int64_t select_standard(const Prepared& prep, double* best_distance) {
     const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
     const std::int64_t m = nf - 1;
     double best = std::numeric_limits<double>::infinity();
     std::int64_t best_i = m;
     std::vector<double> boundary;
-    std::int64_t hint = nf - 1;
+    std::vector<std::int64_t> deviates_at(static_cast<std::size_t>(m), -1);
 
-    auto consider = [&](std::int64_t i) {
+    auto consider = [&](std::int64_t i, std::int64_t hint) {
         const double alpha = prep.alphas[static_cast<std::size_t>(i)];
         double distance;
         if (!(alpha > 1.0)) {
@@ -230,9 +248,9 @@ std::int64_t select_standard(const Prepared& prep, double* best_distance) {
             const Candidate c = make_candidate(prep, i, alpha);
             auto loses = [&](double r) { return r > best || (r == best && i > best_i); };
             std::int64_t where = hint;
-            const bool computed = ks_distance_pruned(c, nf, hint, loses, &distance, &where,
-                                                     boundary);
-            hint = where;
+            const bool computed =
+                ks_distance_pruned(c, nf, hint, loses, &distance, &where, boundary);
+            deviates_at[static_cast<std::size_t>(i)] = where;
             if (!computed) return;
         }
         if (distance < best || (distance == best && i < best_i)) {
@@ -240,11 +258,19 @@ std::int64_t select_standard(const Prepared& prep, double* best_distance) {
             best_i = i;
         }
     };
-    // A few evenly spaced candidates first give a good incumbent, then every candidate
-    // in order, each probed first where its neighbour deviated most.
-    const std::int64_t seeds = std::min<std::int64_t>(16, m);
-    for (std::int64_t s = 0; s < seeds; ++s) consider((s * m) / seeds);
-    for (std::int64_t i = 0; i < m; ++i) consider(i);
+    std::int64_t stride = 1;
+    while (stride * 2 <= m) stride *= 2;
+    consider(0, nf - 1);
+    for (; stride >= 1; stride /= 2) {
+        // At this level visit the odd multiples of stride; their neighbours at +-stride
+        // were visited at a coarser level.
+        for (std::int64_t i = stride; i < m; i += 2 * stride) {
+            const std::int64_t left = deviates_at[static_cast<std::size_t>(i - stride)];
+            const std::int64_t right =
+                i + stride < m ? deviates_at[static_cast<std::size_t>(i + stride)] : -1;
+            consider(i, left > i ? left : (right > i ? right : nf - 1));
+        }
+    }
     *best_distance = best;
     return best_i;
 }

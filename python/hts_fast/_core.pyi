@@ -1,0 +1,40 @@
+# Hand-written stub of the compiled extension (csrc/bindings). Keep in sync with the bindings.
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_FitFields: TypeAlias = tuple[float, float, float, float, float, int, int, int, int, int, int]
+
+def _compile_info() -> dict[str, Any]: ...
+def _register_lapack(dgesdd: object, dsyevd: object, dsyrk: object) -> None: ...
+def _lapack_ready() -> bool: ...
+def fit_powerlaw(
+    values: npt.ArrayLike, threshold: float, small_n_cutoff: int, small_n_min_tail: int
+) -> _FitFields: ...
+def fit_powerlaw_batch(
+    spectra: list[npt.ArrayLike],
+    threshold: float,
+    small_n_cutoff: int,
+    small_n_min_tail: int,
+    threads: int,
+) -> list[_FitFields]: ...
+def powerlaw_curve(
+    values: npt.ArrayLike,
+    threshold: float,
+    small_n_cutoff: int,
+    small_n_min_tail: int,
+    threads: int,
+) -> tuple[
+    _FitFields,
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]: ...
+def esd_batch(
+    matrices: list[npt.NDArray[Any]], method: int, scales: list[float], threads: int
+) -> list[tuple[npt.NDArray[np.float64], int, int]]: ...
+def _half_to_double(bits: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
