@@ -1,0 +1,39 @@
+"""Property-based checks of the fit kernel on adversarial inputs (ties, tiny samples, spans)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hts_fast
+from hts_fast import _reference as ref
+
+# Few distinct values -> many exact ties; wide exponents -> values from 1e-8 to 1e8.
+values_strategy = st.lists(
+    st.one_of(
+        st.sampled_from([0.0, 1e-6, 0.5, 1.0, 2.0, 3.0, 10.0]),
+        st.floats(min_value=-8, max_value=8).map(lambda e: 10.0**e),
+    ),
+    min_size=2,
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values_strategy)
+def test_kernel_equals_reference_and_full_scan(values):
+    x = np.array(values)
+    try:
+        expected = ref.fit_powerlaw(x)
+    except ValueError:
+        expected = None
+    if expected is None:
+        assert hts_fast.fit_powerlaw_batch([x])[0].status == "failed"
+        return
+    fit = hts_fast.fit_powerlaw(x)
+    assert fit == hts_fast.powerlaw_curve(x).best
+    assert fit.xmin == expected["xmin"]
+    assert fit.num_pl_spikes == expected["num_pl_spikes"]
+    np.testing.assert_allclose(fit.alpha, expected["alpha"], rtol=1e-11)
+    np.testing.assert_allclose(fit.D, expected["D"], rtol=1e-10, atol=1e-14)
