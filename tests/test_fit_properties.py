@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import hts_fast
 import numpy as np
+from hts_fast import _reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import hts_fast
-from hts_fast import _reference as ref
 
 # Few distinct values -> many exact ties; wide exponents -> values from 1e-8 to 1e8.
 values_strategy = st.lists(
