@@ -8,6 +8,8 @@ conv2d_matrices, esd_conv2d
     Conv2d kernels as rf = kh*kw matrices, WeightWatcher's conventions.
 fit_powerlaw, fit_powerlaw_batch, powerlaw_curve, PowerLawFit
     Power-law fit of the ESD tail over every xmin candidate.
+analyze, describe, summary
+    The WeightWatcher-style layer table of a whole model.
 build_info
     What was compiled and loaded.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from ._build_info import build_info
 from ._core_loader import core as _core
+from .analyze import analyze, describe, summary
 from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .esd import esd, esd_batch
 from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, powerlaw_curve
@@ -27,12 +30,15 @@ __all__ = [
     "PowerLawCurve",
     "PowerLawFit",
     "__version__",
+    "analyze",
     "build_info",
     "conv2d_matrices",
+    "describe",
     "esd",
     "esd_batch",
     "esd_conv2d",
     "fit_powerlaw",
     "fit_powerlaw_batch",
     "powerlaw_curve",
+    "summary",
 ]

@@ -100,4 +100,5 @@ def fit_powerlaw(evals: Any, threshold: float = 1e-5, small_n: bool = True) -> d
         "num_pl_spikes": int(np.sum(x >= x[i])),
         "num_fit": len(x),
         "method": scan["method"],
+        "xmin_index": i,
     }

@@ -46,6 +46,8 @@ class PowerLawFit:
     status : {"success", "failed"}
     reason : str
         Why the fit failed ("" on success).
+    xmin_index : int
+        Position of xmin among the sorted fitted values (-1 when failed).
     """
 
     alpha: float
@@ -58,6 +60,7 @@ class PowerLawFit:
     method: str
     status: Literal["success", "failed"]
     reason: str = ""
+    xmin_index: int = -1
 
     @classmethod
     def failed(cls, reason: str, num_fit: int = 0) -> PowerLawFit:
@@ -96,7 +99,7 @@ def _failure_reason(fields: tuple[Any, ...], values: np.ndarray, threshold: floa
 
 
 def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) -> PowerLawFit:
-    alpha, xmin, xmax, D, sigma, spikes, num_fit, _xmin_index, method, error, _bad = fields
+    alpha, xmin, xmax, D, sigma, spikes, num_fit, xmin_index, method, error, _bad = fields
     if error:
         return PowerLawFit.failed(_failure_reason(fields, values, threshold), int(num_fit))
     return PowerLawFit(
@@ -109,6 +112,7 @@ def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) ->
         num_fit=int(num_fit),
         method=_METHODS[method],
         status="success",
+        xmin_index=int(xmin_index),
     )
 
 

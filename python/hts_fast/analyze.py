@@ -1,0 +1,322 @@
+"""analyze(), describe() and summary(): the WeightWatcher-style layer table of a model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import _threads
+from .esd import EsdMethod, esd_batch
+from .fits import PowerLawFit, fit_powerlaw_batch
+from .layer_matrices import (
+    COMPAT,
+    LayerError,
+    LayerShape,
+    layer_matrices,
+    layer_shape,
+    not_a_matrix_reason,
+    read_weight,
+)
+from .layers import Layer, apply_filters, discover_layers
+from .metrics import norm_metrics, slice_stats, warning_label
+
+#: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
+WW_COLUMNS = [
+    "layer_id", "name", "D", "M", "N", "Q", "alpha", "alpha_weighted", "entropy", "has_esd",
+    "lambda_max", "layer_type", "log_alpha_norm", "log_norm", "log_spectral_norm", "longname",
+    "matrix_rank", "norm", "num_evals", "num_pl_spikes", "rank_loss", "rf", "sigma",
+    "spectral_norm", "stable_rank", "status", "sv_max", "sv_min", "warning", "weak_rank_loss",
+    "xmax", "xmin",
+]  # fmt: skip
+#: Our columns, after WeightWatcher's.
+EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
+INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
+               "rf", "weak_rank_loss"}  # fmt: skip
+SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
+                   "stable_rank", "mp_softrank"]  # fmt: skip
+DESCRIBE_COLUMNS = ["layer_id", "name", "M", "N", "Q", "layer_type", "longname", "num_evals",
+                    "rf", "analyzed", "skip_reason"]  # fmt: skip
+#: Eigenvalues below this count as weak rank loss (WeightWatcher's default tolerance).
+WEAK_RANK_TOLERANCE = 1e-6
+
+
+@dataclass
+class _Planned:
+    """A layer and what the size tests decided about it."""
+
+    layer: Layer
+    shape: LayerShape | None
+    skip_reason: str = ""
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_compat(compat: str | None) -> str | None:
+    if compat not in (None, COMPAT):
+        msg = f"compat must be None or {COMPAT!r}, got {compat!r}"
+        raise ValueError(msg)
+    return compat
+
+
+def _plan(
+    model: Any, layers: Any, min_evals: int, max_evals: int, max_N: int, compat: str | None
+) -> list[_Planned]:
+    """Discover the layers and apply WeightWatcher's support tests in its order (2.4)."""
+    found = discover_layers(model)
+    filtered = apply_filters(found, layers)
+    plans = []
+    seen_weights: dict[int, Layer] = {}
+    for pos, layer in enumerate(found):
+        shape = None
+        if layer.weight is not None and layer.layer_type not in ("unknown", "norm"):
+            shape = layer_shape(layer.weight, layer.layer_type, compat)
+        reason = ""
+        if pos in filtered:
+            reason = f"filtered: {filtered[pos]}"
+        elif layer.weight is None:
+            reason = "no weight"
+        elif layer.layer_type == "unknown":
+            reason = "layer type unknown"
+        elif layer.layer_type == "norm":
+            reason = "normalization layers are not analyzed"
+        elif shape is None:
+            reason = not_a_matrix_reason(layer.weight, layer.layer_type)
+        elif min_evals and shape.M * shape.rf < min_evals:
+            reason = f"too few eigenvalues: M*rf = {shape.M * shape.rf} < min_evals = {min_evals}"
+        elif max_evals and shape.M * shape.rf > max_evals:
+            reason = f"too many eigenvalues: M*rf = {shape.M * shape.rf} > max_evals = {max_evals}"
+        elif max_N < shape.N:
+            reason = f"N = {shape.N} > max_N = {max_N}"
+        elif not compat:
+            # A parameter shared by several modules (tied embeddings) is analyzed once.
+            key = id(layer.weight)
+            if key in seen_weights:
+                first = seen_weights[key]
+                reason = f"shares its weight with layer {first.layer_id} ({first.longname})"
+            else:
+                seen_weights[key] = layer
+        plans.append(_Planned(layer, shape, reason))
+    return plans
+
+
+def _base_row(plan: _Planned, esd_method: str) -> dict[str, Any]:
+    layer, shape = plan.layer, plan.shape
+    assert shape is not None
+    return {
+        "layer_id": layer.layer_id, "name": layer.name, "longname": layer.longname,
+        "layer_type": layer.layer_type, "N": shape.N, "M": shape.M, "rf": shape.rf,
+        "Q": shape.N / shape.M if shape.M else -1.0, "esd_method": esd_method,
+    }  # fmt: skip
+
+
+def _failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, Any]:
+    """A layer whose spectrum could not be computed: NaN metrics, -1 for counts."""
+    nan = math.nan
+    for col in WW_COLUMNS:
+        if col not in row:
+            row[col] = -1 if col in INT_COLUMNS else nan
+    row.update(has_esd=False, status="failed", status_reason=reason, fit_method="",
+               warning=warning_label(nan, True, compat=compat))  # fmt: skip
+    return row
+
+
+def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
+    failed = fit.status != "success"
+    if failed and compat:  # WeightWatcher's defaults for a failed fit
+        alpha, D, sigma, xmin, spikes, xmax = -1.0, -1.0, -1.0, -1.0, -1, math.nan
+    else:
+        alpha, D, sigma, xmin, spikes, xmax = (
+            fit.alpha, fit.D, fit.sigma, fit.xmin, fit.num_pl_spikes, fit.xmax)  # fmt: skip
+        if failed:
+            spikes = -1
+        elif compat and fit.method == "small_n" and fit.num_fit < 8 and fit.xmin_index == 0:
+            # WeightWatcher computes sigma before its small-n fallback sets alpha
+            sigma = -1.0 / math.sqrt(fit.num_fit)
+    return {
+        "alpha": alpha, "D": D, "sigma": sigma, "xmin": xmin, "xmax": xmax,
+        "num_pl_spikes": spikes, "status": "failed" if failed else "success",
+        "status_reason": f"power-law fit failed: {fit.reason}" if failed else "",
+        "fit_method": fit.method, "warning": warning_label(alpha, failed, compat=compat),
+    }  # fmt: skip
+
+
+def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=WW_COLUMNS + EXTRA_COLUMNS)
+    if rows:
+        for col in INT_COLUMNS:
+            frame[col] = frame[col].astype(np.int64)
+        frame["has_esd"] = frame["has_esd"].astype(bool)
+        for col in ("D", "Q", "alpha", "xmax", "xmin", "sigma", "sv_min", "sv_max"):
+            frame[col] = frame[col].astype(np.float64)
+    return frame
+
+
+def analyze(
+    model: Any,
+    *,
+    layers: Sequence[Any] | Any | None = None,
+    min_evals: int = 8,
+    max_evals: int = 15000,
+    max_N: int = 50000,
+    conv2d_norm: bool = True,
+    esd_method: EsdMethod = "svd",
+    compat: Literal["weightwatcher-0.7.7"] | None = None,
+    threads: int | None = None,
+    tolerance: float = WEAK_RANK_TOLERANCE,
+) -> pd.DataFrame:
+    """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module`` (Hugging Face models included), a state dict (``dict`` of
+        tensors/arrays, or ``{"state_dict": {...}}``), or a sequence of (name, array) pairs.
+    layers
+        Filters by id, type or name (WeightWatcher's ``layers=``).
+    min_evals, max_evals, max_N
+        Size tests: a layer is skipped if M*rf < min_evals, M*rf > max_evals or N > max_N
+        (0 disables the first two), as WeightWatcher 0.7.7.
+    conv2d_norm
+        Scale conv2d slices by sqrt(1/2) (every eigenvalue halved), as WeightWatcher.
+    esd_method
+        ``"svd"`` (float64 gesdd, WeightWatcher's numbers) or ``"gram"`` (faster; rank
+        columns less reliable, see :func:`hts_fast.esd`).
+    compat
+        ``"weightwatcher-0.7.7"`` reproduces WeightWatcher 0.7.7, quirks included; None (the
+        default) fixes its bugs (README: "analyze(): default vs compat").
+    threads
+        Worker threads (None: all cores); results do not depend on it.
+    tolerance
+        Eigenvalues below it count as ``weak_rank_loss``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per analyzed layer: WeightWatcher's 32 columns in its order, then
+        ``status_reason``, ``fit_method``, ``esd_method``. ``df.attrs["skipped"]`` is a
+        DataFrame of the layers not analyzed and why; ``df.attrs["compat"]`` the mode.
+        A layer whose weight cannot be analyzed (NaN/Inf, complex, meta or sparse tensor,
+        empty) gets ``status="failed"`` with the reason; the other layers are unaffected.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported model type.
+    """
+    compat = _check_compat(compat)
+    n_threads = _threads.resolve_threads(threads)
+    plans = _plan(model, layers, min_evals, max_evals, max_N, compat)
+    active = [p for p in plans if not p.skip_reason]
+
+    # 1. read weights and cut them into matrices
+    matrices: list[np.ndarray] = []
+    scales: list[float] = []
+    owners: list[tuple[_Planned, int, int, int | None]] = []  # plan, first, count, keep_top
+    for plan in active:
+        plan.row = _base_row(plan, esd_method)
+        try:
+            array = read_weight(plan.layer.weight, compat)
+            parts = layer_matrices(array, plan.layer.layer_type, compat=compat,
+                                   conv2d_norm=conv2d_norm)  # fmt: skip
+        except (LayerError, TypeError, ValueError) as exc:
+            _failed_row(plan.row, str(exc), compat=bool(compat))
+            continue
+        owners.append((plan, len(matrices), len(parts.matrices), parts.keep_top))
+        matrices.extend(parts.matrices)
+        scales.extend([parts.scale] * len(parts.matrices))
+
+    # 2. all ESDs in one batch across threads
+    spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=n_threads,
+                        on_error="return")  # fmt: skip
+
+    # 3. pool per layer
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
+    for plan, first, count, keep_top in owners:
+        parts = spectra[first : first + count]
+        error = next((p for p in parts if isinstance(p, Exception)), None)
+        if error is not None:
+            reason = str(error).split(" ", 2)[-1] if str(error).startswith("matrix ") else error
+            _failed_row(plan.row, f"weight {reason}", compat=bool(compat))
+            continue
+        evals = np.sort(np.concatenate(parts)) if count > 1 else parts[0]
+        if keep_top is not None:
+            evals = evals[-keep_top:]
+            parts = [evals]
+        pooled.append((plan, evals, parts))
+
+    # 4. power-law fits in one batch, then the metrics
+    fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
+    with np.errstate(all="ignore"):
+        for (plan, evals, parts), fit in zip(pooled, fits, strict=True):
+            N = plan.row["N"]
+            stats = slice_stats(parts, N, compat=bool(compat))
+            row = plan.row
+            row.update(
+                has_esd=True, num_evals=len(evals), sv_max=stats.sv_max, sv_min=stats.sv_min,
+                rank_loss=stats.rank_loss, lambda_max=float(evals[-1]),
+                weak_rank_loss=int(np.count_nonzero(evals < tolerance)),
+            )  # fmt: skip
+            row.update(_fit_columns(fit, compat=bool(compat)))
+            alpha = row["alpha"]
+            row.update(norm_metrics(evals, N, alpha, compat=bool(compat)))
+
+    frame = _to_frame([p.row for p in active])
+    frame.attrs["compat"] = compat
+    frame.attrs["skipped"] = _skipped_frame(plans)
+    return frame
+
+
+def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:
+    rows = [
+        {"layer_id": p.layer.layer_id, "name": p.layer.name, "longname": p.layer.longname,
+         "layer_type": p.layer.layer_type, "skip_reason": p.skip_reason}
+        for p in plans if p.skip_reason
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["layer_id", "name", "longname", "layer_type",
+                                       "skip_reason"])  # fmt: skip
+
+
+def describe(
+    model: Any,
+    *,
+    layers: Sequence[Any] | Any | None = None,
+    min_evals: int = 8,
+    max_evals: int = 15000,
+    max_N: int = 50000,
+    compat: Literal["weightwatcher-0.7.7"] | None = None,
+) -> pd.DataFrame:
+    """Return the layer table without computing any spectrum.
+
+    Every layer is listed: ``layer_id, name, M, N, Q, layer_type, longname, num_evals, rf``
+    (WeightWatcher's describe() columns; ``num_evals`` = M*rf) plus ``analyzed`` and
+    ``skip_reason``. Shapes are read from the tensors' metadata only.
+    """
+    compat = _check_compat(compat)
+    rows = []
+    for plan in _plan(model, layers, min_evals, max_evals, max_N, compat):
+        shape = plan.shape
+        N, M, rf = (shape.N, shape.M, shape.rf) if shape else (-1, -1, -1)
+        rows.append({
+            "layer_id": plan.layer.layer_id, "name": plan.layer.name, "M": M, "N": N,
+            "Q": N / M if M > 0 else -1.0, "layer_type": plan.layer.layer_type,
+            "longname": plan.layer.longname, "num_evals": M * rf if shape else -1, "rf": rf,
+            "analyzed": not plan.skip_reason, "skip_reason": plan.skip_reason,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=DESCRIBE_COLUMNS)
+
+
+def summary(details: pd.DataFrame) -> dict[str, float]:
+    """Mean of each summary metric over the layers (WeightWatcher's get_summary()).
+
+    Columns: log_norm, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm,
+    stable_rank (and mp_softrank when present). In compat mode failed fits count with
+    WeightWatcher's alpha of -1; by default only successful fits are averaged.
+    """
+    rows = details
+    if details.attrs.get("compat") is None and "status" in details:
+        rows = details[details["status"] == "success"]
+    return {c: float(rows[c].mean()) for c in SUMMARY_COLUMNS if c in rows}

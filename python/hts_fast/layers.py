@@ -1,0 +1,167 @@
+"""Layer discovery: which weight matrices a model has, with WeightWatcher's ids and names.
+
+Accepted inputs (reference doc section 2.2):
+
+* a ``torch.nn.Module``: ``named_modules()`` order, the root included; ids start at 0 and
+  every module consumes one; ``name`` is the last component of the module path (the class
+  name for the root); the type comes from the class (Linear -> dense, Conv1d -> conv1d,
+  Conv2d -> conv2d, Embedding -> embedding, *Norm* -> norm; also by substring of the class's
+  qualified name, so Hugging Face's GPT-2 ``Conv1D`` is conv1d).
+* a state dict (``dict`` of tensors or arrays, or ``{"state_dict": {...}}``): keys ending in
+  ``.weight`` in dict order; ids start at 1 and every such key consumes one; ``name`` is the
+  key without ``.weight``; 2-D -> dense, 4-D -> conv2d, anything else (or a first dimension
+  below 2) -> unknown.
+* a sequence of ``(name, array)`` pairs: ids are positions from 0; typed like a state dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
+
+
+@dataclass
+class Layer:
+    """One candidate layer: where it sits in the model and its raw weight (not yet read)."""
+
+    layer_id: int
+    name: str
+    longname: str
+    layer_type: str
+    weight: Any  # torch tensor, NumPy array, or None
+    source: str  # "module", "state_dict" or "arrays"
+
+
+def _is_torch_module(obj: Any) -> bool:
+    return any(
+        cls.__module__.startswith("torch.nn") and cls.__name__ == "Module"
+        for cls in type(obj).__mro__
+    )
+
+
+def _module_type(module: Any) -> str:
+    """WeightWatcher's PyTorch typing rule (isinstance, or substring of the class string)."""
+    import torch
+
+    typestr = str(type(module)).lower()
+    if isinstance(module, torch.nn.Linear) or "linear" in typestr:
+        return "dense"
+    if isinstance(module, torch.nn.Conv1d) or "conv1d" in typestr:
+        return "conv1d"
+    if isinstance(module, torch.nn.Conv2d) or "conv2d" in typestr:
+        return "conv2d"
+    if isinstance(module, torch.nn.Embedding) or "embedding" in typestr:
+        return "embedding"
+    if "norm" in typestr:
+        return "norm"
+    return "unknown"
+
+
+def _array_type(weight: Any) -> str:
+    """WeightWatcher's state-dict typing rule, from the tensor's shape alone."""
+    shape = tuple(getattr(weight, "shape", ()))
+    if len(shape) == 0 or shape[0] < 2:
+        return "unknown"
+    return {2: "dense", 4: "conv2d"}.get(len(shape), "unknown")
+
+
+def _module_layers(model: Any) -> list[Layer]:
+    layers = []
+    for layer_id, (path, module) in enumerate(model.named_modules()):
+        name = path.split(".")[-1] if path else type(module).__name__
+        longname = path or type(module).__name__
+        weight = getattr(module, "weight", None)
+        layers.append(Layer(layer_id, name, longname, _module_type(module), weight, "module"))
+    return layers
+
+
+def _state_dict_layers(state: Mapping[str, Any]) -> list[Layer]:
+    layers = []
+    layer_id = 1
+    for key, weight in state.items():
+        if not isinstance(key, str) or not key.endswith(".weight"):
+            continue
+        name = key[: -len(".weight")]
+        layers.append(Layer(layer_id, name, name, _array_type(weight), weight, "state_dict"))
+        layer_id += 1
+    return layers
+
+
+def _array_layers(pairs: Sequence[Any]) -> list[Layer]:
+    layers = []
+    for layer_id, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and isinstance(pair[0], str)):
+            msg = f"item {layer_id} of the sequence is not a (name, array) pair"
+            raise TypeError(msg)
+        name, weight = pair
+        layers.append(Layer(layer_id, name, name, _array_type(weight), weight, "arrays"))
+    return layers
+
+
+def discover_layers(model: Any) -> list[Layer]:
+    """Return every candidate layer of ``model`` in WeightWatcher's iteration order.
+
+    Raises TypeError for an input that is not a torch module, a state dict or a sequence of
+    (name, array) pairs.
+    """
+    if _is_torch_module(model):
+        return _module_layers(model)
+    if isinstance(model, Mapping):
+        inner = model.get("state_dict") if "state_dict" in model else None
+        return _state_dict_layers(inner if isinstance(inner, Mapping) else model)
+    if isinstance(model, Sequence) and not isinstance(model, str | bytes):
+        return _array_layers(model)
+    msg = (
+        f"cannot analyze a {type(model).__module__}.{type(model).__qualname__}: expected a "
+        "torch.nn.Module, a state dict (dict of name -> tensor/array, or "
+        "{'state_dict': {...}}), or a sequence of (name, array) pairs"
+    )
+    raise TypeError(msg)
+
+
+def apply_filters(layers: list[Layer], filters: Sequence[Any] | Any | None) -> dict[int, str]:
+    """Return {position: reason} for the layers that ``filters`` excludes (reference doc 2.3).
+
+    As in WeightWatcher, three groups are applied in turn and a later group overrides an
+    earlier one: type names ('dense', 'conv1d', 'conv2d', 'embedding', 'norm') keep those
+    types; layer ids keep those ids (all >= 0) or drop the ids whose negation is listed
+    (any < 0); other strings keep the layers with that exact ``name``, or, when every one
+    contains '-', drop the layers whose name is listed after a '-'.
+    """
+    if filters is None or (
+        isinstance(filters, Sequence) and not isinstance(filters, str) and len(filters) == 0
+    ):
+        return {}
+    items = list(filters) if isinstance(filters, list | tuple) else [filters]
+    types = [f for f in items if isinstance(f, str) and f in LAYER_TYPES[:-1]]
+    ids = [int(f) for f in items if isinstance(f, int) and not isinstance(f, bool)]
+    names = [f for f in items if isinstance(f, str) and f not in types]
+    if len(types) + len(ids) + len(names) != len(items):
+        msg = f"layers= takes layer ids, layer type names and layer names, got {filters!r}"
+        raise TypeError(msg)
+    if ids and min(ids) < 0 < max(ids):
+        msg = "layers= cannot mix kept (>= 0) and excluded (< 0) layer ids"
+        raise ValueError(msg)
+    dashed = ["-" in n for n in names]
+    if names and any(dashed) and not all(dashed):
+        msg = "layers= cannot mix kept names and excluded ('-name') names"
+        raise ValueError(msg)
+    dropped: dict[int, str] = {}
+    for pos, layer in enumerate(layers):
+        reason = ""
+        if types:
+            reason = "" if layer.layer_type in types else "type not in layers="
+        if ids and min(ids) >= 0:
+            reason = "" if layer.layer_id in ids else "id not in layers="
+        elif ids:
+            reason = "id excluded by layers=" if -layer.layer_id in ids else ""
+        if names and not any(dashed):
+            reason = "" if layer.name in names else "name not in layers="
+        elif names:
+            reason = "name excluded by layers=" if f"-{layer.name}" in names else ""
+        if reason:
+            dropped[pos] = reason
+    return dropped
