@@ -34,5 +34,8 @@ def test_kernel_equals_reference_and_full_scan(values):
     assert fit == hts_fast.powerlaw_curve(x).best
     assert fit.xmin == expected["xmin"]
     assert fit.num_pl_spikes == expected["num_pl_spikes"]
-    np.testing.assert_allclose(fit.alpha, expected["alpha"], rtol=1e-11)
+    # alpha - 1 = n / sum(log(x / xmin)): each log ratio carries ~eps absolute error, so
+    # alpha's relative error grows like eps * alpha when the tail values nearly coincide
+    rtol = 1e-11 + 8 * np.finfo(float).eps * abs(expected["alpha"])
+    np.testing.assert_allclose(fit.alpha, expected["alpha"], rtol=rtol)
     np.testing.assert_allclose(fit.D, expected["D"], rtol=1e-10, atol=1e-14)

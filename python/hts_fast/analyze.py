@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import _threads
+from ._timing import StageTimer
 from .esd import EsdMethod, esd_batch
 from .fits import PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
@@ -53,6 +54,10 @@ class _Planned:
     shape: LayerShape | None
     skip_reason: str = ""
     row: dict[str, Any] = field(default_factory=dict)
+
+
+#: A layer's place in the flat list of matrices: (plan, first index, count, keep_top).
+_Owner = tuple[_Planned, int, int, "int | None"]
 
 
 def _check_compat(compat: str | None) -> str | None:
@@ -198,7 +203,8 @@ def analyze(
     pandas.DataFrame
         One row per analyzed layer: WeightWatcher's 32 columns in its order, then
         ``status_reason``, ``fit_method``, ``esd_method``. ``df.attrs["skipped"]`` is a
-        DataFrame of the layers not analyzed and why; ``df.attrs["compat"]`` the mode.
+        DataFrame of the layers not analyzed and why; ``df.attrs["compat"]`` the mode;
+        ``df.attrs["seconds"]`` the time spent in each stage (extract, esd, fit, metrics).
         A layer whose weight cannot be analyzed (NaN/Inf, complex, meta or sparse tensor,
         empty) gets ``status="failed"`` with the reason; the other layers are unaffected.
 
@@ -209,13 +215,38 @@ def analyze(
     """
     compat = _check_compat(compat)
     n_threads = _threads.resolve_threads(threads)
-    plans = _plan(model, layers, min_evals, max_evals, max_N, compat)
-    active = [p for p in plans if not p.skip_reason]
+    timer = StageTimer()
+    with timer.stage("extract"):
+        plans = _plan(model, layers, min_evals, max_evals, max_N, compat)
+        active = [p for p in plans if not p.skip_reason]
+        owners, matrices, scales = _extract(active, compat, conv2d_norm, esd_method)
 
-    # 1. read weights and cut them into matrices
+    # 2. all ESDs in one batch across threads
+    with timer.stage("esd"):
+        spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=n_threads,
+                            on_error="return")  # fmt: skip
+        pooled = _pool(owners, spectra, compat)
+
+    # 3. power-law fits in one batch, then the metrics
+    with timer.stage("fit"):
+        fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
+    with timer.stage("metrics"), np.errstate(all="ignore"):
+        for (plan, evals, parts), fit in zip(pooled, fits, strict=True):
+            _fill_row(plan.row, evals, parts, fit, compat=bool(compat), tolerance=tolerance)
+        frame = _to_frame([p.row for p in active])
+    frame.attrs["compat"] = compat
+    frame.attrs["skipped"] = _skipped_frame(plans)
+    frame.attrs["seconds"] = timer.seconds
+    return frame
+
+
+def _extract(
+    active: list[_Planned], compat: str | None, conv2d_norm: bool, esd_method: str
+) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
+    """Read each layer's weight and cut it into matrices; failures become failed rows."""
     matrices: list[np.ndarray] = []
     scales: list[float] = []
-    owners: list[tuple[_Planned, int, int, int | None]] = []  # plan, first, count, keep_top
+    owners: list[_Owner] = []
     for plan in active:
         plan.row = _base_row(plan, esd_method)
         try:
@@ -228,12 +259,13 @@ def analyze(
         owners.append((plan, len(matrices), len(parts.matrices), parts.keep_top))
         matrices.extend(parts.matrices)
         scales.extend([parts.scale] * len(parts.matrices))
+    return owners, matrices, scales
 
-    # 2. all ESDs in one batch across threads
-    spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=n_threads,
-                        on_error="return")  # fmt: skip
 
-    # 3. pool per layer
+def _pool(
+    owners: list[_Owner], spectra: list[Any], compat: str | None
+) -> list[tuple[_Planned, np.ndarray, list[np.ndarray]]]:
+    """Concatenate each layer's spectra into its sorted ESD; a failed matrix fails its layer."""
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
     for plan, first, count, keep_top in owners:
         parts = spectra[first : first + count]
@@ -247,27 +279,23 @@ def analyze(
             evals = evals[-keep_top:]
             parts = [evals]
         pooled.append((plan, evals, parts))
+    return pooled
 
-    # 4. power-law fits in one batch, then the metrics
-    fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
-    with np.errstate(all="ignore"):
-        for (plan, evals, parts), fit in zip(pooled, fits, strict=True):
-            N = plan.row["N"]
-            stats = slice_stats(parts, N, compat=bool(compat))
-            row = plan.row
-            row.update(
-                has_esd=True, num_evals=len(evals), sv_max=stats.sv_max, sv_min=stats.sv_min,
-                rank_loss=stats.rank_loss, lambda_max=float(evals[-1]),
-                weak_rank_loss=int(np.count_nonzero(evals < tolerance)),
-            )  # fmt: skip
-            row.update(_fit_columns(fit, compat=bool(compat)))
-            alpha = row["alpha"]
-            row.update(norm_metrics(evals, N, alpha, compat=bool(compat)))
 
-    frame = _to_frame([p.row for p in active])
-    frame.attrs["compat"] = compat
-    frame.attrs["skipped"] = _skipped_frame(plans)
-    return frame
+def _fill_row(
+    row: dict[str, Any], evals: np.ndarray, parts: list[np.ndarray], fit: PowerLawFit, *,
+    compat: bool, tolerance: float,
+) -> None:  # fmt: skip
+    """Add the ESD, fit and norm columns of one analyzed layer to its row."""
+    N = row["N"]
+    stats = slice_stats(parts, N, compat=compat)
+    row.update(
+        has_esd=True, num_evals=len(evals), sv_max=stats.sv_max, sv_min=stats.sv_min,
+        rank_loss=stats.rank_loss, lambda_max=float(evals[-1]),
+        weak_rank_loss=int(np.count_nonzero(evals < tolerance)),
+    )  # fmt: skip
+    row.update(_fit_columns(fit, compat=compat))
+    row.update(norm_metrics(evals, N, row["alpha"], compat=compat))
 
 
 def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:
