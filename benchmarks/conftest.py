@@ -44,9 +44,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.section("hts_fast speed ratios (median time of baseline / median time of hts_fast)")
     for group in sorted(_timings):
         times = _timings[group]
+        notes = [k for k, v in times.items() if v != v]  # NaN marks a note, not a time
+        times = {k: v for k, v in times.items() if v == v}
         ours = {k: v for k, v in times.items() if k.startswith("hts_fast")}
         base = {k: v for k, v in times.items() if not k.startswith("hts_fast")}
-        parts = [f"{k}={v * 1e3:.3f} ms" for k, v in sorted(times.items())]
+        parts = [f"{k}={v * 1e3:.3f} ms" for k, v in sorted(times.items())] + notes
         tr.write_line(f"{group}: " + ", ".join(parts))
         for ok, ov in sorted(ours.items()):
             for bk, bv in sorted(base.items()):

@@ -1,0 +1,97 @@
+"""analyze(): hts_fast (gram default, svd compat) vs WeightWatcher 0.7.7 vs the eigensolve floor.
+
+The floor is the same Gram + symmetric-eigensolver calls timed alone with the best thread
+layout we know: hts_fast's batch kernel across all cores, or SciPy one matrix at a time with
+all cores given to BLAS, whichever is faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from functools import cache
+
+import hts_fast
+import numpy as np
+import pytest
+import scipy.linalg
+import threadpoolctl
+from hts_fast import _threads
+from hts_fast.analyze import _extract, _plan
+
+from .conftest import _timings, quiet_call, record
+from .models import models
+
+MODELS = models()
+
+
+@cache
+def state(name: str) -> dict[str, np.ndarray]:
+    try:
+        return MODELS[name]()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+
+
+def _matrices(model: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+    plans = [p for p in _plan(model, None, 8, 15000, 50000, None) if not p.skip_reason]
+    _, matrices, scales = _extract(plans, None, True, "gram")
+    return matrices, scales
+
+
+def _floor_seconds(model: dict[str, np.ndarray]) -> float:
+    matrices, scales = _matrices(model)
+    start = time.perf_counter()
+    hts_fast.esd_batch(matrices, method="gram", scales=scales)
+    batch = time.perf_counter() - start
+    with threadpoolctl.threadpool_limits(_threads.available_cores(), user_api="blas"):
+        start = time.perf_counter()
+        for w, s in zip(matrices, scales, strict=True):
+            w64 = w.astype(np.float64) * s
+            gram = w64.T @ w64 if w64.shape[0] >= w64.shape[1] else w64 @ w64.T
+            scipy.linalg.eigvalsh(gram, overwrite_a=True, check_finite=False)
+        sequential = time.perf_counter() - start
+    return min(batch, sequential)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_analyze_gram(benchmark, name):
+    model = state(name)
+    df = benchmark.pedantic(hts_fast.analyze, args=(model,), kwargs={"esd_method": "gram"},
+                            rounds=3, iterations=1, warmup_rounds=1)  # fmt: skip
+    record(benchmark, f"analyze {name}", "hts_fast.analyze[gram]")
+    benchmark.extra_info["seconds"] = df.attrs["seconds"]
+    _timings[f"analyze {name}"]["eigensolve floor"] = _floor_seconds(model)
+    split = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in df.attrs["seconds"].items())
+    _timings[f"analyze {name}"][f"(split of one gram run: {split})"] = float("nan")
+    assert (df["status"] == "success").all()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_analyze_compat_svd(benchmark, name):
+    model = state(name)
+    df = benchmark.pedantic(hts_fast.analyze, args=(model,),
+                            kwargs={"compat": "weightwatcher-0.7.7"}, rounds=2, iterations=1)  # fmt: skip
+    record(benchmark, f"analyze {name}", "hts_fast.analyze[compat svd]")
+    esd = df.attrs["seconds"]["esd"]
+    overhead = sum(df.attrs["seconds"].values()) - esd
+    _timings[f"analyze {name}"][f"(compat: overhead/esd = {overhead / esd:.3f})"] = float("nan")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_analyze_weightwatcher(benchmark, name):
+    ww = pytest.importorskip("weightwatcher")
+    logging.getLogger("weightwatcher").setLevel(logging.CRITICAL)
+    model = state(name)
+
+    def run():
+        with contextlib.redirect_stdout(io.StringIO()):
+            return quiet_call(ww.WeightWatcher(model=model).analyze)
+
+    theirs = benchmark.pedantic(run, rounds=2, iterations=1)
+    record(benchmark, f"analyze {name}", "weightwatcher.analyze")
+    ours = hts_fast.analyze(model, compat="weightwatcher-0.7.7")
+    assert list(ours["layer_id"]) == list(theirs["layer_id"])
+    np.testing.assert_allclose(ours["alpha"], theirs["alpha"], rtol=1e-6)
