@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import warnings
 from collections import defaultdict
@@ -44,8 +45,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.section("hts_fast speed ratios (median time of baseline / median time of hts_fast)")
     for group in sorted(_timings):
         times = _timings[group]
-        notes = [k for k, v in times.items() if v != v]  # NaN marks a note, not a time
-        times = {k: v for k, v in times.items() if v == v}
+        notes = [k for k, v in times.items() if math.isnan(v)]  # NaN marks a note, not a time
+        times = {k: v for k, v in times.items() if not math.isnan(v)}
         ours = {k: v for k, v in times.items() if k.startswith("hts_fast")}
         base = {k: v for k, v in times.items() if not k.startswith("hts_fast")}
         parts = [f"{k}={v * 1e3:.3f} ms" for k, v in sorted(times.items())] + notes

@@ -44,11 +44,26 @@ def resnet_state() -> dict[str, np.ndarray]:
     return state
 
 
+def cifar_resnet_state(blocks_per_stage: int = 9) -> dict[str, np.ndarray]:
+    """CIFAR ResNet-56 conv shapes (16/32/64 channels, 3x3), the zoo models of HT-SR papers."""
+    rng = np.random.default_rng(56)
+    state = {"conv1.weight": _t(rng, 16, 3, 3, 3)}
+    in_ch = 16
+    for s, out_ch in enumerate((16, 32, 64), start=1):
+        for b in range(blocks_per_stage):
+            state[f"layer{s}.{b}.conv1.weight"] = _t(rng, out_ch, in_ch, 3, 3)
+            state[f"layer{s}.{b}.conv2.weight"] = _t(rng, out_ch, out_ch, 3, 3)
+            in_ch = out_ch
+    state["fc.weight"] = _t(rng, 10, 64)
+    return state
+
+
 def models() -> dict[str, object]:
     """name -> zero-argument loader of the model's state dict."""
     from tests.packaged_model import load_minilm
 
     if SIZES == "full":
-        return {"minilm": load_minilm, "transformer12": transformer_state, "resnet18": resnet_state}
+        return {"minilm": load_minilm, "transformer12": transformer_state,
+                "resnet18": resnet_state, "cifar_resnet56": cifar_resnet_state}  # fmt: skip
     return {"minilm": load_minilm, "transformer2": lambda: transformer_state(blocks=2, d=256,
                                                                           mlp=1024)}  # fmt: skip

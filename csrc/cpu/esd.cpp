@@ -70,6 +70,21 @@ bool copy_scaled(const MatrixView& w, double scale, bool column_major, double* d
     return finite;
 }
 
+// Whether the workspace already holds LAPACK's workspace answer for this shape and method.
+bool ws_matches(const EsdWorkspace& ws, const MatrixView& w, EsdMethod method) {
+    return ws.query_rows == w.rows && ws.query_cols == w.cols &&
+           ws.query_method == static_cast<int>(method);
+}
+
+void remember_query(EsdWorkspace& ws, const MatrixView& w, EsdMethod method, lapack_int lwork,
+                    lapack_int liwork) {
+    ws.query_rows = w.rows;
+    ws.query_cols = w.cols;
+    ws.query_method = static_cast<int>(method);
+    ws.lwork = lwork;
+    ws.liwork = liwork;
+}
+
 EsdResult esd_svd(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
     const std::int64_t k = std::min(w.rows, w.cols);
     ws.matrix.resize(static_cast<std::size_t>(w.rows * w.cols));
@@ -82,12 +97,15 @@ EsdResult esd_svd(const MatrixView& w, double scale, double* out, EsdWorkspace& 
     ws.values.resize(static_cast<std::size_t>(k));
     ws.iwork.resize(static_cast<std::size_t>(8 * k));
     const LapackFunctions& f = lapack();
-    f.dgesdd(&jobz, &m, &n, ws.matrix.data(), &lda, ws.values.data(), &dummy_u, &ldu,
-             &dummy_vt, &ldvt, &query, &lwork, ws.iwork.data(), &info);
-    if (info != 0) return {EsdError::lapack_failed, info};
-    const double wanted = std::ceil(query);
-    if (wanted > static_cast<double>(kMaxLapackInt)) return {EsdError::too_large, 0};
-    lwork = std::max<lapack_int>(1, static_cast<lapack_int>(wanted));
+    if (!ws_matches(ws, w, EsdMethod::svd)) {
+        f.dgesdd(&jobz, &m, &n, ws.matrix.data(), &lda, ws.values.data(), &dummy_u, &ldu,
+                 &dummy_vt, &ldvt, &query, &lwork, ws.iwork.data(), &info);
+        if (info != 0) return {EsdError::lapack_failed, info};
+        const double wanted = std::ceil(query);
+        if (wanted > static_cast<double>(kMaxLapackInt)) return {EsdError::too_large, 0};
+        remember_query(ws, w, EsdMethod::svd, std::max<lapack_int>(1, static_cast<lapack_int>(wanted)), 0);
+    }
+    lwork = ws.lwork;
     ws.work.resize(static_cast<std::size_t>(lwork));
     f.dgesdd(&jobz, &m, &n, ws.matrix.data(), &lda, ws.values.data(), &dummy_u, &ldu,
              &dummy_vt, &ldvt, ws.work.data(), &lwork, ws.iwork.data(), &info);
@@ -143,11 +161,16 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
     lapack_int lwork = -1, liwork = -1, info = 0, iquery = 0;
     double query = 0.0;
     ws.values.resize(static_cast<std::size_t>(k));
-    f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), &query, &lwork,
-             &iquery, &liwork, &info);
-    if (info != 0) return {EsdError::lapack_failed, info};
-    lwork = std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query)));
-    liwork = std::max<lapack_int>(1, iquery);
+    if (!ws_matches(ws, w, EsdMethod::gram)) {
+        f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), &query,
+                 &lwork, &iquery, &liwork, &info);
+        if (info != 0) return {EsdError::lapack_failed, info};
+        remember_query(ws, w, EsdMethod::gram,
+                       std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query))),
+                       std::max<lapack_int>(1, iquery));
+    }
+    lwork = ws.lwork;
+    liwork = ws.liwork;
     ws.work.resize(static_cast<std::size_t>(lwork));
     ws.iwork.resize(static_cast<std::size_t>(liwork));
     f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), ws.work.data(),

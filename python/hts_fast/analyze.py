@@ -38,6 +38,7 @@ WW_COLUMNS = [
 EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
+STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS}
 SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
                    "stable_rank", "mp_softrank"]  # fmt: skip
 DESCRIBE_COLUMNS = ["layer_id", "name", "M", "N", "Q", "layer_type", "longname", "num_evals",
@@ -150,14 +151,19 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
 
 
 def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=WW_COLUMNS + EXTRA_COLUMNS)
-    if rows:
-        for col in INT_COLUMNS:
-            frame[col] = frame[col].astype(np.int64)
-        frame["has_esd"] = frame["has_esd"].astype(bool)
-        for col in ("D", "Q", "alpha", "xmax", "xmin", "sigma", "sv_min", "sv_max"):
-            frame[col] = frame[col].astype(np.float64)
-    return frame
+    """Build the table column by column with WeightWatcher's dtypes."""
+    columns: dict[str, Any] = {}
+    for col in WW_COLUMNS + EXTRA_COLUMNS:
+        values = [row.get(col) for row in rows]
+        if col in INT_COLUMNS:
+            columns[col] = np.array(values, dtype=np.int64)
+        elif col == "has_esd":
+            columns[col] = np.array(values, dtype=bool)
+        elif col in STRING_COLUMNS:
+            columns[col] = pd.array(values, dtype="str") if rows else pd.array([], dtype="str")
+        else:
+            columns[col] = np.array(values, dtype=np.float64)
+    return pd.DataFrame(columns)
 
 
 def analyze(

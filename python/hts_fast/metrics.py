@@ -28,14 +28,21 @@ def slice_stats(slice_evals: list[np.ndarray], N: int, *, compat: bool) -> Slice
     larger dimension). sv_min is the smallest singular value of all matrices; in compat mode
     it is WeightWatcher's max over matrices of each matrix's smallest singular value.
     """
+    if len({len(e) for e in slice_evals}) == 1:  # conv slices: one vectorized pass
+        sv = np.sqrt(np.stack(slice_evals))  # exact inverse of the squaring for doubles
+        tops = sv[:, -1]
+        lost = np.count_nonzero(sv <= (tops * N * EPS64)[:, None])
+        mins = sv[:, 0]
+        sv_min = float(np.max(mins)) if compat else float(np.min(mins))
+        return SliceStats(float(np.max(tops)), max(sv_min, 0.0) if compat else sv_min, int(lost))
     sv_max, rank_loss = 0.0, 0
     sv_mins = []
     for evals in slice_evals:
-        sv = np.sqrt(evals)  # exact inverse of the squaring for doubles
+        sv = np.sqrt(evals)
         top = float(sv[-1])
         sv_max = max(sv_max, top)
         sv_mins.append(float(sv[0]))
-        rank_loss += int(len(sv) - np.count_nonzero(sv > top * N * EPS64))
+        rank_loss += int(np.count_nonzero(sv <= top * N * EPS64))
     sv_min = max(0.0, *sv_mins) if compat else min(sv_mins)
     return SliceStats(sv_max, sv_min, rank_loss)
 

@@ -45,6 +45,12 @@ struct EsdWorkspace {
     std::vector<double> values;
     std::vector<double> work;
     std::vector<int> iwork;
+    // LAPACK's workspace answer for the last shape seen, so equal shapes query once.
+    std::int64_t query_rows = -1;
+    std::int64_t query_cols = -1;
+    int query_method = -1;
+    int lwork = 0;
+    int liwork = 0;
 };
 
 // Writes the min(rows, cols) eigenvalues of (scale*W)^T (scale*W), ascending, to `out`.
