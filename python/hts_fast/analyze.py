@@ -24,7 +24,7 @@ from .layer_matrices import (
     read_weight,
 )
 from .layers import Layer, apply_filters, discover_layers
-from .metrics import norm_metrics, slice_stats, warning_label
+from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -237,8 +237,7 @@ def analyze(
     with timer.stage("fit"):
         fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
     with timer.stage("metrics"), np.errstate(all="ignore"):
-        for (plan, evals, parts), fit in zip(pooled, fits, strict=True):
-            _fill_row(plan.row, evals, parts, fit, compat=bool(compat), tolerance=tolerance)
+        _fill_rows(pooled, fits, compat=bool(compat), tolerance=tolerance)
         frame = _to_frame([p.row for p in active])
     frame.attrs["compat"] = compat
     frame.attrs["skipped"] = _skipped_frame(plans)
@@ -288,20 +287,27 @@ def _pool(
     return pooled
 
 
-def _fill_row(
-    row: dict[str, Any], evals: np.ndarray, parts: list[np.ndarray], fit: PowerLawFit, *,
+def _fill_rows(
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
     compat: bool, tolerance: float,
 ) -> None:  # fmt: skip
-    """Add the ESD, fit and norm columns of one analyzed layer to its row."""
-    N = row["N"]
-    stats = slice_stats(parts, N, compat=compat)
-    row.update(
-        has_esd=True, num_evals=len(evals), sv_max=stats.sv_max, sv_min=stats.sv_min,
-        rank_loss=stats.rank_loss, lambda_max=float(evals[-1]),
-        weak_rank_loss=int(np.count_nonzero(evals < tolerance)),
-    )  # fmt: skip
-    row.update(_fit_columns(fit, compat=compat))
-    row.update(norm_metrics(evals, N, row["alpha"], compat=compat))
+    """Add the ESD, fit and norm columns of every analyzed layer, vectorized over layers."""
+    if not pooled:
+        return
+    fit_rows = [_fit_columns(fit, compat=compat) for fit in fits]
+    N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
+    alpha = np.array([r["alpha"] for r in fit_rows], dtype=np.float64)
+    columns = batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha, compat=compat,
+                                 tolerance=tolerance)  # fmt: skip
+    slices = [part for _, _, parts in pooled for part in parts]
+    owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
+    columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
+    names = list(columns)
+    for k, ((plan, _, _), fit_row) in enumerate(zip(pooled, fit_rows, strict=True)):
+        plan.row.update(fit_row)
+        plan.row["has_esd"] = True
+        for name in names:
+            plan.row[name] = columns[name][k]
 
 
 def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:

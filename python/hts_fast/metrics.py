@@ -1,92 +1,12 @@
-"""Spectral metrics of one layer from its pooled ESD (reference doc section 5)."""
+"""Spectral metrics of many layers at once from their pooled ESDs (reference doc section 5)."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
 EPS64 = float(np.finfo(np.float64).eps)
 #: WeightWatcher adds this to every probability and to the rank in its entropy (CPU value).
 WW_ENTROPY_EPSILON = 1e-10
-
-
-@dataclass(frozen=True)
-class SliceStats:
-    """Singular-value statistics of the matrices of one layer (scaled weights)."""
-
-    sv_max: float
-    sv_min: float
-    rank_loss: int
-
-
-def slice_stats(slice_evals: list[np.ndarray], N: int, *, compat: bool) -> SliceStats:
-    """Largest and smallest singular value and rank loss over a layer's matrices.
-
-    rank_loss counts, per matrix, singular values <= max(sv) * N * eps64 (N: the layer's
-    larger dimension). sv_min is the smallest singular value of all matrices; in compat mode
-    it is WeightWatcher's max over matrices of each matrix's smallest singular value.
-    """
-    if len({len(e) for e in slice_evals}) == 1:  # conv slices: one vectorized pass
-        sv = np.sqrt(np.stack(slice_evals))  # exact inverse of the squaring for doubles
-        tops = sv[:, -1]
-        lost = np.count_nonzero(sv <= (tops * N * EPS64)[:, None])
-        mins = sv[:, 0]
-        sv_min = float(np.max(mins)) if compat else float(np.min(mins))
-        return SliceStats(float(np.max(tops)), max(sv_min, 0.0) if compat else sv_min, int(lost))
-    sv_max, rank_loss = 0.0, 0
-    sv_mins = []
-    for evals in slice_evals:
-        sv = np.sqrt(evals)
-        top = float(sv[-1])
-        sv_max = max(sv_max, top)
-        sv_mins.append(float(sv[0]))
-        rank_loss += int(np.count_nonzero(sv <= top * N * EPS64))
-    sv_min = max(0.0, *sv_mins) if compat else min(sv_mins)
-    return SliceStats(sv_max, sv_min, rank_loss)
-
-
-def matrix_rank(evals: np.ndarray, N: int) -> int:
-    """Number of singular values sqrt(evals) above max * N * eps64 (NumPy's rule)."""
-    sv = np.sqrt(evals)
-    return int(np.count_nonzero(sv > np.max(sv) * N * EPS64))
-
-
-def matrix_entropy(evals: np.ndarray, rank: int, *, compat: bool) -> float:
-    """Normalized matrix entropy -sum(p ln p) / ln(rank), p = evals / sum(evals), in [0, 1].
-
-    compat: WeightWatcher's variant, which adds 1e-10 to every p and to the rank. Default:
-    the exact definition (0 ln 0 = 0); 0.0 for rank <= 1.
-    """
-    total = float(np.sum(evals))
-    if compat:
-        p = evals / total + WW_ENTROPY_EPSILON
-        return float(-np.sum(p * np.log(p)) / np.log(rank + WW_ENTROPY_EPSILON))
-    if rank <= 1 or total <= 0:
-        return 0.0
-    p = evals[evals > 0] / total
-    return float(-np.sum(p * np.log(p)) / math.log(rank))
-
-
-def norm_metrics(evals: np.ndarray, N: int, alpha: float, *, compat: bool) -> dict[str, float]:
-    """norm (squared Frobenius), log norms, alpha_weighted, log_alpha_norm, stable_rank,
-    matrix_rank and entropy of a sorted ESD (units: eigenvalues of the scaled W^T W)."""
-    norm = float(np.sum(evals))
-    spectral_norm = float(np.max(evals))
-    log_spectral_norm = float(np.log10(spectral_norm))
-    rank = matrix_rank(evals, N)
-    return {
-        "norm": norm,
-        "log_norm": float(np.log10(norm)),
-        "spectral_norm": spectral_norm,
-        "log_spectral_norm": log_spectral_norm,
-        "alpha_weighted": alpha * log_spectral_norm,
-        "log_alpha_norm": float(np.log10(np.sum(evals**alpha))),
-        "stable_rank": norm / spectral_norm if spectral_norm else math.nan,
-        "matrix_rank": rank,
-        "entropy": matrix_entropy(evals, rank, compat=compat),
-    }
 
 
 def warning_label(alpha: float, failed: bool, *, compat: bool) -> str:
@@ -102,3 +22,82 @@ def warning_label(alpha: float, failed: bool, *, compat: bool) -> str:
     if alpha > 6.0:
         return "under-trained"
     return ""
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.intp)
+
+
+def batch_slice_stats(
+    slices: list[np.ndarray], owner: np.ndarray, N: np.ndarray, num_layers: int, *, compat: bool
+) -> dict[str, np.ndarray]:
+    """Largest and smallest singular value and rank loss of each layer's matrices.
+
+    rank_loss counts, per matrix, singular values <= max(sv) * N * eps64 (N: the layer's
+    larger dimension). sv_min is the smallest singular value of all a layer's matrices; in
+    compat mode it is WeightWatcher's max over matrices of each matrix's smallest one.
+    ``slices``: every matrix's ascending ESD; ``owner[k]``: the layer of slice k (non-decreasing,
+    every layer owning at least one slice); ``N``: each layer's N. Returns arrays of sv_max,
+    sv_min and rank_loss per layer.
+    """
+    lengths = np.array([len(s) for s in slices], dtype=np.intp)
+    starts = _starts(lengths)
+    flat = np.sqrt(np.concatenate(slices))  # exact inverse of the squaring for doubles
+    tops = flat[starts + lengths - 1]
+    bottoms = flat[starts]
+    tol = np.repeat(tops * N[owner] * EPS64, lengths)
+    lost = np.add.reduceat((flat <= tol).astype(np.int64), starts)
+    layer_starts = np.searchsorted(owner, np.arange(num_layers))
+    pick_min = np.maximum if compat else np.minimum
+    return {
+        "sv_max": np.maximum.reduceat(tops, layer_starts),
+        "sv_min": pick_min.reduceat(bottoms, layer_starts),
+        "rank_loss": np.add.reduceat(lost, layer_starts),
+    }
+
+
+def batch_norm_metrics(
+    spectra: list[np.ndarray], N: np.ndarray, alpha: np.ndarray, *, compat: bool,
+    tolerance: float,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-layer metrics of many ascending ESDs (units: eigenvalues of the scaled W^T W).
+
+    norm = sum(evals) (squared Frobenius norm), log_norm = log10(norm), spectral_norm =
+    lambda_max, alpha_weighted = alpha * log10(lambda_max), log_alpha_norm =
+    log10(sum(evals**alpha)), stable_rank = norm / lambda_max, matrix_rank = #{sqrt(evals) >
+    sqrt(lambda_max) * N * eps64}, weak_rank_loss = #{evals < tolerance}, and the normalized
+    matrix entropy -sum(p ln p) / ln(rank) with p = evals / norm (compat: WeightWatcher adds
+    1e-10 to every p and to the rank; default: exact, 0 for rank <= 1). A few NumPy passes
+    over all eigenvalues at once instead of a Python loop per layer.
+    """
+    lengths = np.array([len(s) for s in spectra], dtype=np.intp)
+    starts = _starts(lengths)
+    flat = np.concatenate(spectra)
+    norm = np.add.reduceat(flat, starts)
+    spectral = flat[starts + lengths - 1]
+    log_spectral = np.log10(spectral)
+    sv = np.sqrt(flat)
+    tol = np.repeat(np.sqrt(spectral) * N * EPS64, lengths)
+    rank = np.add.reduceat((sv > tol).astype(np.int64), starts)
+    p = flat / np.repeat(norm, lengths)
+    if compat:
+        p = p + WW_ENTROPY_EPSILON
+        entropy = -np.add.reduceat(p * np.log(p), starts) / np.log(rank + WW_ENTROPY_EPSILON)
+    else:
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        entropy = np.where(rank > 1, -np.add.reduceat(plogp, starts) / np.log(np.maximum(rank, 2)),
+                           0.0)  # fmt: skip
+    return {
+        "num_evals": lengths.astype(np.int64),
+        "lambda_max": spectral,
+        "weak_rank_loss": np.add.reduceat((flat < tolerance).astype(np.int64), starts),
+        "norm": norm,
+        "log_norm": np.log10(norm),
+        "spectral_norm": spectral,
+        "log_spectral_norm": log_spectral,
+        "alpha_weighted": alpha * log_spectral,
+        "log_alpha_norm": np.log10(np.add.reduceat(flat ** np.repeat(alpha, lengths), starts)),
+        "stable_rank": norm / spectral,
+        "matrix_rank": rank,
+        "entropy": entropy,
+    }
