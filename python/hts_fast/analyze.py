@@ -150,20 +150,35 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Build the table column by column with WeightWatcher's dtypes."""
-    columns: dict[str, Any] = {}
+def _to_frame(
+    rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any]
+) -> pd.DataFrame:
+    """Build the table column by column with WeightWatcher's dtypes.
+
+    ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
+    layer); ``columns`` hold arrays of the analyzed layers' values, which sit at positions
+    ``analyzed``.
+    """
+    n = len(rows)
+    at = np.array(analyzed, dtype=np.intp)
+    data: dict[str, Any] = {}
     for col in WW_COLUMNS + EXTRA_COLUMNS:
-        values = [row.get(col) for row in rows]
-        if col in INT_COLUMNS:
-            columns[col] = np.array(values, dtype=np.int64)
-        elif col == "has_esd":
-            columns[col] = np.array(values, dtype=bool)
-        elif col in STRING_COLUMNS:
-            columns[col] = pd.array(values, dtype="str") if rows else pd.array([], dtype="str")
+        if col in columns and len(at) == n:
+            values = columns[col]
         else:
-            columns[col] = np.array(values, dtype=np.float64)
-    return pd.DataFrame(columns)
+            values = [row.get(col) for row in rows]
+            if col in columns:
+                values = np.array(values, dtype=object)
+                values[at] = columns[col]
+        if col in INT_COLUMNS:
+            data[col] = np.asarray(values, dtype=np.int64)
+        elif col == "has_esd":
+            data[col] = np.asarray(values, dtype=bool)
+        elif col in STRING_COLUMNS:
+            data[col] = pd.array(list(values), dtype="str")
+        else:
+            data[col] = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(data)
 
 
 def analyze(
@@ -237,8 +252,10 @@ def analyze(
     with timer.stage("fit"):
         fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
     with timer.stage("metrics"), np.errstate(all="ignore"):
-        _fill_rows(pooled, fits, compat=bool(compat), tolerance=tolerance)
-        frame = _to_frame([p.row for p in active])
+        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
+        position = {id(plan): k for k, plan in enumerate(active)}
+        frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
+                          columns)  # fmt: skip
     frame.attrs["compat"] = compat
     frame.attrs["skipped"] = _skipped_frame(plans)
     frame.attrs["seconds"] = timer.seconds
@@ -287,27 +304,24 @@ def _pool(
     return pooled
 
 
-def _fill_rows(
+def _metric_columns(
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
     compat: bool, tolerance: float,
-) -> None:  # fmt: skip
-    """Add the ESD, fit and norm columns of every analyzed layer, vectorized over layers."""
+) -> dict[str, Any]:  # fmt: skip
+    """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order."""
     if not pooled:
-        return
+        return {}
     fit_rows = [_fit_columns(fit, compat=compat) for fit in fits]
+    columns: dict[str, Any] = {key: [r[key] for r in fit_rows] for key in fit_rows[0]}
     N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
-    alpha = np.array([r["alpha"] for r in fit_rows], dtype=np.float64)
-    columns = batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha, compat=compat,
-                                 tolerance=tolerance)  # fmt: skip
+    alpha = np.array(columns["alpha"], dtype=np.float64)
+    columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
+                                      compat=compat, tolerance=tolerance))  # fmt: skip
     slices = [part for _, _, parts in pooled for part in parts]
     owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
     columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
-    names = list(columns)
-    for k, ((plan, _, _), fit_row) in enumerate(zip(pooled, fit_rows, strict=True)):
-        plan.row.update(fit_row)
-        plan.row["has_esd"] = True
-        for name in names:
-            plan.row[name] = columns[name][k]
+    columns["has_esd"] = [True] * len(pooled)
+    return columns
 
 
 def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:
