@@ -113,3 +113,39 @@ def test_esd_batch_error_names_the_matrix_and_can_be_collected():
     assert "NaN" in str(out[1])
     assert isinstance(out[2], ValueError)
     assert "2-D" in str(out[2])
+
+
+def test_big_endian_input_is_read_correctly():
+    w = np.random.default_rng(2).standard_normal((20, 12))
+    for dtype in (">f8", ">f4"):
+        swapped = w.astype(dtype)
+        for method in ("svd", "gram"):
+            np.testing.assert_allclose(
+                hts_fast.esd(swapped, method=method),
+                hts_fast.esd(swapped.astype(swapped.dtype.newbyteorder("=")), method=method),
+                rtol=1e-13,
+            )
+
+
+def test_bad_scales_and_overflow():
+    w = np.ones((4, 3))
+    for scale in (np.inf, np.nan):
+        with pytest.raises(ValueError, match="scale must be a finite number"):
+            hts_fast.esd(w, scale=scale)
+    with pytest.raises(ValueError, match="beyond the float64 range"):
+        hts_fast.esd(w, scale=1e200)
+    out = hts_fast.esd_batch([w, w], scales=np.float32(2.0))
+    np.testing.assert_allclose(out[0], hts_fast.esd(w) * 4, rtol=1e-14)
+
+
+def test_kernel_never_fits_zeros_even_with_a_negative_threshold():
+    from hts_fast._core_loader import core
+
+    fields = core.fit_powerlaw(np.r_[0.0, 0.0, np.arange(1.0, 10.0)], -1.0, 20, 8)
+    assert fields[6] == 9  # num_fit: the zeros are left out
+    assert np.isfinite(fields[0])
+
+
+def test_curve_error_reports_the_fitted_count():
+    with pytest.raises(ValueError, match=r"only 1 eigenvalue\(s\)"):
+        hts_fast.powerlaw_curve([1e-9, 2.0])

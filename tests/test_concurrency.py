@@ -42,3 +42,17 @@ def test_esd_releases_the_gil():
         ticks += 1
     worker.join()
     assert ticks > 10_000
+
+
+def test_concurrent_calls_restore_the_blas_thread_count():
+    from hts_fast import _threads
+
+    before = [lib["num_threads"] for lib in _threads.blas_info()]
+    w = np.random.default_rng(2).standard_normal((120, 100))
+    workers = [threading.Thread(target=lambda: [hts_fast.esd(w) for _ in range(20)])
+               for _ in range(4)]  # fmt: skip
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert [lib["num_threads"] for lib in _threads.blas_info()] == before

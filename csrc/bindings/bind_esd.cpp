@@ -18,6 +18,12 @@ MatrixView view_of(const py::array& a) {
     if (a.ndim() != 2) throw py::value_error("expected a 2-D matrix");
     const py::dtype dt = a.dtype();
     if (dt.kind() != 'f') throw py::type_error("expected a floating-point matrix");
+    if (dt.byteorder() == '>' || dt.byteorder() == '<') {
+        const std::uint16_t probe = 1;
+        const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+        if ((dt.byteorder() == '<') != little)
+            throw py::value_error("matrix has non-native byte order; convert it first");
+    }
     MatrixView v;
     switch (dt.itemsize()) {
         case 2: v.type = ScalarType::float16; break;

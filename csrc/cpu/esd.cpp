@@ -190,8 +190,12 @@ EsdResult esd_into(const MatrixView& w, EsdMethod method, double scale, double* 
     if (w.rows > kMaxLapackInt || w.cols > kMaxLapackInt ||
         w.rows * w.cols > kMaxLapackInt)
         return {EsdError::too_large, 0};
-    return method == EsdMethod::gram ? esd_gram(w, scale, out, workspace)
-                                     : esd_svd(w, scale, out, workspace);
+    if (!std::isfinite(scale)) return {EsdError::non_finite, 0};
+    const EsdResult r = method == EsdMethod::gram ? esd_gram(w, scale, out, workspace)
+                                                  : esd_svd(w, scale, out, workspace);
+    if (r.error == EsdError::none && !std::isfinite(out[std::min(w.rows, w.cols) - 1]))
+        return {EsdError::overflow, 0};
+    return r;
 }
 
 void esd_batch(const MatrixView* matrices, std::int64_t count, EsdMethod method,

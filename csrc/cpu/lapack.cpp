@@ -14,7 +14,10 @@ void set_lapack(const LapackFunctions& functions) {
     g_functions = functions;
 }
 
-bool lapack_ready() { return g_functions.dgesdd != nullptr; }
+bool lapack_ready() {
+    return g_functions.dgesdd != nullptr && g_functions.dsyevd != nullptr &&
+           g_functions.dsyrk != nullptr;
+}
 
 const LapackFunctions& lapack() {
     if (!lapack_ready())

@@ -38,7 +38,13 @@ void parallel_for(std::int64_t count, int threads,
     };
     std::vector<std::thread> pool;
     pool.reserve(static_cast<std::size_t>(workers - 1));
-    for (int w = 1; w < workers; ++w) pool.emplace_back(run, w);
+    for (int w = 1; w < workers; ++w) {
+        try {
+            pool.emplace_back(run, w);
+        } catch (...) {
+            break;  // could not start another thread: the ones running share the work
+        }
+    }
     run(0);
     for (auto& t : pool) t.join();
     for (auto& e : errors)

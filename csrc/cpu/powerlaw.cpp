@@ -22,12 +22,10 @@
 namespace hts {
 namespace {
 
-// Points between two evaluated block end points, and the range size below which a range
-// is scanned point by point instead of bisected.
+// Points between two evaluated block end points (inside a block, ranges are bisected).
 constexpr std::int64_t kBlock = 64;
-constexpr std::int64_t kLeaf = 2;
-// Rounding slack when a block's deviations are bounded from its end points: the
-// deviations are differences of numbers in [0, 1] computed with a few roundings.
+// Slack added to the bound of a range: the computed CDFs are monotone in j as long as libm's
+// log and exp are, which glibc's are; the slack keeps the bound safe if an exp were not.
 constexpr double kBoundSlack = 1e-13;
 
 // Sorted fitted values and everything derived from them once per spectrum.
@@ -79,7 +77,7 @@ FitError prepare_values(const double* values, std::int64_t count, const PowerLaw
             bad_index = k;
             return FitError::negative;
         }
-        if (v > opt.threshold) {
+        if (v > opt.threshold && v > 0.0) {  // log(0) cannot enter the fit
             if (!prep.x.empty() && v < prep.x.back()) sorted = false;
             prep.x.push_back(v);
         }
@@ -98,12 +96,9 @@ struct Candidate {
     double n;            // tail size as a double
     double exponent;     // 1 - alpha
 
-    // |F_fit(x_j) - (j - i)/n| with F_fit(x) = 1 - (x/xmin)^(1 - alpha).
-    double deviation(std::int64_t j) const {
-        const double d = logx[j] - logx[start];
-        const double tail = d == 0.0 ? 1.0 : std::exp(exponent * d);
-        return std::fabs((1.0 - tail) - static_cast<double>(j - start) / n);
-    }
+    // |F_fit(x_j) - (j - i)/n| with F_fit(x) = 1 - (x/xmin)^(1 - alpha). Every deviation,
+    // pruned search or full scan, goes through these two functions, so they agree bit for bit.
+    double deviation(std::int64_t j) const { return std::fabs(fitted_cdf(j) - empirical_cdf(j)); }
     double fitted_cdf(std::int64_t j) const {
         const double d = logx[j] - logx[start];
         return 1.0 - (d == 0.0 ? 1.0 : std::exp(exponent * d));
@@ -137,17 +132,6 @@ bool refine_range(const Candidate& c, std::int64_t ja, double fa, std::int64_t j
     const double bound =
         std::max(fb - c.empirical_cdf(ja), c.empirical_cdf(jb) - fa) + kBoundSlack;
     if (bound <= run.worst) return true;
-    if (jb - ja <= kLeaf) {
-        for (std::int64_t j = ja + 1; j < jb; ++j) {
-            const double dev = c.deviation(j);
-            if (dev > run.worst) {
-                run.worst = dev;
-                run.at = j;
-                if (loses(dev)) return false;
-            }
-        }
-        return true;
-    }
     const std::int64_t mid = ja + (jb - ja) / 2;
     const double fm = c.fitted_cdf(mid);
     const double dev = std::fabs(fm - c.empirical_cdf(mid));
@@ -375,7 +359,10 @@ PowerLawFitResult powerlaw_curve(const double* values, std::int64_t count,
     Prepared prep;
     PowerLawFitResult r;
     r.error = prepare_values(values, count, options, prep, r.bad_index);
-    if (r.error != FitError::none) return r;
+    if (r.error != FitError::none) {
+        r.num_fit = static_cast<std::int64_t>(prep.x.size());
+        return r;
+    }
     const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
     const std::size_t m = static_cast<std::size_t>(nf - 1);
     curve.xmins.assign(prep.x.begin(), prep.x.end() - 1);

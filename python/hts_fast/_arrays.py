@@ -49,6 +49,8 @@ def as_float_array(x: Any, what: str, *, allow_int: bool = False) -> np.ndarray:
     if arr.dtype.kind == "c":
         msg = f"{what} is complex ({arr.dtype}); weights and eigenvalues must be real"
         raise TypeError(msg)
+    if arr.dtype.byteorder not in "=|":  # big-endian data on a little-endian machine
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype.kind in "iub" and allow_int:
         arr = arr.astype(np.float64)
     elif arr.dtype.type not in SUPPORTED_FLOATS:

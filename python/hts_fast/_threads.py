@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -41,11 +42,31 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
+_pin_lock = threading.Lock()
+_pin_depth = 0
+_pin_limiter: Any = None
+
+
 @contextlib.contextmanager
-def blas_threads(count: int) -> Iterator[None]:
-    """Limit BLAS/LAPACK libraries to ``count`` threads inside the block."""
-    with _controller().limit(limits=count, user_api="blas"):
+def single_threaded_blas() -> Iterator[None]:
+    """Pin BLAS/LAPACK libraries to one thread inside the block.
+
+    Safe when several Python threads use hts_fast at once (the kernels release the GIL): the
+    first caller pins, the last one to leave restores the previous setting.
+    """
+    global _pin_depth, _pin_limiter
+    with _pin_lock:
+        if _pin_depth == 0:
+            _pin_limiter = _controller().limit(limits=1, user_api="blas")
+        _pin_depth += 1
+    try:
         yield
+    finally:
+        with _pin_lock:
+            _pin_depth -= 1
+            if _pin_depth == 0:
+                _pin_limiter.restore_original_limits()
+                _pin_limiter = None
 
 
 def blas_info() -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -18,7 +19,9 @@ _ERRORS = {
     1: "is empty",
     2: "contains NaN or Inf values",
     3: "is too large for 32-bit LAPACK indexing",
+    5: "has eigenvalues beyond the float64 range (matrix or scale too large)",
 }
+_ROUTINES = {0: "the SVD (LAPACK dgesdd)", 1: "the eigensolver (LAPACK dsyevd)"}
 
 
 def _method_code(method: str) -> int:
@@ -29,12 +32,24 @@ def _method_code(method: str) -> int:
         raise ValueError(msg) from None
 
 
-def _error_for(code: int, info: int, what: str, shape: tuple[int, ...]) -> ValueError:
+def _error_for(code: int, info: int, what: str, shape: tuple[int, ...], method: str) -> ValueError:
     if code == 4:
-        return ValueError(
-            f"{what} (shape {shape}): LAPACK failed (info={info}); the SVD did not converge"
+        routine = _ROUTINES[_METHOD_CODES[method]]
+        problem = (
+            f"{routine} did not converge (info={info})"
+            if info > 0
+            else f"{routine} rejected argument {-info} (an internal error, please report it)"
         )
+        return ValueError(f"{what} (shape {shape}): {problem}")
     return ValueError(f"{what} (shape {shape}) {_ERRORS.get(code, f'failed (code {code})')}")
+
+
+def _check_scale(scale: Any) -> float:
+    value = float(scale)
+    if not math.isfinite(value):
+        msg = f"scale must be a finite number, got {scale!r}"
+        raise ValueError(msg)
+    return value
 
 
 def _run(
@@ -47,7 +62,7 @@ def _run(
     ~1e-15 relative), and results must not depend on the thread count.
     """
     code = _method_code(method)
-    with _threads.blas_threads(1):
+    with _threads.single_threaded_blas():
         return core.esd_batch(matrices, code, scales, threads)
 
 
@@ -61,11 +76,11 @@ def esd(
     W : array of shape (rows, cols)
         NumPy float16/32/64 array or CPU torch tensor; any strides. It is copied once, to
         float64 (LAPACK overwrites its input), or not at all for ``gram`` with a contiguous
-        float64 matrix.
+        float64 matrix and ``scale=1``. Big-endian arrays are converted to native order.
     method : {"svd", "gram"}
         ``"svd"``: float64 LAPACK dgesdd on W, the same call ``scipy.linalg.svd`` makes
         (and so WeightWatcher on a CPU). ``"gram"``: float64 Gram matrix of the smaller side
-        (dsyrk) and a symmetric eigensolver (dsyevd); about 2-5x faster, but eigenvalues
+        (dsyrk) and a symmetric eigensolver (dsyevd); about 2-3x faster, but eigenvalues
         below ~1e-15 * lambda_max are rounding noise (singular values below ~3e-8 * sv_max
         are lost), so rank and tiny-eigenvalue counts need ``"svd"``. Negative noise is
         clipped to 0.
@@ -95,9 +110,9 @@ def esd(
     """
     n_threads = _threads.resolve_threads(threads)
     matrix = as_matrix(W, "W")
-    values, code, info = _run([matrix], method, [float(scale)], n_threads)[0]
+    values, code, info = _run([matrix], method, [_check_scale(scale)], n_threads)[0]
     if code:
-        raise _error_for(code, info, "W", matrix.shape)
+        raise _error_for(code, info, "W", matrix.shape, method)
     return values
 
 
@@ -139,10 +154,10 @@ def esd_batch(
     _method_code(method)
     n_threads = _threads.resolve_threads(threads)
     items = list(matrices)
-    if isinstance(scales, int | float):
-        scale_list = [float(scales)] * len(items)
+    if np.ndim(scales) == 0:
+        scale_list = [_check_scale(scales)] * len(items)
     else:
-        scale_list = [float(s) for s in scales]
+        scale_list = [_check_scale(s) for s in scales]
         if len(scale_list) != len(items):
             msg = f"got {len(scale_list)} scales for {len(items)} matrices"
             raise ValueError(msg)
@@ -169,7 +184,9 @@ def esd_batch(
             [arrays[k] for k in order], method, [scale_list[k] for k in order], n_threads
         )
         for k, (values, code, info) in zip(order, outputs, strict=True):
-            results[k] = _error_for(code, info, f"matrix {k}", arrays[k].shape) if code else values
+            results[k] = (
+                _error_for(code, info, f"matrix {k}", arrays[k].shape, method) if code else values
+            )
     if on_error == "raise":
         for result in results:
             if isinstance(result, Exception):

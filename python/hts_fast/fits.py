@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -204,7 +204,7 @@ def fit_powerlaw_batch(
         strict=True,
     ):
         results[k] = _to_result(fields, values, threshold)
-    return [r for r in results if r is not None]
+    return cast(list[PowerLawFit], results)  # every slot was filled above
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ def batch_slice_stats(
     """
     lengths = np.array([len(s) for s in slices], dtype=np.intp)
     starts = _starts(lengths)
-    flat = np.sqrt(np.concatenate(slices))  # exact inverse of the squaring for doubles
+    # sqrt undoes the kernel's squaring exactly for svd eigenvalues; gram ones are computed
+    # directly (tiny ones are noise, see esd())
+    flat = np.sqrt(np.concatenate(slices))
     tops = flat[starts + lengths - 1]
     bottoms = flat[starts]
     tol = np.repeat(tops * N[owner] * EPS64, lengths)

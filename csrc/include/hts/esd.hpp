@@ -31,6 +31,7 @@ enum class EsdError : int {
     non_finite = 2,     // NaN or infinity in the matrix
     too_large = 3,      // a dimension or a workspace beyond LAPACK's 32-bit integers
     lapack_failed = 4,  // LAPACK returned info != 0 (see EsdResult::info)
+    overflow = 5,       // an eigenvalue exceeds the float64 range (scale too large)
 };
 
 struct EsdResult {
