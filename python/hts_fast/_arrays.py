@@ -37,6 +37,8 @@ def as_float_array(x: Any, what: str, *, allow_int: bool = False) -> np.ndarray:
     Integer and bool input is converted to float64 when ``allow_int`` is true and
     rejected otherwise. Raises TypeError for non-numeric, complex or unsupported input.
     """
+    if type(x) is np.ndarray and x.dtype.type in SUPPORTED_FLOATS and x.dtype.isnative:
+        return x  # the common case, checked first because analyze() passes thousands
     module = type(x).__module__
     if module.startswith("torch") and hasattr(x, "detach"):
         arr = _from_torch(x, what)

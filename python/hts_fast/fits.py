@@ -117,6 +117,9 @@ def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) ->
 
 
 def _as_evals(values: Any, what: str) -> np.ndarray:
+    if (type(values) is np.ndarray and values.dtype == np.float64 and values.ndim == 1
+            and values.flags.c_contiguous):  # fmt: skip
+        return values
     arr = as_float_array(values, what, allow_int=True)
     if arr.ndim != 1:
         msg = f"{what} must be a 1-D array of eigenvalues, got shape {arr.shape}" + (
