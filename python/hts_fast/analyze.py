@@ -72,7 +72,7 @@ def _plan(
     model: Any, layers: Any, min_evals: int, max_evals: int, max_N: int, compat: str | None
 ) -> list[_Planned]:
     """Discover the layers and apply WeightWatcher's support tests in its order (2.4)."""
-    found = discover_layers(model)
+    found = discover_layers(model, compat)
     filtered = apply_filters(found, layers)
     plans = []
     seen_weights: dict[int, Layer] = {}

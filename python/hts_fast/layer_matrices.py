@@ -89,9 +89,20 @@ def not_a_matrix_reason(weight: Any, layer_type: str) -> str:
 def read_weight(weight: Any, compat: str | None) -> np.ndarray:
     """Return the weight as a NumPy float array (a view when possible).
 
-    In compat mode torch tensors become float32, as WeightWatcher's ``.float().numpy()``.
+    In compat mode torch tensors and checkpoint tensors become float32, as WeightWatcher's
+    ``.float().numpy()``.
     Raises LayerError with the reason when the tensor cannot be read.
     """
+    from .loaders import LazyTensor, TensorReadError
+
+    if isinstance(weight, LazyTensor):
+        try:
+            weight = weight.load()
+        except (TensorReadError, OSError) as exc:
+            raise LayerError(str(exc)) from None
+        if compat and weight.dtype.kind == "f" and weight.dtype != np.float32:
+            # WeightWatcher reads files through torch and calls .float() on every tensor
+            weight = weight.astype(np.float32)
     module = type(weight).__module__
     if module.startswith("torch"):
         tensor = weight.detach()

@@ -12,6 +12,10 @@ Accepted inputs (reference doc section 2.2):
   key without ``.weight``; 2-D -> dense, 4-D -> conv2d, anything else (or a first dimension
   below 2) -> unknown.
 * a sequence of ``(name, array)`` pairs: ids are positions from 0; typed like a state dict.
+* a checkpoint path (``.safetensors`` file, Hugging Face folder, ``.npz``; see
+  hts_fast.loaders): ``.weight`` tensors in the file order, ids from 0, typed like a state
+  dict; tensors are read lazily. (WeightWatcher: folders only; with several shards and no
+  index its ids jump by the running count, reproduced in compat mode.)
 """
 
 from __future__ import annotations
@@ -101,12 +105,40 @@ def _array_layers(pairs: Sequence[Any]) -> list[Layer]:
     return layers
 
 
-def discover_layers(model: Any) -> list[Layer]:
+def _checkpoint_layers(path: Any, compat: str | None) -> list[Layer]:
+    from .loaders import checkpoint_tensors
+
+    tensors, per_file = checkpoint_tensors(path)
+    layers = []
+    layer_id = start = 0
+    yielded = 0
+    position = 0
+    for count in per_file:
+        if compat:  # WeightWatcher restarts each shard at start += layers yielded so far
+            start += yielded
+            layer_id = start
+        for name, tensor in tensors[position : position + count]:
+            if not name.endswith(".weight"):
+                continue
+            short = name[: -len(".weight")]
+            layers.append(Layer(layer_id, short, short, _array_type(tensor), tensor, "file"))
+            layer_id += 1
+            yielded += 1
+        position += count
+    return layers
+
+
+def discover_layers(model: Any, compat: str | None = None) -> list[Layer]:
     """Return every candidate layer of ``model`` in WeightWatcher's iteration order.
 
-    Raises TypeError for an input that is not a torch module, a state dict or a sequence of
-    (name, array) pairs.
+    Raises TypeError for an input that is not a torch module, a state dict, a sequence of
+    (name, array) pairs or a checkpoint path, and TensorReadError for an unreadable
+    checkpoint.
     """
+    from .loaders import is_checkpoint_path
+
+    if is_checkpoint_path(model):
+        return _checkpoint_layers(model, compat)
     if _is_torch_module(model):
         return _module_layers(model)
     if isinstance(model, Mapping):
@@ -117,7 +149,7 @@ def discover_layers(model: Any) -> list[Layer]:
     msg = (
         f"cannot analyze a {type(model).__module__}.{type(model).__qualname__}: expected a "
         "torch.nn.Module, a state dict (dict of name -> tensor/array, or "
-        "{'state_dict': {...}}), or a sequence of (name, array) pairs"
+        "{'state_dict': {...}}), a sequence of (name, array) pairs, or a checkpoint path"
     )
     raise TypeError(msg)
 

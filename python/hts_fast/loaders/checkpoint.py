@@ -1,0 +1,111 @@
+"""Which tensors a checkpoint path holds, in WeightWatcher's order.
+
+* a ``.safetensors`` file: its tensors, names sorted;
+* a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
+  the index's ``weight_map`` order grouped by shard file (shards sorted by name), else each
+  shard's sorted names, shard after shard;
+* an ``.npz`` file: its arrays in file order (read with allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .lazy import LazyTensor, TensorReadError, failing_tensor
+from .safetensors_files import SafetensorsFile
+
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def is_checkpoint_path(obj: object) -> bool:
+    """Whether ``obj`` is a path analyze() should open as a checkpoint."""
+    return isinstance(obj, str | os.PathLike)
+
+
+def _npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: not a readable .npz file ({exc})"
+        raise TensorReadError(msg) from exc
+    tensors = []
+    for name in archive.files:
+        try:
+            array = archive[name]
+        except (OSError, ValueError) as exc:  # object arrays (pickles) and corrupt members
+            tensors.append((name, failing_tensor(name, (), "?", str(path), str(exc))))
+            continue
+        tensors.append((name, LazyTensor(name, array.shape, str(array.dtype),
+                                         lambda a=array: a, str(path))))  # fmt: skip
+    return tensors
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("model*.safetensors") if p.is_file())
+
+
+def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
+    index = folder / INDEX_NAME
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            msg = f"{index}: not a valid safetensors index ({exc})"
+            raise TensorReadError(msg) from exc
+        files: dict[str, SafetensorsFile | TensorReadError] = {}
+        tensors = []
+        for shard in sorted(set(weight_map.values())):
+            try:
+                files[shard] = SafetensorsFile(folder / shard)
+            except (OSError, TensorReadError) as exc:
+                files[shard] = TensorReadError(f"{folder / shard}: {exc}")
+            for name, file in weight_map.items():
+                if file != shard:
+                    continue
+                opened = files[shard]
+                if isinstance(opened, TensorReadError):
+                    tensors.append((name, failing_tensor(name, (), "?", shard, str(opened))))
+                elif name not in opened.names():
+                    tensors.append((name, failing_tensor(name, (), "?", shard,
+                                                         "listed in the index, absent in the shard")))  # fmt: skip
+                else:
+                    tensors.append((name, opened.tensor(name)))
+        return tensors, [len(tensors)]
+    shards = _shards(folder)
+    if not shards:
+        msg = f"{folder}: no model*.safetensors files"
+        raise TensorReadError(msg)
+    tensors, counts = [], []
+    for shard in shards:
+        opened = SafetensorsFile(shard)
+        tensors.extend((name, opened.tensor(name)) for name in opened.names())
+        counts.append(len(opened.names()))
+    return tensors, counts
+
+
+def checkpoint_tensors(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
+    """Return the (name, tensor) pairs of a checkpoint and the number per file read.
+
+    Raises TensorReadError for a path that is not a supported, readable checkpoint; a
+    tensor-level problem is raised only when that tensor is loaded.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _folder_tensors(p)
+    if not p.exists():
+        msg = f"{p}: no such file or directory"
+        raise TensorReadError(msg)
+    if p.suffix == ".safetensors":
+        opened = SafetensorsFile(p)
+        return [(name, opened.tensor(name)) for name in opened.names()], [len(opened.names())]
+    if p.suffix == ".npz":
+        tensors = _npz_tensors(p)
+        return tensors, [len(tensors)]
+    msg = f"{p}: unsupported checkpoint format (expected .safetensors, .npz or a model folder)"
+    raise TensorReadError(msg)

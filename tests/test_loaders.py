@@ -1,0 +1,201 @@
+"""Checkpoint files read without torch: safetensors files and folders, npz; bad files."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import hts_fast
+import numpy as np
+import pytest
+from hts_fast.loaders import SafetensorsFile, TensorReadError, checkpoint_tensors
+
+from .conftest import REQUIRE_REFERENCES
+from .test_analyze_parity import assert_same_table, run_weightwatcher
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+
+def _state(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "a.weight": rng.standard_normal((60, 40)).astype(np.float32),
+        "a.bias": rng.standard_normal(60).astype(np.float32),
+        "b.weight": rng.standard_normal((48, 24, 3, 3)).astype(np.float32),
+        "c.weight": rng.standard_normal((30, 50)),
+        "d.weight": rng.standard_normal((40, 40)).astype(np.float16),
+        "norm.weight": np.ones(40, dtype=np.float32),
+    }
+
+
+def _write_raw(path, header: dict, data: bytes, header_len: int | None = None) -> None:
+    blob = json.dumps(header).encode()
+    size = len(blob) if header_len is None else header_len
+    path.write_bytes(struct.pack("<Q", size) + blob + data)
+
+
+def test_round_trip_against_the_safetensors_library(tmp_path):
+    state = _state()
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file(state, str(path))
+    tensors, counts = checkpoint_tensors(path)
+    assert [n for n, _ in tensors] == sorted(state)
+    assert counts == [len(state)]
+    reference = safetensors_numpy.load_file(str(path))
+    for name, tensor in tensors:
+        assert tensor.shape == state[name].shape
+        loaded = tensor.load()
+        assert loaded.dtype == state[name].dtype
+        np.testing.assert_array_equal(loaded, reference[name])
+    assert isinstance(SafetensorsFile(path).tensor("a.weight").load(), np.memmap)  # no copy
+
+
+def test_bf16_and_fp8_are_converted_exactly(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    rng = torch.Generator().manual_seed(0)
+    values = torch.randn(64, 32, generator=rng) * 10
+    tensors = {"bf.weight": values.to(torch.bfloat16), "e4.weight": values.to(torch.float8_e4m3fn),
+               "e5.weight": values.to(torch.float8_e5m2)}  # fmt: skip
+    path = tmp_path / "m.safetensors"
+    save_file(tensors, str(path))
+    opened = SafetensorsFile(path)
+    np.testing.assert_array_equal(opened.tensor("bf.weight").load(),
+                                  tensors["bf.weight"].float().numpy())  # fmt: skip
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        if REQUIRE_REFERENCES:
+            raise
+        with pytest.raises(TensorReadError, match="needs the ml_dtypes package"):
+            opened.tensor("e4.weight").load()
+        return
+    for name in ("e4.weight", "e5.weight"):
+        np.testing.assert_array_equal(opened.tensor(name).load(), tensors[name].float().numpy())
+
+
+def test_analyze_file_equals_analyze_of_the_loaded_dict(tmp_path):
+    state = _state(1)
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file(state, str(path))
+    from_file = hts_fast.analyze(path)
+    loaded = safetensors_numpy.load_file(str(path))
+    from_dict = hts_fast.analyze({k: loaded[k] for k in sorted(loaded)})  # the file's order
+    assert list(from_file["layer_id"]) == list(from_dict["layer_id"] - 1)  # files count from 0
+    for col in ("name", "alpha", "D", "xmin", "lambda_max", "norm", "N", "M", "rf"):
+        assert list(from_file[col]) == list(from_dict[col]), col
+
+
+def _sharded_folder(tmp_path, with_index: bool):
+    state = _state(2)
+    folder = tmp_path / ("indexed" if with_index else "plain")
+    folder.mkdir()
+    names = list(state)
+    shards = {"model-00001-of-00002.safetensors": names[:3],
+              "model-00002-of-00002.safetensors": names[3:]}  # fmt: skip
+    for shard, keys in shards.items():
+        safetensors_numpy.save_file({k: state[k] for k in keys}, str(folder / shard))
+    if with_index:
+        weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder
+
+
+@pytest.mark.weightwatcher
+@pytest.mark.parametrize("with_index", [True, False])
+def test_sharded_folder_matches_weightwatcher(tmp_path, with_index):
+    pytest.importorskip("torch")  # WeightWatcher reads folders through torch
+    folder = _sharded_folder(tmp_path, with_index)
+    ours = hts_fast.analyze(folder, compat="weightwatcher-0.7.7")
+    assert_same_table(ours, run_weightwatcher(str(folder)))
+
+
+def test_npz_checkpoint(tmp_path):
+    state = _state(3)
+    path = tmp_path / "w.npz"
+    np.savez(path, **state)
+    df = hts_fast.analyze(path)
+    assert list(df["name"]) == ["a", "b", "c", "d"]
+
+
+def test_unusable_files_raise_a_clear_error(tmp_path):
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(b"\x01\x02")
+    with pytest.raises(TensorReadError, match="truncated: 2 bytes"):
+        hts_fast.analyze(short)
+    huge = tmp_path / "huge.safetensors"
+    _write_raw(huge, {}, b"", header_len=10**9)
+    with pytest.raises(TensorReadError, match="header length 1000000000 exceeds"):
+        hts_fast.analyze(huge)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(struct.pack("<Q", 5) + b"{nope")
+    with pytest.raises(TensorReadError, match="corrupted header"):
+        hts_fast.analyze(garbage)
+    other = tmp_path / "weights.txt"
+    other.write_text("x")
+    with pytest.raises(TensorReadError, match="unsupported checkpoint format"):
+        hts_fast.analyze(other)
+
+
+def test_bad_tensors_fail_their_layer_only(tmp_path):
+    good = np.random.default_rng(4).standard_normal((20, 16)).astype(np.float32)
+    nan = good.copy()
+    nan[1, 1] = np.nan
+    blocks = [good.tobytes(), nan.tobytes(), np.ones((20, 16), np.int32).tobytes(),
+              good.tobytes()]  # fmt: skip
+    offsets, start = [], 0
+    for block in blocks:
+        offsets.append([start, start + len(block)])
+        start += len(block)
+    header = {
+        "a.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": offsets[0]},
+        "b.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": offsets[1]},
+        "c.weight": {"dtype": "I32", "shape": [20, 16], "data_offsets": offsets[2]},
+        "d.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": offsets[3]},
+        "e.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": [0, 100]},
+        "f.weight": {"dtype": "X9", "shape": [20, 16], "data_offsets": offsets[0]},
+        "g.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": [0, 10**7]},
+    }
+    path = tmp_path / "bad.safetensors"
+    _write_raw(path, header, b"".join(blocks))
+    df = hts_fast.analyze(path).set_index("name")
+    assert df.loc["a", "status"] == df.loc["d", "status"] == "success"
+    assert df.loc["a", "alpha"] == df.loc["d", "alpha"]
+    assert "NaN or Inf" in df.loc["b", "status_reason"]
+    assert "unsupported dtype int32" in df.loc["c", "status_reason"]
+    assert "hold 100 bytes, shape needs 1280" in df.loc["e", "status_reason"]
+    assert "unknown dtype 'X9'" in df.loc["f", "status_reason"]
+    assert "outside the data" in df.loc["g", "status_reason"]
+    assert str(path) in df.loc["g", "status_reason"]
+
+
+def test_truncated_file_keeps_the_complete_tensors(tmp_path):
+    state = _state(5)
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file(state, str(path))
+    raw = path.read_bytes()
+    cut = len(raw) - 500
+    path.write_bytes(raw[:cut])
+    header_len = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + header_len])
+    broken = {k[: -len(".weight")] for k, v in header.items()
+              if k.endswith(".weight") and 8 + header_len + v["data_offsets"][1] > cut}  # fmt: skip
+    assert broken  # the cut lands inside at least one weight
+    df = hts_fast.analyze(path, min_evals=0).set_index("name")
+    for name, row in df.iterrows():
+        if name in broken:
+            assert row["status"] == "failed"
+            assert "truncated?" in row["status_reason"]
+        else:
+            assert row["status"] == "success", name
+
+
+def test_duplicate_names_are_reported(tmp_path):
+    block = np.ones((10, 10), np.float32).tobytes()
+    entry = '{"dtype": "F32", "shape": [10, 10], "data_offsets": [0, 400]}'
+    blob = ('{"x.weight": ' + entry + ', "x.weight": ' + entry + "}").encode()
+    path = tmp_path / "dup.safetensors"
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + block)
+    df = hts_fast.analyze(path)
+    assert "appears more than once" in df.loc[0, "status_reason"]
