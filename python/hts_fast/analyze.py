@@ -98,8 +98,8 @@ def _plan(
         elif max_N < shape.N:
             reason = f"N = {shape.N} > max_N = {max_N}"
         elif not compat:
-            # A parameter shared by several modules (tied embeddings) is analyzed once.
-            key = id(layer.weight)
+            # A weight shared by several layers (tied embeddings) is analyzed once.
+            key = _weight_identity(layer.weight)
             if key in seen_weights:
                 first = seen_weights[key]
                 reason = f"shares its weight with layer {first.layer_id} ({first.longname})"
@@ -107,6 +107,23 @@ def _plan(
                 seen_weights[key] = layer
         plans.append(_Planned(layer, shape, reason))
     return plans
+
+
+def _weight_identity(weight: Any) -> Any:
+    """A key equal for two layers that hold the very same weight memory."""
+    from .loaders import LazyTensor
+
+    if isinstance(weight, LazyTensor):
+        return weight.identity if weight.identity is not None else id(weight)
+    if isinstance(weight, np.ndarray):
+        return ("numpy", weight.__array_interface__["data"][0], weight.shape, weight.strides,
+                weight.dtype.str)  # fmt: skip
+    if type(weight).__module__.startswith("torch") and hasattr(weight, "data_ptr"):
+        if weight.device.type == "meta" or weight.layout != __import__("torch").strided:
+            return id(weight)
+        return ("torch", str(weight.device), weight.data_ptr(), tuple(weight.shape),
+                tuple(weight.stride()), str(weight.dtype))  # fmt: skip
+    return id(weight)
 
 
 def _base_row(plan: _Planned, esd_method: str) -> dict[str, Any]:

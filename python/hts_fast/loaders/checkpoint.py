@@ -4,7 +4,10 @@
 * a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
   the index's ``weight_map`` order grouped by shard file (shards sorted by name), else each
   shard's sorted names, shard after shard;
-* an ``.npz`` file: its arrays in file order (read with allow_pickle=False).
+* an ``.npz`` file: its arrays in file order (read with allow_pickle=False);
+* a torch ``.bin``/``.pt``/``.pth`` zip checkpoint (or a folder of ``pytorch_model*.bin``
+  shards when it has no safetensors): its state dict in the file's order, read by a
+  restricted unpickler that never runs code from the file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from .lazy import LazyTensor, TensorReadError, failing_tensor
 from .safetensors_files import SafetensorsFile
+from .torch_zip import torch_zip_tensors
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -44,8 +48,8 @@ def _npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
     return tensors
 
 
-def _shards(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("model*.safetensors") if p.is_file())
+def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
 
 
 def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
@@ -77,8 +81,12 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
         return tensors, [len(tensors)]
     shards = _shards(folder)
     if not shards:
-        msg = f"{folder}: no model*.safetensors files"
-        raise TensorReadError(msg)
+        bins = _shards(folder, "pytorch_model*.bin")
+        if not bins:
+            msg = f"{folder}: no model*.safetensors or pytorch_model*.bin files"
+            raise TensorReadError(msg)
+        per_file = [torch_zip_tensors(b) for b in bins]
+        return [t for tensors in per_file for t in tensors], [len(t) for t in per_file]
     tensors, counts = [], []
     for shard in shards:
         opened = SafetensorsFile(shard)
@@ -107,5 +115,9 @@ def checkpoint_tensors(
     if p.suffix == ".npz":
         tensors = _npz_tensors(p)
         return tensors, [len(tensors)]
-    msg = f"{p}: unsupported checkpoint format (expected .safetensors, .npz or a model folder)"
+    if p.suffix in (".bin", ".pt", ".pth"):
+        tensors = torch_zip_tensors(p)
+        return tensors, [len(tensors)]
+    msg = (f"{p}: unsupported checkpoint format (expected .safetensors, .bin/.pt/.pth, .npz "
+           "or a model folder)")  # fmt: skip
     raise TensorReadError(msg)

@@ -22,8 +22,10 @@ class LazyTensor:
 
     def __init__(
         self, name: str, shape: tuple[int, ...], dtype: str, loader: Callable[[], np.ndarray],
-        source: str,
+        source: str, identity: Any = None,
     ) -> None:  # fmt: skip
+        #: equal for two tensors that are the same bytes of the same file (tied weights)
+        self.identity = identity
         self.name = name
         self.shape = shape
         self.dtype = dtype
