@@ -4,7 +4,8 @@
 * a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
   the index's ``weight_map`` order grouped by shard file (shards sorted by name), else each
   shard's sorted names, shard after shard;
-* an ``.npz`` file: its arrays in file order (read with allow_pickle=False);
+* an ``.npz`` file: its arrays in file order, shapes from the headers, data on demand
+  (object arrays refused);
 * a torch ``.bin``/``.pt``/``.pth`` zip checkpoint (or a folder of ``pytorch_model*.bin``
   shards when it has no safetensors): its state dict in the file's order, read by a
   restricted unpickler that never runs code from the file.
@@ -13,16 +14,23 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from .lazy import LazyTensor, TensorReadError, failing_tensor
 from .safetensors_files import SafetensorsFile
 from .torch_zip import torch_zip_tensors
 
 INDEX_NAME = "model.safetensors.index.json"
+#: What zipfile and numpy's .npy reader raise on damaged archives.
+_ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+               NotImplementedError)  # fmt: skip
 
 
 def is_checkpoint_path(obj: object) -> bool:
@@ -30,22 +38,51 @@ def is_checkpoint_path(obj: object) -> bool:
     return isinstance(obj, str | os.PathLike)
 
 
+def _npz_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> LazyTensor:
+    """One ``.npy`` member: shape and dtype from its header, data read on demand.
+
+    The header is checked against the member's size before anything is allocated, and
+    object (pickled) arrays are refused.
+    """
+    name = info.filename[: -len(".npy")]
+    source = str(path)
+    try:
+        with archive.open(info) as f:
+            version = npformat.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = npformat.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = npformat.read_array_header_2_0(f)
+    except _ZIP_ERRORS as exc:
+        return failing_tensor(name, (), "?", source, f"unreadable .npy header ({exc})")
+    if dtype.hasobject:
+        return failing_tensor(name, tuple(shape), str(dtype), source,
+                              "object arrays hold pickles and are refused")  # fmt: skip
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > info.file_size:
+        return failing_tensor(name, tuple(shape), str(dtype), source,
+                              f"header needs {needed} bytes, the member holds {info.file_size}")  # fmt: skip
+
+    def load() -> np.ndarray:
+        try:
+            with zipfile.ZipFile(path) as again, again.open(info.filename) as f:
+                return npformat.read_array(f, allow_pickle=False)
+        except _ZIP_ERRORS as exc:
+            msg = f"{source}: tensor {name!r}: {exc}"
+            raise TensorReadError(msg) from exc
+
+    return LazyTensor(name, tuple(shape), str(dtype), load, source)
+
+
 def _npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        archive = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
         msg = f"{path}: not a readable .npz file ({exc})"
         raise TensorReadError(msg) from exc
-    tensors = []
-    for name in archive.files:
-        try:
-            array = archive[name]
-        except (OSError, ValueError) as exc:  # object arrays (pickles) and corrupt members
-            tensors.append((name, failing_tensor(name, (), "?", str(path), str(exc))))
-            continue
-        tensors.append((name, LazyTensor(name, array.shape, str(array.dtype),
-                                         lambda a=array: a, str(path))))  # fmt: skip
-    return tensors
+    with archive:
+        members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
+        return [(m.filename[: -len(".npy")], _npz_member(archive, m, path)) for m in members]
 
 
 def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:

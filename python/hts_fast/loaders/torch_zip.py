@@ -15,6 +15,7 @@ import io
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def read_torch_zip(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (OSError, zipfile.BadZipFile, NotImplementedError, ValueError) as exc:
         msg = (f"{path}: not a torch zip checkpoint ({exc}); legacy (pre-1.6) torch files "
                "are not read, re-save them with torch.save")  # fmt: skip
         raise TensorReadError(msg) from exc
@@ -148,8 +149,9 @@ def read_torch_zip(path: str | Path) -> dict[str, Any]:
 
         try:
             return _TensorOnlyUnpickler(archive.read(pickles[0]), storage).load()
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-                IndexError, AttributeError, struct.error, zipfile.BadZipFile) as exc:  # fmt: skip
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                AttributeError, struct.error, zipfile.BadZipFile, OSError, NotImplementedError,
+                zlib.error, OverflowError, RecursionError, UnicodeDecodeError) as exc:  # fmt: skip
             msg = f"{path}: {exc}"
             raise TensorReadError(msg) from exc
 
