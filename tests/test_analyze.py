@@ -187,3 +187,17 @@ def test_unsupported_model_type():
         hts_fast.analyze([np.ones((3, 3))])
     with pytest.raises(ValueError, match="compat must be"):
         hts_fast.analyze({}, compat="ww")
+
+
+def test_chunked_reading_gives_the_same_table(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("hts_fast.analyze")
+    rng = np.random.default_rng(8)
+    state = {f"l{k}.weight": rng.standard_normal((40 + k, 30)) for k in range(7)}
+    whole = hts_fast.analyze(state, threads=2)
+    monkeypatch.setattr(module, "CHUNK_BYTES", 10_000)  # about one layer per chunk
+    chunked = hts_fast.analyze(state, threads=2)
+    assert len(module._chunks([module._Planned(layer, None) for layer in
+                               module.discover_layers(state)], 2)) > 2  # fmt: skip
+    assert whole.equals(chunked)

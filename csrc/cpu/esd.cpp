@@ -124,39 +124,78 @@ bool all_finite(const double* data, std::int64_t count) {
     return finite;
 }
 
+// Copies the scale*W block of source rows [r0, r1) x columns [c0, c1) into `dst` (float64,
+// Fortran order, leading dimension r1 - r0). Returns false on NaN/Inf.
+bool copy_block(const MatrixView& w, double scale, std::int64_t r0, std::int64_t r1,
+                std::int64_t c0, std::int64_t c1, double* dst) {
+    bool finite = true;
+    const std::int64_t ld = r1 - r0;
+    for (std::int64_t rt = r0; rt < r1; rt += kTile) {  // tiles keep the transposing copy
+        const std::int64_t rt1 = std::min(rt + kTile, r1);  // cache friendly
+        for (std::int64_t ct = c0; ct < c1; ct += kTile) {
+            const std::int64_t ct1 = std::min(ct + kTile, c1);
+            for (std::int64_t r = rt; r < rt1; ++r) {
+                for (std::int64_t c = ct; c < ct1; ++c) {
+                    const double v = load(w, r * w.row_stride + c * w.col_stride);
+                    finite &= std::isfinite(v);
+                    dst[(r - r0) + (c - c0) * ld] = v * scale;
+                }
+            }
+        }
+    }
+    return finite;
+}
+
+// Rows (or columns) of W converted to float64 per dsyrk call when W must be copied: the
+// Gram matrix is accumulated block by block, so no float64 copy of the whole W is made.
+// The block size is fixed, so the summation order never depends on the thread count.
+constexpr std::int64_t kGramBlock = 512;
+
 EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
     const std::int64_t k = std::min(w.rows, w.cols);
-    // Keep whichever memory order the source already has, so a copy is a straight pass
-    // and a contiguous float64 source with scale 1 needs no copy at all.
-    const bool column_major = w.row_stride == 1 && w.col_stride != 1;
-    const bool contiguous = column_major ? (w.col_stride == w.rows)
-                                         : (w.col_stride == 1 && w.row_stride == w.cols);
-    const double* b = nullptr;
-    if (contiguous && w.type == ScalarType::float64 && scale == 1.0) {
-        b = static_cast<const double*>(w.data);
-        if (!all_finite(b, w.rows * w.cols)) return {EsdError::non_finite, 0};
-    } else {
-        ws.matrix.resize(static_cast<std::size_t>(w.rows * w.cols));
-        if (!copy_scaled(w, scale, column_major, ws.matrix.data()))
-            return {EsdError::non_finite, 0};
-        b = ws.matrix.data();
-    }
-    // B in Fortran order: column-major W is B = W (rows x cols, ld = rows); row-major W is
-    // B = W^T (cols x rows, ld = cols). The Gram matrix of the smaller side is B^T B when
-    // B is tall and B B^T when B is wide.
-    const lapack_int b_rows = static_cast<lapack_int>(column_major ? w.rows : w.cols);
-    const lapack_int b_cols = static_cast<lapack_int>(column_major ? w.cols : w.rows);
-    char uplo = 'U';
-    char trans = b_rows >= b_cols ? 'T' : 'N';
+    const bool tall = w.rows >= w.cols;  // Gram of the columns (W^T W) or of the rows (W W^T)
     lapack_int order = static_cast<lapack_int>(k);
-    lapack_int inner = std::max(b_rows, b_cols);
-    lapack_int ldb = b_rows;
-    double one = 1.0, zero = 0.0;
-    ws.gram.resize(static_cast<std::size_t>(k * k));
+    ws.gram.assign(static_cast<std::size_t>(k * k), 0.0);
+    char uplo = 'U';
+    double one = 1.0;
     const LapackFunctions& f = lapack();
-    // dsyrk only reads B; the const_cast is for the Fortran-style signature.
-    f.dsyrk(&uplo, &trans, &order, &inner, &one, const_cast<double*>(b), &ldb, &zero,
-            ws.gram.data(), &order);
+    const bool c_contiguous = w.col_stride == 1 && w.row_stride == w.cols;
+    const bool f_contiguous = w.row_stride == 1 && w.col_stride == w.rows;
+    if ((c_contiguous || f_contiguous) && w.type == ScalarType::float64 && scale == 1.0) {
+        // No copy: a C-ordered W is W^T in Fortran order (ld = cols).
+        const double* b = static_cast<const double*>(w.data);
+        if (!all_finite(b, w.rows * w.cols)) return {EsdError::non_finite, 0};
+        lapack_int b_rows = static_cast<lapack_int>(f_contiguous ? w.rows : w.cols);
+        lapack_int b_cols = static_cast<lapack_int>(f_contiguous ? w.cols : w.rows);
+        char trans = b_rows >= b_cols ? 'T' : 'N';
+        lapack_int inner = std::max(b_rows, b_cols);
+        double zero = 0.0;
+        f.dsyrk(&uplo, &trans, &order, &inner, &one, const_cast<double*>(b), &b_rows, &zero,
+                ws.gram.data(), &order);
+    } else {
+        const std::int64_t length = tall ? w.rows : w.cols;  // the summed dimension
+        ws.matrix.resize(static_cast<std::size_t>(std::min(length, kGramBlock) * k));
+        for (std::int64_t s0 = 0; s0 < length; s0 += kGramBlock) {
+            const std::int64_t s1 = std::min(s0 + kGramBlock, length);
+            lapack_int block = static_cast<lapack_int>(s1 - s0);
+            if (tall) {
+                // block of rows R (block x cols, Fortran, ld = block): G += R^T R
+                if (!copy_block(w, scale, s0, s1, 0, w.cols, ws.matrix.data()))
+                    return {EsdError::non_finite, 0};
+                char trans = 'T';
+                f.dsyrk(&uplo, &trans, &order, &block, &one, ws.matrix.data(), &block, &one,
+                        ws.gram.data(), &order);
+            } else {
+                // block of columns C (rows x block, Fortran, ld = rows): G += C C^T
+                if (!copy_block(w, scale, 0, w.rows, s0, s1, ws.matrix.data()))
+                    return {EsdError::non_finite, 0};
+                char trans = 'N';
+                lapack_int ld = static_cast<lapack_int>(w.rows);
+                f.dsyrk(&uplo, &trans, &order, &block, &one, ws.matrix.data(), &ld, &one,
+                        ws.gram.data(), &order);
+            }
+        }
+    }
     char jobz = 'N';
     lapack_int lwork = -1, liwork = -1, info = 0, iquery = 0;
     double query = 0.0;

@@ -257,13 +257,18 @@ def analyze(
     with timer.stage("extract"):
         plans = _plan(model, layers, min_evals, max_evals, max_N, compat)
         active = [p for p in plans if not p.skip_reason]
-        owners, matrices, scales = _extract(active, compat, conv2d_norm, esd_method)
 
-    # 2. all ESDs in one batch across threads
-    with timer.stage("esd"):
-        spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=n_threads,
-                            on_error="return")  # fmt: skip
-        pooled = _pool(owners, spectra, compat)
+    # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
+    # a chunk's weights (and a file's mapped pages) are released before the next is read
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
+    for chunk in _chunks(active, n_threads):
+        with timer.stage("extract"):
+            owners, matrices, scales = _extract(chunk, compat, conv2d_norm, esd_method)
+        with timer.stage("esd"):
+            spectra = esd_batch(matrices, method=esd_method, scales=scales,
+                                threads=n_threads, on_error="return")  # fmt: skip
+            pooled.extend(_pool(owners, spectra, compat))
+        del owners, matrices, scales, spectra
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
@@ -277,6 +282,24 @@ def analyze(
     frame.attrs["skipped"] = _skipped_frame(plans)
     frame.attrs["seconds"] = timer.seconds
     return frame
+
+
+#: Weights read per chunk, in float64 bytes (a chunk always holds at least one layer per thread).
+CHUNK_BYTES = 512 * 2**20
+
+
+def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
+    """Split the layers into consecutive chunks of about CHUNK_BYTES of float64 weights."""
+    chunks: list[list[_Planned]] = [[]]
+    size = 0
+    for plan in active:
+        nbytes = 8 * math.prod(getattr(plan.layer.weight, "shape", ()) or (0,))
+        if chunks[-1] and size + nbytes > CHUNK_BYTES and len(chunks[-1]) >= threads:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(plan)
+        size += nbytes
+    return chunks if chunks[0] else []
 
 
 def _extract(
