@@ -331,17 +331,21 @@ PowerLawFitResult fit_prepared(Prepared& prep, const PowerLawOptions& opt) {
     return r;
 }
 
+// Fills prep from the input; on bad input records the error in r and returns false.
+bool prepare(const double* values, std::int64_t count, const PowerLawOptions& options,
+             Prepared& prep, PowerLawFitResult& r) {
+    r.error = prepare_values(values, count, options, prep, r.bad_index);
+    r.num_fit = static_cast<std::int64_t>(prep.x.size());
+    return r.error == FitError::none;
+}
+
 }  // namespace
 
 PowerLawFitResult fit_powerlaw(const double* values, std::int64_t count,
                                const PowerLawOptions& options) {
     Prepared prep;
     PowerLawFitResult r;
-    r.error = prepare_values(values, count, options, prep, r.bad_index);
-    if (r.error != FitError::none) {
-        r.num_fit = static_cast<std::int64_t>(prep.x.size());
-        return r;
-    }
+    if (!prepare(values, count, options, prep, r)) return r;
     return fit_prepared(prep, options);
 }
 
@@ -358,11 +362,7 @@ PowerLawFitResult powerlaw_curve(const double* values, std::int64_t count,
                                  int threads) {
     Prepared prep;
     PowerLawFitResult r;
-    r.error = prepare_values(values, count, options, prep, r.bad_index);
-    if (r.error != FitError::none) {
-        r.num_fit = static_cast<std::int64_t>(prep.x.size());
-        return r;
-    }
+    if (!prepare(values, count, options, prep, r)) return r;
     const std::int64_t nf = static_cast<std::int64_t>(prep.x.size());
     const std::size_t m = static_cast<std::size_t>(nf - 1);
     curve.xmins.assign(prep.x.begin(), prep.x.end() - 1);
