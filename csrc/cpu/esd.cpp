@@ -48,21 +48,21 @@ double load(const MatrixView& w, std::int64_t offset) {
     }
 }
 
-// Copies scale*W into `dst` (float64). With column_major the destination is W in
-// Fortran order (leading dimension rows), otherwise W in C order (leading dimension cols).
-// Tiled so that transposing copies stay cache friendly. Returns false on NaN/Inf.
-bool copy_scaled(const MatrixView& w, double scale, bool column_major, double* dst) {
+// Copies the scale*W block of source rows [r0, r1) x columns [c0, c1) into `dst` (float64,
+// Fortran order, leading dimension r1 - r0). Returns false on NaN/Inf.
+bool copy_block(const MatrixView& w, double scale, std::int64_t r0, std::int64_t r1,
+                std::int64_t c0, std::int64_t c1, double* dst) {
     bool finite = true;
-    for (std::int64_t r0 = 0; r0 < w.rows; r0 += kTile) {
-        const std::int64_t r1 = std::min(r0 + kTile, w.rows);
-        for (std::int64_t c0 = 0; c0 < w.cols; c0 += kTile) {
-            const std::int64_t c1 = std::min(c0 + kTile, w.cols);
-            for (std::int64_t r = r0; r < r1; ++r) {
-                for (std::int64_t c = c0; c < c1; ++c) {
+    const std::int64_t ld = r1 - r0;
+    for (std::int64_t rt = r0; rt < r1; rt += kTile) {  // tiles keep the transposing copy
+        const std::int64_t rt1 = std::min(rt + kTile, r1);  // cache friendly
+        for (std::int64_t ct = c0; ct < c1; ct += kTile) {
+            const std::int64_t ct1 = std::min(ct + kTile, c1);
+            for (std::int64_t r = rt; r < rt1; ++r) {
+                for (std::int64_t c = ct; c < ct1; ++c) {
                     const double v = load(w, r * w.row_stride + c * w.col_stride);
                     finite &= std::isfinite(v);
-                    const std::int64_t at = column_major ? r + c * w.rows : r * w.cols + c;
-                    dst[at] = v * scale;
+                    dst[(r - r0) + (c - c0) * ld] = v * scale;
                 }
             }
         }
@@ -88,7 +88,7 @@ void remember_query(EsdWorkspace& ws, const MatrixView& w, EsdMethod method, lap
 EsdResult esd_svd(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
     const std::int64_t k = std::min(w.rows, w.cols);
     ws.matrix.resize(static_cast<std::size_t>(w.rows * w.cols));
-    if (!copy_scaled(w, scale, /*column_major=*/true, ws.matrix.data()))
+    if (!copy_block(w, scale, 0, w.rows, 0, w.cols, ws.matrix.data()))
         return {EsdError::non_finite, 0};
     char jobz = 'N';
     lapack_int m = static_cast<lapack_int>(w.rows), n = static_cast<lapack_int>(w.cols);
@@ -121,28 +121,6 @@ EsdResult esd_svd(const MatrixView& w, double scale, double* out, EsdWorkspace& 
 bool all_finite(const double* data, std::int64_t count) {
     bool finite = true;
     for (std::int64_t j = 0; j < count; ++j) finite &= std::isfinite(data[j]);
-    return finite;
-}
-
-// Copies the scale*W block of source rows [r0, r1) x columns [c0, c1) into `dst` (float64,
-// Fortran order, leading dimension r1 - r0). Returns false on NaN/Inf.
-bool copy_block(const MatrixView& w, double scale, std::int64_t r0, std::int64_t r1,
-                std::int64_t c0, std::int64_t c1, double* dst) {
-    bool finite = true;
-    const std::int64_t ld = r1 - r0;
-    for (std::int64_t rt = r0; rt < r1; rt += kTile) {  // tiles keep the transposing copy
-        const std::int64_t rt1 = std::min(rt + kTile, r1);  // cache friendly
-        for (std::int64_t ct = c0; ct < c1; ct += kTile) {
-            const std::int64_t ct1 = std::min(ct + kTile, c1);
-            for (std::int64_t r = rt; r < rt1; ++r) {
-                for (std::int64_t c = ct; c < ct1; ++c) {
-                    const double v = load(w, r * w.row_stride + c * w.col_stride);
-                    finite &= std::isfinite(v);
-                    dst[(r - r0) + (c - c0) * ld] = v * scale;
-                }
-            }
-        }
-    }
     return finite;
 }
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import as_float_array
-from .conv2d import CONV2D_NORM_SCALE, conv2d_matrices
+from .conv2d import conv2d_matrices
 
 COMPAT = "weightwatcher-0.7.7"
 
@@ -152,7 +152,6 @@ def layer_matrices(
 
 __all__ = [
     "COMPAT",
-    "CONV2D_NORM_SCALE",
     "LayerError",
     "LayerMatrices",
     "LayerShape",
