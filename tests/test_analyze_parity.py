@@ -19,7 +19,7 @@ pytestmark = pytest.mark.weightwatcher
 FIT_COLUMNS = {"alpha", "alpha_weighted", "D", "sigma", "xmin", "log_alpha_norm"}
 EXACT_COLUMNS = {"layer_id", "name", "longname", "layer_type", "M", "N", "rf", "num_evals",
                  "num_pl_spikes", "rank_loss", "weak_rank_loss", "matrix_rank", "status",
-                 "warning", "has_esd"}  # fmt: skip
+                 "warning", "has_esd", "peft"}  # fmt: skip
 
 
 def run_weightwatcher(model, **kwargs) -> pd.DataFrame:
@@ -36,10 +36,12 @@ def run_weightwatcher(model, **kwargs) -> pd.DataFrame:
         return ww.WeightWatcher(model=model).analyze(**kwargs)
 
 
-def assert_same_table(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
-    assert list(ours.columns[: len(WW_COLUMNS)]) == list(theirs.columns) == WW_COLUMNS
+def assert_same_table(
+    ours: pd.DataFrame, theirs: pd.DataFrame, columns: list[str] = WW_COLUMNS
+) -> None:
+    assert list(ours.columns[: len(columns)]) == list(theirs.columns) == columns
     assert list(ours["layer_id"]) == list(theirs["layer_id"])
-    for col in WW_COLUMNS:
+    for col in columns:
         a, b = ours[col].to_numpy(), theirs[col].to_numpy()
         if col in EXACT_COLUMNS:
             assert [str(x) for x in a] == [str(x) for x in b], col

@@ -25,6 +25,7 @@ from .layer_matrices import (
 )
 from .layers import Layer, apply_filters, discover_layers
 from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
+from .peft import LoraProduct, adapter_scale, check_peft, lora_role
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -36,6 +37,8 @@ WW_COLUMNS = [
 ]  # fmt: skip
 #: Our columns, after WeightWatcher's.
 EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
+#: WeightWatcher's extra column with peft=True/"with_base" (its columns are sorted by name).
+PEFT_COLUMN = "peft"
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS}
@@ -55,6 +58,7 @@ class _Planned:
     shape: LayerShape | None
     skip_reason: str = ""
     row: dict[str, Any] = field(default_factory=dict)
+    peft: bool = False  # a LoRA product row
 
 
 #: A layer's place in the flat list of matrices: (plan, first index, count, keep_top).
@@ -69,9 +73,14 @@ def _check_compat(compat: str | None) -> str | None:
 
 
 def _plan(
-    model: Any, layers: Any, min_evals: int, max_evals: int, max_N: int, compat: str | None
-) -> list[_Planned]:
-    """Discover the layers and apply WeightWatcher's support tests in its order (2.4)."""
+    model: Any, layers: Any, min_evals: int, max_evals: int, max_N: int, compat: str | None,
+    peft: bool | str = False,
+) -> list[_Planned]:  # fmt: skip
+    """Discover the layers and apply WeightWatcher's support tests in its order (2.4).
+
+    With ``peft``, LoRA pairs then become product rows (hts_fast.peft), in WeightWatcher's
+    row order in compat mode and in layer-id order otherwise.
+    """
     found = discover_layers(model, compat)
     filtered = apply_filters(found, layers)
     plans = []
@@ -106,7 +115,80 @@ def _plan(
             else:
                 seen_weights[key] = layer
         plans.append(_Planned(layer, shape, reason))
+    if peft:
+        scale = 1.0 if compat else (adapter_scale(model) or 1.0)
+        plans = _pair_lora(plans, peft_only=peft is True, scale=scale, compat=compat)
     return plans
+
+
+def _lora_plan(plan: _Planned, product: LoraProduct, old: str, new: str) -> _Planned:
+    layer = plan.layer
+    renamed = Layer(layer.layer_id, layer.name.replace(old, new), layer.longname.replace(old, new),
+                    layer.layer_type, product, layer.source)  # fmt: skip
+    return _Planned(renamed, product.layer_shape(), peft=True)
+
+
+def _pair_lora(
+    plans: list[_Planned], *, peft_only: bool, scale: float, compat: str | None
+) -> list[_Planned]:
+    """Replace each analyzed lora_A/lora_B pair by its B·A row (and W + B·A row).
+
+    Walks the analyzed layers as WeightWatcher's PEFT iterator does: W is the last analyzed
+    non-LoRA layer before the pair; with ``peft_only`` the other layers are not analyzed.
+    """
+    result: list[_Planned] = []
+    pending: list[_Planned] = []  # lora_A rows waiting for their lora_B
+    last_a: _Planned | None = None
+    last_w: Any = None
+    for plan in plans:
+        role = "" if plan.skip_reason else lora_role(plan.layer.layer_type, plan.layer.longname)
+        if not role:
+            if not plan.skip_reason:
+                last_w = plan.layer.weight
+                if peft_only:
+                    plan.skip_reason = "peft=True analyzes only the LoRA products"
+            result.append(plan)
+        elif role == "other":
+            plan.skip_reason = "LoRA tensor that is neither lora_A nor lora_B"
+            result.append(plan)
+        elif role == "A":
+            if last_a is not None:
+                last_a.skip_reason = "lora_A without a lora_B after it"
+                result.append(last_a)
+            last_a = plan
+        elif last_a is None:
+            plan.skip_reason = "lora_B without a lora_A before it"
+            result.append(plan)
+        else:
+            a_plan, base = last_a, None if peft_only else last_w
+            try:
+                product = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, scale=scale)
+                pending.append(_lora_plan(a_plan, product, "lora_A", "lora_BA"))
+                with_base = None
+                if base is not None:
+                    with_base = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, base,
+                                                 scale)  # fmt: skip
+            except LayerError as exc:
+                for p in (a_plan, plan):
+                    p.skip_reason = f"LoRA pair not analyzed: {exc}"
+                result.extend((a_plan, plan))
+                last_a = None
+                continue
+            a_plan.skip_reason = f"analyzed as {pending[-1].layer.longname}"
+            result.append(a_plan)
+            if with_base is None:
+                plan.skip_reason = f"analyzed in {pending[-1].layer.longname}"
+                result.append(plan)
+            else:
+                result.append(_Planned(plan.layer, plan.shape, "replaced by its W + B·A row"))
+                pending.append(_lora_plan(plan, with_base, "lora_B", "lora_W_plus_AB"))
+            # WeightWatcher yields the pair's rows last-in first-out
+            result.extend(reversed(pending) if compat else pending)
+            pending, last_a = [], None
+    if last_a is not None:
+        last_a.skip_reason = "lora_A without a lora_B after it"
+        result.append(last_a)
+    return result
 
 
 def _weight_identity(weight: Any) -> Any:
@@ -167,9 +249,18 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _column_names(*, peft: bool) -> list[str]:
+    """The table's columns: WeightWatcher's (with its ``peft`` column), then ours."""
+    names = list(WW_COLUMNS)
+    if peft:
+        names.insert(names.index("num_pl_spikes") + 1, PEFT_COLUMN)
+    return names + EXTRA_COLUMNS
+
+
 def _to_frame(
-    rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any]
-) -> pd.DataFrame:
+    rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
+    peft: bool = False,
+) -> pd.DataFrame:  # fmt: skip
     """Build the table column by column with WeightWatcher's dtypes.
 
     ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
@@ -179,7 +270,7 @@ def _to_frame(
     n = len(rows)
     at = np.array(analyzed, dtype=np.intp)
     data: dict[str, Any] = {}
-    for col in WW_COLUMNS + EXTRA_COLUMNS:
+    for col in _column_names(peft=peft):
         if col in columns and len(at) == n:
             values = columns[col]
         else:
@@ -189,7 +280,7 @@ def _to_frame(
                 values[at] = columns[col]
         if col in INT_COLUMNS:
             data[col] = np.asarray(values, dtype=np.int64)
-        elif col == "has_esd":
+        elif col in ("has_esd", PEFT_COLUMN):
             data[col] = np.asarray(values, dtype=bool)
         elif col in STRING_COLUMNS:
             data[col] = pd.array(list(values), dtype="str")
@@ -210,6 +301,7 @@ def analyze(
     compat: Literal["weightwatcher-0.7.7"] | None = None,
     threads: int | None = None,
     tolerance: float = WEAK_RANK_TOLERANCE,
+    peft: bool | Literal["with_base"] = False,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
 
@@ -235,6 +327,10 @@ def analyze(
         Worker threads (None: all cores); results do not depend on it.
     tolerance
         Eigenvalues below it count as ``weak_rank_loss``.
+    peft
+        LoRA adapters: True analyzes only each lora_A/lora_B pair's product B·A (row named
+        ``...lora_BA...``); ``"with_base"`` also W + B·A (``...lora_W_plus_AB...``) and the
+        other layers; a ``peft`` column marks the product rows (see hts_fast.peft).
 
     Returns
     -------
@@ -252,10 +348,11 @@ def analyze(
         For an unsupported model type.
     """
     compat = _check_compat(compat)
+    peft = check_peft(peft)
     n_threads = _threads.resolve_threads(threads)
     timer = StageTimer()
     with timer.stage("extract"):
-        plans = _plan(model, layers, min_evals, max_evals, max_N, compat)
+        plans = _plan(model, layers, min_evals, max_evals, max_N, compat, peft)
         active = [p for p in plans if not p.skip_reason]
 
     # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
@@ -276,8 +373,12 @@ def analyze(
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
         position = {id(plan): k for k, plan in enumerate(active)}
+        if peft:
+            columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
+            for plan in active:
+                plan.row[PEFT_COLUMN] = plan.peft
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
-                          columns)  # fmt: skip
+                          columns, peft=bool(peft))  # fmt: skip
     frame.attrs["compat"] = compat
     frame.attrs["skipped"] = _skipped_frame(plans)
     frame.attrs["seconds"] = timer.seconds
@@ -312,9 +413,12 @@ def _extract(
     for plan in active:
         plan.row = _base_row(plan, esd_method)
         try:
-            array = read_weight(plan.layer.weight, compat)
-            parts = layer_matrices(array, plan.layer.layer_type, compat=compat,
-                                   conv2d_norm=conv2d_norm)  # fmt: skip
+            if isinstance(plan.layer.weight, LoraProduct):
+                parts = plan.layer.weight.layer_matrices(compat)
+            else:
+                array = read_weight(plan.layer.weight, compat)
+                parts = layer_matrices(array, plan.layer.layer_type, compat=compat,
+                                       conv2d_norm=conv2d_norm)  # fmt: skip
         except (LayerError, TypeError, ValueError) as exc:
             _failed_row(plan.row, str(exc), compat=bool(compat))
             continue
@@ -382,6 +486,7 @@ def describe(
     max_evals: int = 15000,
     max_N: int = 50000,
     compat: Literal["weightwatcher-0.7.7"] | None = None,
+    peft: bool | Literal["with_base"] = False,
 ) -> pd.DataFrame:
     """Return the layer table without computing any spectrum.
 
@@ -390,17 +495,28 @@ def describe(
     ``skip_reason``. Shapes are read from the tensors' metadata only.
     """
     compat = _check_compat(compat)
+    peft = check_peft(peft)
     rows = []
-    for plan in _plan(model, layers, min_evals, max_evals, max_N, compat):
+    for plan in _plan(model, layers, min_evals, max_evals, max_N, compat, peft):
         shape = plan.shape
         N, M, rf = (shape.N, shape.M, shape.rf) if shape else (-1, -1, -1)
         rows.append({
             "layer_id": plan.layer.layer_id, "name": plan.layer.name, "M": M, "N": N,
             "Q": N / M if M > 0 else -1.0, "layer_type": plan.layer.layer_type,
-            "longname": plan.layer.longname, "num_evals": M * rf if shape else -1, "rf": rf,
+            "longname": plan.layer.longname, "num_evals": _num_evals(plan, compat), "rf": rf,
             "analyzed": not plan.skip_reason, "skip_reason": plan.skip_reason,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=DESCRIBE_COLUMNS)
+
+
+def _num_evals(plan: _Planned, compat: str | None) -> int:
+    """How many eigenvalues the layer's ESD will have: M*rf, or a LoRA product's rank."""
+    weight, shape = plan.layer.weight, plan.shape
+    if shape is None:
+        return -1
+    if isinstance(weight, LoraProduct) and (weight.base is None or compat):
+        return weight.rank
+    return shape.M * shape.rf
 
 
 def summary(details: pd.DataFrame) -> dict[str, float]:

@@ -3,7 +3,8 @@
 * a ``.safetensors`` file: its tensors, names sorted;
 * a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
   the index's ``weight_map`` order grouped by shard file (shards sorted by name), else each
-  shard's sorted names, shard after shard;
+  shard's sorted names, shard after shard; without them ``adapter_model*.safetensors`` (a
+  PEFT adapter), then ``pytorch_model*.bin`` and ``adapter_model*.bin`` shards;
 * an ``.npz`` file: its arrays in file order, shapes from the headers, data on demand
   (object arrays refused);
 * a torch ``.bin``/``.pt``/``.pth`` zip checkpoint (or a folder of ``pytorch_model*.bin``
@@ -28,6 +29,9 @@ from .safetensors_files import SafetensorsFile
 from .torch_zip import torch_zip_tensors
 
 INDEX_NAME = "model.safetensors.index.json"
+#: What a folder's weights are looked for as, first match wins (WeightWatcher's order).
+FOLDER_PATTERNS = ("model*.safetensors", "adapter_model*.safetensors", "pytorch_model*.bin",
+                   "adapter_model*.bin")  # fmt: skip
 #: What zipfile and numpy's .npy reader raise on damaged archives.
 _ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
                NotImplementedError)  # fmt: skip
@@ -116,16 +120,18 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
                 else:
                     tensors.append((name, opened.tensor(name)))
         return tensors, [len(tensors)]
-    shards = _shards(folder)
-    if not shards:
-        bins = _shards(folder, "pytorch_model*.bin")
-        if not bins:
-            msg = f"{folder}: no model*.safetensors or pytorch_model*.bin files"
-            raise TensorReadError(msg)
-        per_file = [torch_zip_tensors(b) for b in bins]
+    for pattern in FOLDER_PATTERNS:
+        files = _shards(folder, pattern)
+        if files:
+            break
+    else:
+        msg = f"{folder}: no {', '.join(FOLDER_PATTERNS)} files"
+        raise TensorReadError(msg)
+    if files[0].suffix == ".bin":
+        per_file = [torch_zip_tensors(b) for b in files]
         return [t for tensors in per_file for t in tensors], [len(t) for t in per_file]
     tensors, counts = [], []
-    for shard in shards:
+    for shard in files:
         opened = SafetensorsFile(shard)
         tensors.extend((name, opened.tensor(name)) for name in opened.names())
         counts.append(len(opened.names()))
