@@ -50,6 +50,12 @@ def _torch_zip_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def _gguf_bytes() -> bytes:
+    from .test_loaders_gguf import gguf_model_bytes
+
+    return gguf_model_bytes()
+
+
 def _mutate(rng: np.random.Generator, data: bytes) -> bytes:
     buf = bytearray(data)
     for _ in range(int(rng.integers(1, 4))):
@@ -75,6 +81,7 @@ FORMATS = {
     "npz": (".npz", lambda: _npz_bytes(False)),
     "npz_compressed": (".npz", lambda: _npz_bytes(True)),
     "torch_zip": (".bin", _torch_zip_bytes),
+    "gguf": (".gguf", _gguf_bytes),
 }
 
 

@@ -2,7 +2,9 @@
 
 Two conventions (see README "analyze(): default vs compat"):
 
-* default: N >= M always; Conv1d (out, in, k) kernels are read as k slices like conv2d.
+* default: N >= M always; Conv1d (out, in, k) kernels are read as k slices like conv2d; a
+  4-D kernel whose first two dims are smaller than its last two (kh + kw > out + in) is read
+  in Keras layout (kh, kw, in, out), the layout test WeightWatcher itself uses.
 * ``compat="weightwatcher-0.7.7"``: WeightWatcher's orientation quirks, including the
   conv2d N/M toggle and its "flip" branch, and 3-D weights treated as one stacked matrix.
 """
@@ -50,6 +52,11 @@ def _shape_of(weight: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in getattr(weight, "shape", ()))
 
 
+def is_keras_conv2d(shape: tuple[int, ...]) -> bool:
+    """Whether a 4-D kernel looks like Keras's (kh, kw, in, out) rather than (out, in, kh, kw)."""
+    return len(shape) == 4 and shape[0] + shape[1] < shape[2] + shape[3]
+
+
 def layer_shape(weight: Any, layer_type: str, compat: str | None) -> LayerShape | None:
     """Return N, M, rf for a weight of this type, or None when it is not a matrix layer.
 
@@ -60,6 +67,8 @@ def layer_shape(weight: Any, layer_type: str, compat: str | None) -> LayerShape 
         if len(shape) != 4:
             return None
         out_ch, in_ch, kh, kw = shape
+        if not compat and is_keras_conv2d(shape):
+            kh, kw, in_ch, out_ch = shape
         rf = kh * kw
         if compat:
             if out_ch + in_ch < kh + kw:  # WeightWatcher's "flip" branch
@@ -136,7 +145,8 @@ def layer_matrices(
 ) -> LayerMatrices:
     """Return the matrices (views of ``array``) of a layer whose layer_shape() is not None."""
     if layer_type == "conv2d":
-        parts = conv2d_matrices(array, conv2d_norm=conv2d_norm)
+        layout = "hwio" if not compat and is_keras_conv2d(array.shape) else "oihw"
+        parts = conv2d_matrices(array, layout=layout, conv2d_norm=conv2d_norm)
         return LayerMatrices(parts.matrices, parts.scale)
     if array.ndim == 2:
         return LayerMatrices((array,), 1.0)

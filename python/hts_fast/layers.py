@@ -9,12 +9,14 @@ Accepted inputs (reference doc section 2.2):
   qualified name, so Hugging Face's GPT-2 ``Conv1D`` is conv1d).
 * a state dict (``dict`` of tensors or arrays, or ``{"state_dict": {...}}``): keys ending in
   ``.weight`` in dict order; ids start at 1 and every such key consumes one; ``name`` is the
-  key without ``.weight``; 2-D -> dense, 4-D -> conv2d, anything else (or a first dimension
-  below 2) -> unknown.
+  key without ``.weight``; typed from the shape (see _array_type: WeightWatcher's rule in
+  compat mode, which leaves 3-D weights unknown; by default 3-D is conv1d and 2-D weights
+  named like embeddings are embedding).
 * a sequence of ``(name, array)`` pairs: ids are positions from 0; typed like a state dict.
-* a checkpoint path (``.safetensors`` file, Hugging Face folder, ``.npz``; see
-  hts_fast.loaders): ``.weight`` tensors in the file order, ids from 0, typed like a state
-  dict; tensors are read lazily. (WeightWatcher: folders only; with several shards and no
+* a checkpoint path (see hts_fast.loaders): ``.weight`` tensors in the file order, ids from 0,
+  typed like a state dict (or as the file states, e.g. a Keras config); an ONNX model: every
+  initializer, ids from 0, names as stored, 4-D -> conv2d, 2-D -> dense (WeightWatcher's ONNX
+  rule). Tensors are read lazily. (WeightWatcher: folders only; with several shards and no
   index its ids jump by the running count, reproduced in compat mode.)
 """
 
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
+#: Name fragments of embedding tables (Hugging Face, GPT-2's wte/wpe, llama.cpp's token_embd).
+EMBEDDING_WORDS = ("embed", "embd", "wte", "wpe")
 
 
 @dataclass
@@ -64,12 +68,33 @@ def _module_type(module: Any) -> str:
     return "unknown"
 
 
-def _array_type(weight: Any) -> str:
-    """WeightWatcher's state-dict typing rule, from the tensor's shape alone."""
+def _array_type(weight: Any, compat: str | None = None, name: str = "") -> str:
+    """A layer type from the tensor alone (no module to ask).
+
+    compat: WeightWatcher's state-dict rule: 2-D -> dense, 4-D -> conv2d, else (or a first
+    dimension below 2) unknown. Default: a type the checkpoint states (Keras configs) wins;
+    else 2-D -> embedding when the name says so, else dense; 3-D -> conv1d (PyTorch's
+    (out, in, k)); 4-D -> conv2d (PyTorch or Keras layout).
+    """
     shape = tuple(getattr(weight, "shape", ()))
+    stated = getattr(weight, "layer_type", None)
+    if not compat and isinstance(stated, str) and stated in LAYER_TYPES:
+        return stated
     if len(shape) == 0 or shape[0] < 2:
         return "unknown"
-    return {2: "dense", 4: "conv2d"}.get(len(shape), "unknown")
+    if compat:
+        return {2: "dense", 4: "conv2d"}.get(len(shape), "unknown")
+    if len(shape) == 2:
+        lowered = name.lower()
+        return "embedding" if any(w in lowered for w in EMBEDDING_WORDS) else "dense"
+    return {3: "conv1d", 4: "conv2d"}.get(len(shape), "unknown")
+
+
+def _onnx_type(weight: Any, compat: str | None) -> str:
+    """WeightWatcher's ONNX rule: 4 dims -> conv2d, 2 dims -> dense (default: 3 -> conv1d)."""
+    ndim = len(getattr(weight, "shape", ()))
+    types = {2: "dense", 4: "conv2d"} if compat else {2: "dense", 3: "conv1d", 4: "conv2d"}
+    return types.get(ndim, "unknown")
 
 
 def _module_layers(model: Any) -> list[Layer]:
@@ -82,33 +107,38 @@ def _module_layers(model: Any) -> list[Layer]:
     return layers
 
 
-def _state_dict_layers(state: Mapping[str, Any]) -> list[Layer]:
+def _state_dict_layers(state: Mapping[str, Any], compat: str | None) -> list[Layer]:
     layers = []
     layer_id = 1
     for key, weight in state.items():
         if not isinstance(key, str) or not key.endswith(".weight"):
             continue
         name = key[: -len(".weight")]
-        layers.append(Layer(layer_id, name, name, _array_type(weight), weight, "state_dict"))
+        layer_type = _array_type(weight, compat, name)
+        layers.append(Layer(layer_id, name, name, layer_type, weight, "state_dict"))
         layer_id += 1
     return layers
 
 
-def _array_layers(pairs: Sequence[Any]) -> list[Layer]:
+def _array_layers(pairs: Sequence[Any], compat: str | None) -> list[Layer]:
     layers = []
     for layer_id, pair in enumerate(pairs):
         if not (isinstance(pair, tuple | list) and len(pair) == 2 and isinstance(pair[0], str)):
             msg = f"item {layer_id} of the sequence is not a (name, array) pair"
             raise TypeError(msg)
         name, weight = pair
-        layers.append(Layer(layer_id, name, name, _array_type(weight), weight, "arrays"))
+        layer_type = _array_type(weight, compat, name)
+        layers.append(Layer(layer_id, name, name, layer_type, weight, "arrays"))
     return layers
 
 
 def _checkpoint_layers(path: Any, compat: str | None) -> list[Layer]:
-    from .loaders import checkpoint_tensors
+    from .loaders import checkpoint_format, checkpoint_tensors
 
     tensors, per_file = checkpoint_tensors(path)
+    if checkpoint_format(path) == "onnx":  # every initializer, ids from 0, names as stored
+        return [Layer(i, name, name, _onnx_type(t, compat), t, "file")
+                for i, (name, t) in enumerate(tensors)]  # fmt: skip
     layers = []
     layer_id = start = 0
     yielded = 0
@@ -121,7 +151,8 @@ def _checkpoint_layers(path: Any, compat: str | None) -> list[Layer]:
             if not name.endswith(".weight"):
                 continue
             short = name[: -len(".weight")]
-            layers.append(Layer(layer_id, short, short, _array_type(tensor), tensor, "file"))
+            layer_type = _array_type(tensor, compat, short)
+            layers.append(Layer(layer_id, short, short, layer_type, tensor, "file"))
             layer_id += 1
             yielded += 1
         position += count
@@ -143,9 +174,9 @@ def discover_layers(model: Any, compat: str | None = None) -> list[Layer]:
         return _module_layers(model)
     if isinstance(model, Mapping):
         inner = model.get("state_dict") if "state_dict" in model else None
-        return _state_dict_layers(inner if isinstance(inner, Mapping) else model)
+        return _state_dict_layers(inner if isinstance(inner, Mapping) else model, compat)
     if isinstance(model, Sequence) and not isinstance(model, str | bytes):
-        return _array_layers(model)
+        return _array_layers(model, compat)
     msg = (
         f"cannot analyze a {type(model).__module__}.{type(model).__qualname__}: expected a "
         "torch.nn.Module, a state dict (dict of name -> tensor/array, or "

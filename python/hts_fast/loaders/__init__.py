@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .checkpoint import checkpoint_tensors, is_checkpoint_path
+from .checkpoint import checkpoint_format, checkpoint_tensors, is_checkpoint_path
 from .lazy import LazyTensor, TensorReadError
 from .safetensors_files import SafetensorsFile
 
@@ -10,6 +10,7 @@ __all__ = [
     "LazyTensor",
     "SafetensorsFile",
     "TensorReadError",
+    "checkpoint_format",
     "checkpoint_tensors",
     "is_checkpoint_path",
 ]

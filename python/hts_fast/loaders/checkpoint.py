@@ -9,7 +9,11 @@
   (object arrays refused);
 * a torch ``.bin``/``.pt``/``.pth`` zip checkpoint (or a folder of ``pytorch_model*.bin``
   shards when it has no safetensors): its state dict in the file's order, read by a
-  restricted unpickler that never runs code from the file.
+  restricted unpickler that never runs code from the file;
+* a ``.npy`` file: one tensor named ``<stem>.weight``, memory-mapped;
+* an ``.onnx`` model: its graph initializers in file order (hts_fast.loaders.onnx_files);
+* a Keras ``.keras``/``.h5`` file: kernels in PyTorch layout (hts_fast.loaders.keras_files);
+* a ``.gguf`` file: its tensors, quantized ones dequantized (hts_fast.loaders.gguf_files).
 """
 
 from __future__ import annotations
@@ -152,15 +156,78 @@ def checkpoint_tensors(
     if not p.exists():
         msg = f"{p}: no such file or directory"
         raise TensorReadError(msg)
-    if p.suffix == ".safetensors":
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
         opened = SafetensorsFile(p)
         return [(name, opened.tensor(name)) for name in opened.names()], [len(opened.names())]
-    if p.suffix == ".npz":
-        tensors = _npz_tensors(p)
-        return tensors, [len(tensors)]
-    if p.suffix in (".bin", ".pt", ".pth"):
-        tensors = torch_zip_tensors(p)
-        return tensors, [len(tensors)]
-    msg = (f"{p}: unsupported checkpoint format (expected .safetensors, .bin/.pt/.pth, .npz "
-           "or a model folder)")  # fmt: skip
-    raise TensorReadError(msg)
+    readers = {".npz": _npz_tensors, ".npy": _npy_tensor, ".bin": torch_zip_tensors,
+               ".pt": torch_zip_tensors, ".pth": torch_zip_tensors, ".onnx": _onnx,
+               ".keras": _keras, ".h5": _keras, ".hdf5": _keras, ".gguf": _gguf}  # fmt: skip
+    if suffix not in readers:
+        msg = (f"{p}: unsupported checkpoint format (expected .safetensors, .bin/.pt/.pth, "
+               ".npz/.npy, .onnx, .keras/.h5, .gguf or a model folder)")  # fmt: skip
+        raise TensorReadError(msg)
+    tensors = readers[suffix](p)
+    return tensors, [len(tensors)]
+
+
+def checkpoint_format(path: str | os.PathLike[str]) -> str:
+    """How a checkpoint's tensors become layers: "onnx" (every initializer is a candidate
+    layer, named as stored, as WeightWatcher's ONNX iterator) or "state_dict" (the
+    ``.weight`` tensors, WeightWatcher's state-dict rules)."""
+    return "onnx" if Path(path).suffix.lower() == ".onnx" else "state_dict"
+
+
+def _npy_tensor(path: Path) -> list[tuple[str, LazyTensor]]:
+    """A single ``.npy`` array, named after the file (``<stem>.weight``), memory-mapped."""
+    name = path.stem if path.stem.endswith(".weight") else f"{path.stem}.weight"
+    source = str(path)
+    try:
+        with path.open("rb") as f:
+            version = npformat.read_magic(f)
+            read_header = (npformat.read_array_header_1_0 if version == (1, 0)
+                           else npformat.read_array_header_2_0)  # fmt: skip
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        msg = f"{source}: not a readable .npy file ({exc})"
+        raise TensorReadError(msg) from exc
+    if dtype.hasobject:
+        return [(name, failing_tensor(name, tuple(shape), str(dtype), source,
+                                      "object arrays hold pickles and are refused"))]  # fmt: skip
+    needed = math.prod(shape) * dtype.itemsize
+    if offset + needed > path.stat().st_size:
+        return [(name, failing_tensor(name, tuple(shape), str(dtype), source,
+                                      f"header needs {needed} bytes after offset {offset}, "
+                                      f"the file has {path.stat().st_size}"))]  # fmt: skip
+
+    def load() -> np.ndarray:
+        if needed == 0:
+            return np.zeros(shape, dtype)
+        try:
+            order = "F" if fortran else "C"
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape),
+                             order=order)  # fmt: skip
+        except (OSError, ValueError) as exc:
+            msg = f"{source}: tensor {name!r}: {exc}"
+            raise TensorReadError(msg) from exc
+
+    return [(name, LazyTensor(name, tuple(shape), str(dtype), load, source, ("npy", source)))]
+
+
+def _onnx(path: Path) -> list[tuple[str, LazyTensor]]:
+    from .onnx_files import onnx_tensors
+
+    return onnx_tensors(path)
+
+
+def _keras(path: Path) -> list[tuple[str, LazyTensor]]:
+    from .keras_files import keras_tensors
+
+    return keras_tensors(path)
+
+
+def _gguf(path: Path) -> list[tuple[str, LazyTensor]]:
+    from .gguf_files import gguf_tensors
+
+    return gguf_tensors(path)
