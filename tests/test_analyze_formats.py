@@ -8,6 +8,7 @@ import hts_fast
 import numpy as np
 import pandas as pd
 import pytest
+from hts_fast.loaders import TensorReadError, checkpoint_tensors
 
 from .conftest import _require
 
@@ -76,7 +77,7 @@ def test_npy_file_is_one_memory_mapped_layer(tmp_path: Path) -> None:
         assert list(table["name"]) == [name]
         assert_same_numbers(table, expected)
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
-    with pytest.raises(hts_fast.loaders.TensorReadError, match=r"bad\.npy: not a readable"):
+    with pytest.raises(TensorReadError, match=r"bad\.npy: not a readable"):
         hts_fast.analyze(str(tmp_path / "bad.npy"))
 
 
@@ -112,7 +113,7 @@ def test_gguf_equals_its_dequantized_weights(tmp_path: Path) -> None:
 
     path = tmp_path / "m.gguf"
     path.write_bytes(gguf_model_bytes())
-    tensors = dict(hts_fast.loaders.checkpoint_tensors(path)[0])
+    tensors = dict(checkpoint_tensors(path)[0])
     arrays = {name: np.asarray(t.load(), dtype=np.float64) for name, t in tensors.items()}
     ours = hts_fast.analyze(str(path), min_evals=0)
     expected = hts_fast.analyze(arrays, min_evals=0)

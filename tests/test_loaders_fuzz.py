@@ -56,6 +56,12 @@ def _gguf_bytes() -> bytes:
     return gguf_model_bytes()
 
 
+def _onnx_bytes() -> bytes:
+    from .test_loaders_onnx import onnx_model_bytes
+
+    return onnx_model_bytes()
+
+
 def _mutate(rng: np.random.Generator, data: bytes) -> bytes:
     buf = bytearray(data)
     for _ in range(int(rng.integers(1, 4))):
@@ -82,6 +88,7 @@ FORMATS = {
     "npz_compressed": (".npz", lambda: _npz_bytes(True)),
     "torch_zip": (".bin", _torch_zip_bytes),
     "gguf": (".gguf", _gguf_bytes),
+    "onnx": (".onnx", _onnx_bytes),
 }
 
 
