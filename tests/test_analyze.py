@@ -196,8 +196,14 @@ def test_chunked_reading_gives_the_same_table(monkeypatch):
     rng = np.random.default_rng(8)
     state = {f"l{k}.weight": rng.standard_normal((40 + k, 30)) for k in range(7)}
     whole = hts_fast.analyze(state, threads=2)
-    monkeypatch.setattr(module, "CHUNK_BYTES", 10_000)  # about one layer per chunk
+    monkeypatch.setattr(module, "CHUNK_MIN_BYTES", 10_000)  # about one layer per chunk
     chunked = hts_fast.analyze(state, threads=2)
-    assert len(module._chunks([module._Planned(layer, None) for layer in
-                               module.discover_layers(state)], 2)) > 2  # fmt: skip
+    chunks = module._chunks([module._Planned(layer, None) for layer in
+                             module.discover_layers(state)], 2)  # fmt: skip
+    assert len(chunks) == 4  # two layers (one per thread) per chunk
     assert whole.equals(chunked)
+    # a bad layer in a prefetched chunk fails alone
+    state["l3.weight"] = np.full((43, 30), np.nan)
+    with_nan = hts_fast.analyze(state, threads=2)
+    assert list(with_nan["status"]) == ["success"] * 3 + ["failed"] + ["success"] * 3
+    assert with_nan.drop(index=3).equals(whole.drop(index=3))

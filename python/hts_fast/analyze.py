@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -249,6 +250,11 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+#: pandas' default string dtype (what dtype="str" means), built once: parsing the name per
+#: column costs more than building the column.
+_STRING_DTYPE = pd.array([], dtype="str").dtype
+
+
 def _column_names(*, peft: bool) -> list[str]:
     """The table's columns: WeightWatcher's (with its ``peft`` column), then ours."""
     names = list(WW_COLUMNS)
@@ -283,7 +289,7 @@ def _to_frame(
         elif col in ("has_esd", PEFT_COLUMN):
             data[col] = np.asarray(values, dtype=bool)
         elif col in STRING_COLUMNS:
-            data[col] = pd.array(list(values), dtype="str")
+            data[col] = pd.array(list(values), dtype=_STRING_DTYPE)
         else:
             data[col] = np.asarray(values, dtype=np.float64)
     return pd.DataFrame(data)
@@ -356,16 +362,25 @@ def analyze(
         active = [p for p in plans if not p.skip_reason]
 
     # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
-    # a chunk's weights (and a file's mapped pages) are released before the next is read
+    # the next chunk is read by a background thread while this one is decomposed, and a
+    # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
-    for chunk in _chunks(active, n_threads):
-        with timer.stage("extract"):
-            owners, matrices, scales = _extract(chunk, compat, conv2d_norm, esd_method)
-        with timer.stage("esd"):
-            spectra = esd_batch(matrices, method=esd_method, scales=scales,
-                                threads=n_threads, on_error="return")  # fmt: skip
-            pooled.extend(_pool(owners, spectra, compat))
-        del owners, matrices, scales, spectra
+    chunks = _chunks(active, n_threads)
+
+    def read(k: int) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
+        return _extract(chunks[k], compat, conv2d_norm, esd_method)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read") as reader:
+        upcoming = None
+        for k in range(len(chunks)):
+            with timer.stage("extract"):
+                owners, matrices, scales = upcoming.result() if upcoming else read(k)
+                upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
+            with timer.stage("esd"):
+                spectra = esd_batch(matrices, method=esd_method, scales=scales,
+                                    threads=n_threads, on_error="return")  # fmt: skip
+                pooled.extend(_pool(owners, spectra, compat))
+            del owners, matrices, scales, spectra
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
@@ -385,17 +400,27 @@ def analyze(
     return frame
 
 
-#: Weights read per chunk, in float64 bytes (a chunk always holds at least one layer per thread).
-CHUNK_BYTES = 512 * 2**20
+#: A chunk reads weights worth max(CHUNK_MIN_BYTES, the largest layer) in float64, at most
+#: CHUNK_MAX_BYTES, but at least one layer per thread. Two chunks are in memory at once (one
+#: decomposed, the next being read), so peak memory stays a small multiple of the largest
+#: layer (README "Checkpoint files").
+CHUNK_MIN_BYTES = 128 * 2**20
+CHUNK_MAX_BYTES = 256 * 2**20
+
+
+def _float64_bytes(plan: _Planned) -> int:
+    return 8 * math.prod(getattr(plan.layer.weight, "shape", ()) or (0,))
 
 
 def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
-    """Split the layers into consecutive chunks of about CHUNK_BYTES of float64 weights."""
+    """Split the layers into consecutive chunks of weights to read and decompose together."""
+    largest = max((_float64_bytes(p) for p in active), default=0)
+    budget = min(CHUNK_MAX_BYTES, max(CHUNK_MIN_BYTES, largest))
     chunks: list[list[_Planned]] = [[]]
     size = 0
     for plan in active:
-        nbytes = 8 * math.prod(getattr(plan.layer.weight, "shape", ()) or (0,))
-        if chunks[-1] and size + nbytes > CHUNK_BYTES and len(chunks[-1]) >= threads:
+        nbytes = _float64_bytes(plan)
+        if chunks[-1] and size + nbytes > budget and len(chunks[-1]) >= threads:
             chunks.append([])
             size = 0
         chunks[-1].append(plan)

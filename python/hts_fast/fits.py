@@ -176,6 +176,10 @@ def fit_powerlaw(
     return result
 
 
+#: A batch gets one more thread per this many eigenvalues (small batches run on one).
+VALUES_PER_THREAD = 20_000
+
+
 def fit_powerlaw_batch(
     spectra: Sequence[Any],
     *,
@@ -200,6 +204,8 @@ def fit_powerlaw_batch(
             positions.append(k)
         except (TypeError, ValueError) as exc:
             results[k] = PowerLawFit.failed(str(exc))
+    # starting a thread costs about as much as fitting a few thousand values
+    n_threads = min(n_threads, max(1, sum(len(a) for a in arrays) // VALUES_PER_THREAD))
     for k, values, fields in zip(
         positions,
         arrays,
