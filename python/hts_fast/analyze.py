@@ -27,6 +27,7 @@ from .layer_matrices import (
 from .layers import Layer, apply_filters, discover_layers
 from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
 from .peft import LoraProduct, adapter_scale, check_peft, lora_role
+from .randomize import RandomizedLayer, randomized_columns
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -38,8 +39,10 @@ WW_COLUMNS = [
 ]  # fmt: skip
 #: Our columns, after WeightWatcher's.
 EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
-#: WeightWatcher's extra column with peft=True/"with_base" (its columns are sorted by name).
+#: WeightWatcher's extra columns with peft=True/"with_base" and randomize=True (its columns are
+#: sorted by name).
 PEFT_COLUMN = "peft"
+RANDOMIZE_COLUMNS = ["max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist"]
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS}
@@ -60,6 +63,7 @@ class _Planned:
     skip_reason: str = ""
     row: dict[str, Any] = field(default_factory=dict)
     peft: bool = False  # a LoRA product row
+    extra: dict[str, Any] = field(default_factory=dict)  # columns of analyze() options
 
 
 #: A layer's place in the flat list of matrices: (plan, first index, count, keep_top).
@@ -255,17 +259,15 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
 _STRING_DTYPE = pd.array([], dtype="str").dtype
 
 
-def _column_names(*, peft: bool) -> list[str]:
-    """The table's columns: WeightWatcher's (with its ``peft`` column), then ours."""
-    names = list(WW_COLUMNS)
-    if peft:
-        names.insert(names.index("num_pl_spikes") + 1, PEFT_COLUMN)
-    return names + EXTRA_COLUMNS
+def _column_names(option_columns: Sequence[str] = ()) -> list[str]:
+    """The table's columns: WeightWatcher's, with those its options add, sorted by name after
+    layer_id and name as WeightWatcher sorts them; then ours."""
+    return [*WW_COLUMNS[:2], *sorted([*WW_COLUMNS[2:], *option_columns]), *EXTRA_COLUMNS]
 
 
 def _to_frame(
     rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
-    peft: bool = False,
+    option_columns: Sequence[str] = (),
 ) -> pd.DataFrame:  # fmt: skip
     """Build the table column by column with WeightWatcher's dtypes.
 
@@ -276,7 +278,7 @@ def _to_frame(
     n = len(rows)
     at = np.array(analyzed, dtype=np.intp)
     data: dict[str, Any] = {}
-    for col in _column_names(peft=peft):
+    for col in _column_names(option_columns):
         if col in columns and len(at) == n:
             values = columns[col]
         else:
@@ -308,6 +310,8 @@ def analyze(
     threads: int | None = None,
     tolerance: float = WEAK_RANK_TOLERANCE,
     peft: bool | Literal["with_base"] = False,
+    randomize: bool = False,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
 
@@ -337,6 +341,12 @@ def analyze(
         LoRA adapters: True analyzes only each lora_A/lora_B pair's product B·A (row named
         ``...lora_BA...``); ``"with_base"`` also W + B·A (``...lora_W_plus_AB...``) and the
         other layers; a ``peft`` column marks the product rows (see hts_fast.peft).
+    randomize
+        Also decompose each layer's weights with their entries shuffled: columns
+        max_rand_eval, rand_distance, ww_softrank, ww_maxdist (hts_fast.randomize).
+    seed
+        Seeds the shuffles (default mode: None means 0; compat: None uses the global
+        ``np.random`` state, as WeightWatcher does).
 
     Returns
     -------
@@ -379,7 +389,12 @@ def analyze(
             with timer.stage("esd"):
                 spectra = esd_batch(matrices, method=esd_method, scales=scales,
                                     threads=n_threads, on_error="return")  # fmt: skip
-                pooled.extend(_pool(owners, spectra, compat))
+                done = _pool(owners, spectra, compat)
+                pooled.extend(done)
+            if randomize:
+                with timer.stage("randomize"):
+                    _randomize(owners, matrices, scales, done, compat=bool(compat), seed=seed,
+                               esd_method=esd_method, threads=n_threads)  # fmt: skip
             del owners, matrices, scales, spectra
 
     # 3. power-law fits in one batch, then the metrics
@@ -388,12 +403,18 @@ def analyze(
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
         position = {id(plan): k for k, plan in enumerate(active)}
+        option_columns = []
         if peft:
+            option_columns.append(PEFT_COLUMN)
             columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
             for plan in active:
                 plan.row[PEFT_COLUMN] = plan.peft
+        if randomize:
+            option_columns += RANDOMIZE_COLUMNS
+            for col in RANDOMIZE_COLUMNS:
+                columns[col] = [plan.extra[col] for plan, _, _ in pooled]
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
-                          columns, peft=bool(peft))  # fmt: skip
+                          columns, option_columns=option_columns)  # fmt: skip
     frame.attrs["compat"] = compat
     frame.attrs["skipped"] = _skipped_frame(plans)
     frame.attrs["seconds"] = timer.seconds
@@ -471,6 +492,36 @@ def _pool(
             parts = [evals]
         pooled.append((plan, evals, parts))
     return pooled
+
+
+def _randomize(
+    owners: list[_Owner], matrices: list[np.ndarray], scales: list[float],
+    done: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], *, compat: bool,
+    seed: int | None, esd_method: str, threads: int,
+) -> None:  # fmt: skip
+    """Shuffled-weights columns of the chunk's analyzed layers, stored in ``plan.extra``."""
+    where = {id(plan): (first, count, keep_top) for plan, first, count, keep_top in owners}
+    layers = []
+    for plan, evals, _ in done:
+        first, count, keep_top = where[id(plan)]
+        layer_matrices_, scale = matrices[first : first + count], scales[first]
+        if isinstance(plan.layer.weight, LoraProduct) and not compat:
+            explicit = plan.layer.weight.dense_matrices()
+            layer_matrices_, scale, keep_top = explicit.matrices, 1.0, explicit.keep_top
+        n_comp = None
+        if compat and plan.shape is not None:  # WeightWatcher's num_components
+            weight = plan.layer.weight
+            lora_rank = weight.rank if isinstance(weight, LoraProduct) else None
+            n_comp = lora_rank or plan.shape.M * plan.shape.rf
+        layers.append(RandomizedLayer(plan.layer.layer_id, layer_matrices_, scale, evals,
+                                      keep_top, n_comp))  # fmt: skip
+    if not layers:
+        return
+    columns = randomized_columns(layers, seed=seed, compat=compat, esd_method=esd_method,
+                                 threads=threads)  # fmt: skip
+    for k, (plan, _, _) in enumerate(done):
+        plan.extra.update({col: columns[col][k] for col in RANDOMIZE_COLUMNS})
+        plan.extra["rand_evals"] = columns["rand_evals"][k]
 
 
 def _metric_columns(

@@ -118,6 +118,15 @@ class LoraProduct:
         w = w if w.shape == like else w.T  # WeightWatcher adds B·A^T to a transposed base
         return w.astype(np.float32 if compat else np.float64, copy=False)
 
+    def dense_matrices(self) -> LayerMatrices:
+        """The explicit out x in matrix s·B·A (or W + s·B·A) in float64, for randomize=True,
+        which shuffles its entries (the rank x rank shortcut has other entries)."""
+        a, b = self._factors(None)
+        product = self.scale * (b @ a)
+        if self.base is not None:
+            return LayerMatrices((self._base(None, self.shape) + product,), 1.0)
+        return LayerMatrices((product,), 1.0, keep_top=self.rank)
+
     def layer_matrices(self, compat: str | None) -> LayerMatrices:
         """The matrices whose spectrum is this row's ESD (see the module docstring)."""
         a, b = self._factors(compat)

@@ -1,0 +1,121 @@
+"""randomize=True: each layer's ESD against the ESD of its own entries shuffled.
+
+Shuffling a weight matrix keeps its entries' distribution and destroys their correlations,
+so the shuffled ESD is what the layer would look like without learned structure (close to
+Marchenko-Pastur for any entry distribution with a finite variance). As WeightWatcher 0.7.7
+(reference doc 7.1), for a layer with matrices W_1..W_rf (its conv2d slices, scaled like the
+ESD) and n_comp eigenvalues:
+
+* ``rand_evals``: every W_k flattened, shuffled, reshaped and decomposed, repeated 5 times
+  when n_comp < 100 else once, all eigenvalues pooled and sorted; ``max_rand_eval`` = its
+  maximum;
+* a second, single shuffle gives ``r2``: ``rand_distance`` = the Jensen-Shannon distance
+  between the sorted ESD and the sorted ``r2``, each treated as a probability vector
+  (normalised to sum 1, natural log); ``ww_softrank`` = max(r2) / max(ESD); ``ww_maxdist`` =
+  max(ESD) - max(r2) (eigenvalue units).
+
+Random numbers: with ``compat`` the shuffles draw from NumPy's legacy generator in
+WeightWatcher's order (layer by layer: the replicas' slices, then r2's), so
+``np.random.seed(s)`` before WeightWatcher equals ``seed=s`` here (or, with ``seed=None``,
+the global ``np.random`` state itself is used, as WeightWatcher does). By default each layer
+shuffles with its own ``numpy.random.default_rng([seed, layer_id])`` (seed None means 0),
+so results do not depend on which layers are analyzed together or on the thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from .esd import esd_batch
+
+#: Layers with fewer eigenvalues than this get REPLICAS_SMALL shuffled copies pooled.
+SMALL_LAYER = 100
+REPLICAS_SMALL = 5
+
+
+@dataclass(frozen=True)
+class RandomizedLayer:
+    """What randomize() needs of one analyzed layer."""
+
+    layer_id: int
+    matrices: Sequence[np.ndarray]
+    scale: float
+    evals: np.ndarray  # the layer's own ESD, ascending
+    keep_top: int | None = None
+    #: what decides the number of replicas (default: len(evals); compat: WeightWatcher's M*rf
+    #: with its conv2d N/M toggle)
+    n_comp: int | None = None
+
+
+def _generators(seed: int | None, compat: bool) -> Callable[[int], Any]:
+    """layer_id -> the random source that shuffles that layer (see the module docstring)."""
+    if compat:
+        shared = np.random if seed is None else np.random.RandomState(seed)
+        return lambda layer_id: shared
+    return lambda layer_id: np.random.default_rng([0 if seed is None else seed, layer_id])
+
+
+def _shuffled(matrix: np.ndarray, rng: Any) -> np.ndarray:
+    flat = np.array(matrix, dtype=matrix.dtype).reshape(-1)  # a C-order copy, as W.flatten()
+    rng.shuffle(flat)
+    return flat.reshape(matrix.shape)
+
+
+def randomized_columns(
+    layers: Sequence[RandomizedLayer], *, seed: int | None, compat: bool, esd_method: str,
+    threads: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Return max_rand_eval, rand_distance, ww_softrank, ww_maxdist (one value per layer) and
+    the pooled shuffled spectra under ``"rand_evals"`` (a list, for the MP fit).
+
+    Shuffles run in layer order on the calling thread; all shuffled matrices are then
+    decomposed in one batch.
+    """
+    generator = _generators(seed, compat)
+    matrices: list[np.ndarray] = []
+    scales: list[float] = []
+    spans: list[tuple[int, int, int]] = []  # per layer: first, replicas, slices
+    for layer in layers:
+        rng = generator(layer.layer_id)
+        n_comp = len(layer.evals) if layer.n_comp is None else layer.n_comp
+        replicas = REPLICAS_SMALL if n_comp < SMALL_LAYER else 1
+        first = len(matrices)
+        for _ in range(replicas + 1):  # the pooled replicas, then r2
+            for w in layer.matrices:
+                matrices.append(_shuffled(w, rng))
+                scales.append(layer.scale)
+        spans.append((first, replicas, len(layer.matrices)))
+    spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=threads)
+    del matrices
+    out: dict[str, Any] = {key: np.empty(len(layers)) for key in
+                           ("max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist")}  # fmt: skip
+    out["rand_evals"] = []
+    for k, (layer, (first, replicas, slices)) in enumerate(zip(layers, spans, strict=True)):
+        runs = []  # one spectrum per replica (the last one is r2)
+        for r in range(replicas + 1):
+            run = np.sort(np.concatenate(spectra[first + r * slices : first + (r + 1) * slices]))
+            runs.append(run if layer.keep_top is None else run[-layer.keep_top :])
+        pooled, r2 = np.sort(np.concatenate(runs[:-1])), runs[-1]
+        evals = layer.evals
+        out["rand_evals"].append(pooled)
+        out["max_rand_eval"][k] = pooled[-1]
+        out["rand_distance"][k] = jensen_shannon_distance(evals, r2)
+        out["ww_softrank"][k] = r2[-1] / evals[-1]
+        out["ww_maxdist"][k] = evals[-1] - r2[-1]
+    return out
+
+
+def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """sqrt((KL(p||m) + KL(q||m)) / 2), m = (p + q) / 2, each vector normalised to sum 1.
+
+    NaN when the two vectors differ in length.
+    """
+    if len(p) != len(q):
+        return float("nan")
+    m = (p + q) / 2
+    return float(np.sqrt((scipy.stats.entropy(p, m) + scipy.stats.entropy(q, m)) / 2))
