@@ -107,13 +107,30 @@ def _module_layers(model: Any) -> list[Layer]:
     return layers
 
 
+def _weight_name(key: Any, every_key: bool) -> str | None:
+    """The layer name of a state-dict key, or None when the key is not a layer weight."""
+    if not isinstance(key, str):
+        return None
+    if key.endswith(".weight"):
+        return key[: -len(".weight")]
+    return key if every_key else None
+
+
+def _every_key(keys: Any, compat: str | None) -> bool:
+    """Default mode: a dict or file with no ``.weight`` names at all (e.g. NumPy arrays saved
+    under plain names) has every entry as a candidate layer; compat keeps WeightWatcher's
+    rule, which analyzes nothing there."""
+    return not compat and not any(isinstance(k, str) and k.endswith(".weight") for k in keys)
+
+
 def _state_dict_layers(state: Mapping[str, Any], compat: str | None) -> list[Layer]:
     layers = []
     layer_id = 1
+    every_key = _every_key(state.keys(), compat)
     for key, weight in state.items():
-        if not isinstance(key, str) or not key.endswith(".weight"):
+        name = _weight_name(key, every_key)
+        if name is None:
             continue
-        name = key[: -len(".weight")]
         layer_type = _array_type(weight, compat, name)
         layers.append(Layer(layer_id, name, name, layer_type, weight, "state_dict"))
         layer_id += 1
@@ -143,14 +160,15 @@ def _checkpoint_layers(path: Any, compat: str | None) -> list[Layer]:
     layer_id = start = 0
     yielded = 0
     position = 0
+    every_key = _every_key((name for name, _ in tensors), compat)
     for count in per_file:
         if compat:  # WeightWatcher restarts each shard at start += layers yielded so far
             start += yielded
             layer_id = start
         for name, tensor in tensors[position : position + count]:
-            if not name.endswith(".weight"):
+            short = _weight_name(name, every_key)
+            if short is None:
                 continue
-            short = name[: -len(".weight")]
             layer_type = _array_type(tensor, compat, short)
             layers.append(Layer(layer_id, short, short, layer_type, tensor, "file"))
             layer_id += 1
