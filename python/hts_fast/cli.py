@@ -45,6 +45,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=Path,
                         help="a checkpoint file or model folder (default: the bundled demo)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the whole table (.csv, .json, .parquet)")
+    _add_analysis_options(parser)
+
+
+def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compat", choices=["weightwatcher-0.7.7"], default=None,
                         help="reproduce WeightWatcher 0.7.7, quirks included")  # fmt: skip
     parser.add_argument("--layers", nargs="+", metavar="ID|TYPE|NAME",
@@ -61,15 +65,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     analyze = commands.add_parser("analyze", help="ESD, power-law fit and metrics per layer")
     _add_model_options(analyze)
-    analyze.add_argument("--esd-method", choices=["svd", "gram"], default="svd")
+    _add_compute_options(analyze)
     analyze.add_argument("--threads", type=int, default=None)
-    analyze.add_argument("--randomize", action="store_true",
-                         help="also the spectra of the shuffled weights")  # fmt: skip
-    analyze.add_argument("--seed", type=int, default=None, help="seed of --randomize")
     analyze.add_argument("--quiet", action="store_true", help="print nothing; use with --out")
     describe = commands.add_parser("describe", help="the layer table, no spectra computed")
     _add_model_options(describe)
+    scan = commands.add_parser("scan", help="analyze every checkpoint under PATHs into a store")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument("--store", type=Path, required=True, help="SQLite file (created/resumed)")
+    scan.add_argument("--workers", type=int, default=1, help="worker processes")
+    scan.add_argument("--include", nargs="+", default=[], metavar="GLOB")
+    scan.add_argument("--exclude", nargs="+", default=[], metavar="GLOB")
+    scan.add_argument("--retry-failed", action="store_true")
+    scan.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_analysis_options(scan)
+    _add_compute_options(scan)
+    export = commands.add_parser("export", help="the store's tables as files")
+    export.add_argument("store", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    export.add_argument("--format", choices=["csv", "parquet", "json"], default="csv")
     return parser
+
+
+def _add_compute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--esd-method", choices=["svd", "gram"], default="svd")
+    parser.add_argument("--randomize", action="store_true",
+                        help="also the spectra of the shuffled weights")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=None, help="seed of --randomize")
 
 
 def _write(table: pd.DataFrame, out: Path) -> None:
@@ -110,15 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("analyze", "describe", "-h", "--help"):
+    if not argv or argv[0] not in ("analyze", "describe", "scan", "export", "-h", "--help"):
         argv = ["analyze", *argv]  # `python -m hts_fast [PATH]`: analyze (the demo)
     args = _parser().parse_args(argv)
-    path = args.path or default_input()
+    if args.command == "export":
+        return _export(args)
     options: dict[str, Any] = {
         "layers": _layers_filter(args.layers), "min_evals": args.min_evals,
         "max_evals": args.max_evals, "max_N": args.max_N, "compat": args.compat,
         "peft": _peft(args.peft),
     }  # fmt: skip
+    if args.command == "scan":
+        return _scan(args, options)
+    path = args.path or default_input()
     try:
         if args.command == "describe":
             table = describe(str(path), **options)
@@ -135,4 +161,39 @@ def main(argv: list[str] | None = None) -> int:
             print(table.to_string(index=False))
     elif not args.quiet:
         _print_analysis(path, table)
+    return 0
+
+
+def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from .scan import scan
+
+    options.update(esd_method=args.esd_method, randomize=args.randomize, seed=args.seed)
+    try:
+        result = scan(args.paths, args.store, workers=args.workers, include=args.include,
+                      exclude=args.exclude, retry_failed=args.retry_failed, quiet=args.quiet,
+                      **options)  # fmt: skip
+    except FileNotFoundError as exc:
+        print(f"hts-fast: {exc}", file=sys.stderr)
+        return 2
+    for path, error in result.errors.items():
+        print(f"failed: {path}: {error}")
+    state = "interrupted" if result.interrupted else "finished"
+    print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.skipped} "
+          f"already stored, {result.failed} failed; store: {args.store}")  # fmt: skip
+    if result.interrupted:
+        return 130
+    return 1 if result.failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    if not args.store.is_file():
+        print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with Store(args.store) as store:
+        for name in ("checkpoints", "layers", "summaries"):
+            _write(store.frame(name), args.out / f"{name}.{args.format}")
+    print(f"wrote checkpoints, layers and summaries ({args.format}) to {args.out}")
     return 0

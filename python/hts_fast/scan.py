@@ -1,0 +1,260 @@
+"""Scan a model zoo: find every checkpoint under some paths, analyze each, store the results.
+
+Discovery: a file with a checkpoint suffix (``.safetensors .bin .pt .pth .npz .npy .onnx
+.keras .h5 .hdf5 .gguf``) is one checkpoint; a folder holding model weights
+(``model*.safetensors``, ``adapter_model*``, ``pytorch_model*.bin``) is one checkpoint; any
+other folder is searched recursively. ``include``/``exclude`` are glob patterns matched
+against each checkpoint's path (``*`` crosses folders). Checkpoints are visited in sorted
+path order.
+
+Resuming: a checkpoint is identified by its path, a hash of its bytes (BLAKE2b of its weight
+files; cached by size and modification time) and the analysis options (including the
+hts_fast version). One already stored as done is skipped; one stored as failed is retried
+only with ``retry_failed``. Worker processes analyze; this process is the only writer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .store import Store, canonical_options
+
+SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".npy", ".onnx", ".keras", ".h5",
+            ".hdf5", ".gguf"}  # fmt: skip
+FOLDER_MARKERS = ("model*.safetensors", "adapter_model*", "pytorch_model*.bin",
+                  "model.safetensors.index.json")  # fmt: skip
+_HASH_CHUNK = 1 << 20
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return any(next(folder.glob(pattern), None) is not None for pattern in FOLDER_MARKERS)
+
+
+def discover(
+    paths: Sequence[str | os.PathLike[str]], include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[Path]:  # fmt: skip
+    """Return the checkpoints under ``paths`` (files and model folders), sorted, unique."""
+    found: set[Path] = set()
+
+    def visit(p: Path) -> None:
+        if p.is_file() and p.suffix.lower() in SUFFIXES:
+            found.add(p)
+        elif p.is_dir():
+            if _is_model_folder(p):
+                found.add(p)
+            else:
+                for child in sorted(p.iterdir()):
+                    visit(child)
+
+    for path in paths:
+        p = Path(path)
+        if not p.exists():
+            msg = f"{p}: no such file or directory"
+            raise FileNotFoundError(msg)
+        if p.is_file():
+            found.add(p)  # named explicitly: taken whatever its suffix
+        else:
+            visit(p)
+
+    def wanted(p: Path) -> bool:
+        text = str(p)
+        kept = not include or any(fnmatch.fnmatch(text, g) for g in include)
+        return kept and not any(fnmatch.fnmatch(text, g) for g in exclude)
+
+    return sorted(p for p in found if wanted(p))
+
+
+def _weight_files(checkpoint: Path) -> list[Path]:
+    if checkpoint.is_file():
+        return [checkpoint]
+    return sorted(p for p in checkpoint.rglob("*") if p.is_file())
+
+
+def content_hash(checkpoint: Path, store: Store | None = None) -> str:
+    """BLAKE2b (128-bit, hex) of a checkpoint's files: names relative to it, and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for f in _weight_files(checkpoint):
+        stat = f.stat()
+        key = str(f.resolve())
+        cached = store.cached_hash(key, stat.st_size, stat.st_mtime_ns) if store else None
+        if cached is None:
+            one = hashlib.blake2b(digest_size=16)
+            with f.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    one.update(chunk)
+            cached = one.hexdigest()
+            if store:
+                store.remember_hash(key, stat.st_size, stat.st_mtime_ns, cached)
+        name = "" if checkpoint.is_file() else str(f.relative_to(checkpoint))
+        digest.update(f"{name}\0{cached}\0".encode())
+    return digest.hexdigest()
+
+
+def analyze_checkpoint(path: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Worker: analyze one checkpoint; return its table and summary, or its error."""
+    from .analyze import analyze, summary
+
+    start = time.perf_counter()
+    try:
+        table = analyze(path, threads=threads, **options)
+    except Exception as exc:  # noqa: BLE001 - any failure of one checkpoint is recorded
+        return {"error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - start}  # fmt: skip
+    table.attrs = {}  # keep pickling small; the store keeps rows only
+    return {"table": table, "summary": summary(table), "seconds": time.perf_counter() - start}
+
+
+def _analyze_defaults() -> dict[str, Any]:
+    """analyze()'s keyword defaults (threads excepted), so that options given or left out
+    identify the same analysis."""
+    import inspect
+
+    from .analyze import analyze
+
+    return {name: p.default for name, p in inspect.signature(analyze).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name != "threads"}  # fmt: skip
+
+
+@dataclass
+class ScanResult:
+    """What a scan did: checkpoints analyzed, skipped (already stored) and failed."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class _Progress:
+    """A one-line progress report on stderr: counts, rate and time left."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self.start = total, quiet, time.perf_counter()
+
+    def update(self, result: ScanResult) -> None:
+        if self.quiet:
+            return
+        handled = result.done + result.failed + result.skipped
+        elapsed = time.perf_counter() - self.start
+        computed = result.done + result.failed
+        rate = computed / elapsed if elapsed > 0 else 0.0
+        left = (self.total - handled) / rate if rate > 0 else float("nan")
+        sys.stderr.write(f"\r[{handled}/{self.total}] done {result.done}, skipped "
+                         f"{result.skipped}, failed {result.failed} | {rate:.2f}/s, "
+                         f"{left:.0f} s left ")  # fmt: skip
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if not self.quiet:
+            sys.stderr.write("\n")
+
+
+def _work(
+    store: Store, checkpoints: list[Path], options: dict[str, Any], retry_failed: bool,
+    result: ScanResult,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(path, hash) of each checkpoint to analyze; counts the ones skipped."""
+    text = canonical_options(options)
+    for p in checkpoints:
+        digest = content_hash(p, store)
+        status = store.status(str(p), digest, text)
+        if status == "done" or (status == "failed" and not retry_failed):
+            result.skipped += 1
+            continue
+        yield str(p), digest
+
+
+def scan(
+    paths: Sequence[str | os.PathLike[str]], store_path: str | os.PathLike[str], *,
+    workers: int = 1, include: Sequence[str] = (), exclude: Sequence[str] = (),
+    retry_failed: bool = False, quiet: bool = True,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None, **options: Any,
+) -> ScanResult:  # fmt: skip
+    """Analyze every checkpoint under ``paths`` into the SQLite store at ``store_path``.
+
+    ``options`` are analyze()'s keyword arguments (threads excepted: each of ``workers``
+    processes gets an equal share of the cores). Returns the counts; interrupted (Ctrl-C)
+    scans return with ``interrupted=True`` after keeping everything already stored.
+    """
+    from . import __version__, _threads
+
+    checkpoints = discover(paths, include, exclude)
+    options = {**_analyze_defaults(), **options, "hts_fast": __version__}
+    analyze_options = {k: v for k, v in options.items() if k != "hts_fast"}
+    text = canonical_options(options)
+    threads = max(1, _threads.available_cores() // max(1, workers))
+    result = ScanResult()
+    progress = _Progress(len(checkpoints), quiet)
+    start = time.perf_counter()
+    with Store(store_path) as store:
+
+        def record(path: str, digest: str, outcome: dict[str, Any]) -> None:
+            error = outcome.get("error", "")
+            store.save(path, digest, text, table=outcome.get("table"),
+                       summary=outcome.get("summary"), error=error,
+                       seconds=outcome["seconds"])  # fmt: skip
+            if error:
+                result.failed += 1
+                result.errors[path] = error
+            else:
+                result.done += 1
+            if on_result:
+                on_result(path, outcome)
+            progress.update(result)
+
+        todo = _work(store, checkpoints, options, retry_failed, result)
+        try:
+            if workers <= 1:
+                for path, digest in todo:
+                    record(path, digest, analyze_checkpoint(path, analyze_options, threads))
+            else:
+                _parallel(todo, workers, analyze_options, threads, record)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        progress.finish()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _parallel(
+    todo: Iterator[tuple[str, str]], workers: int, options: dict[str, Any], threads: int,
+    record: Callable[[str, str, dict[str, Any]], None],
+) -> None:  # fmt: skip
+    """Keep ``workers`` processes busy; store each result as it arrives, in this process."""
+    context = get_context("spawn")  # no fork of a process that has BLAS and reader threads
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        running: dict[Future[dict[str, Any]], tuple[str, str]] = {}
+        try:
+            for path, digest in todo:
+                running[pool.submit(analyze_checkpoint, path, options, threads)] = (path, digest)
+                if len(running) >= 2 * workers:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(*running.pop(future), _outcome(future))
+            for future in list(running):
+                record(*running.pop(future), _outcome(future))
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+
+
+def _outcome(future: Future[dict[str, Any]]) -> dict[str, Any]:
+    """A worker's result; a worker that died (e.g. killed) is this checkpoint's error."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - recorded with the checkpoint
+        return {"error": f"worker failed: {type(exc).__name__}: {exc}", "seconds": float("nan")}

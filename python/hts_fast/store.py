@@ -1,0 +1,168 @@
+"""The SQLite store of a scan: one row per checkpoint, its layers' rows and its summary.
+
+Tables (all written by the scan's single writer, one transaction per checkpoint, WAL mode so
+readers never block it):
+
+* ``checkpoints``: ``id``, ``path``, ``content_hash``, ``options`` (the analysis options as
+  canonical JSON), ``status`` ("done" or "failed"), ``error``, ``seconds`` (analysis wall
+  time), ``finished`` (Unix time), ``n_layers``; unique on (path, content_hash, options).
+* ``layers``: ``checkpoint_id`` then the analyze() table's columns (added as they appear);
+* ``summaries``: ``checkpoint_id`` then summary() of the table (mean metrics);
+* ``files``: a cache of content hashes by (path, size, mtime_ns), so a resumed scan does not
+  read every file again.
+
+A checkpoint is stored completely or not at all, so a scan killed at any moment resumes
+where it stopped, without lost or duplicated rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from typing import Self
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    seconds REAL,
+    finished REAL,
+    n_layers INTEGER,
+    UNIQUE (path, content_hash, options)
+);
+CREATE TABLE IF NOT EXISTS layers (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
+CREATE TABLE IF NOT EXISTS summaries (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, content_hash TEXT
+);
+CREATE INDEX IF NOT EXISTS layers_by_checkpoint ON layers (checkpoint_id);
+"""
+
+
+def canonical_options(options: dict[str, Any]) -> str:
+    """The analysis options as the JSON text stored (and compared) with each checkpoint."""
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+class Store:
+    """A scan's SQLite database (created if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- content hashes -------------------------------------------------------------------
+    def cached_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The stored hash of ``path`` if its size and modification time are unchanged."""
+        row = self.db.execute(
+            "SELECT content_hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (path, size, mtime_ns),
+        ).fetchone()
+        return row[0] if row else None
+
+    def remember_hash(self, path: str, size: int, mtime_ns: int, content_hash: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                        (path, size, mtime_ns, content_hash))  # fmt: skip
+        self.db.commit()
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def status(self, path: str, content_hash: str, options: str) -> str | None:
+        """ "done", "failed" or None (never analyzed with these options)."""
+        row = self.db.execute(
+            "SELECT status FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
+            (path, content_hash, options),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _columns(self, table: str) -> list[str]:
+        return [row[1] for row in self.db.execute(f"PRAGMA table_info({table})")]
+
+    def _insert_rows(self, table: str, checkpoint_id: int, frame: pd.DataFrame) -> None:
+        existing = set(self._columns(table))
+        for col in frame.columns:
+            if col not in existing:
+                kind = "TEXT" if frame[col].dtype.kind in "OSUb" or str(frame[col].dtype) in (
+                    "str", "string") else "REAL" if frame[col].dtype.kind == "f" else "INTEGER"  # fmt: skip
+                self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {kind}')
+        names = ", ".join(f'"{c}"' for c in ["checkpoint_id", *frame.columns])
+        marks = ", ".join("?" * (len(frame.columns) + 1))
+        rows = ([checkpoint_id, *(_sql_value(v) for v in row)]
+                for row in frame.itertuples(index=False, name=None))  # fmt: skip
+        self.db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    def save(
+        self, path: str, content_hash: str, options: str, *, table: pd.DataFrame | None,
+        summary: dict[str, float] | None, error: str = "", seconds: float = math.nan,
+    ) -> None:  # fmt: skip
+        """Store one checkpoint's result (replacing an earlier failed attempt) in one
+        transaction: all of it or, if the process dies, none of it."""
+        with self.db:  # BEGIN ... COMMIT (ROLLBACK on error)
+            old = self.db.execute(
+                "SELECT id FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
+                (path, content_hash, options),
+            ).fetchone()
+            if old:
+                for name in ("layers", "summaries"):
+                    self.db.execute(f"DELETE FROM {name} WHERE checkpoint_id = ?", old)
+                self.db.execute("DELETE FROM checkpoints WHERE id = ?", old)
+            status = "failed" if table is None else "done"
+            cursor = self.db.execute(
+                "INSERT INTO checkpoints (path, content_hash, options, status, error, seconds, "
+                "finished, n_layers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, content_hash, options, status, error, _sql_value(seconds), time.time(),
+                 None if table is None else len(table)),
+            )  # fmt: skip
+            checkpoint_id = int(cursor.lastrowid or 0)
+            if table is not None and len(table):
+                self._insert_rows("layers", checkpoint_id, table)
+            if summary:
+                self._insert_rows("summaries", checkpoint_id, pd.DataFrame([summary]))
+
+    # --- reading back ---------------------------------------------------------------------
+    def frame(self, table: str) -> pd.DataFrame:
+        """A whole table; ``layers`` and ``summaries`` joined with their checkpoint's path."""
+        if table == "checkpoints":
+            return pd.read_sql_query("SELECT * FROM checkpoints ORDER BY id", self.db)
+        query = (f"SELECT c.path, t.* FROM {table} t JOIN checkpoints c "
+                 "ON c.id = t.checkpoint_id ORDER BY t.checkpoint_id, t.rowid")  # fmt: skip
+        return pd.read_sql_query(query, self.db)
+
+    def counts(self) -> dict[str, int]:
+        rows: Iterable[tuple[str, int]] = self.db.execute(
+            "SELECT status, COUNT(*) FROM checkpoints GROUP BY status")  # fmt: skip
+        return dict(rows)

@@ -1,0 +1,136 @@
+"""hts-fast scan: discovery, the SQLite store, resuming, workers, kill -9 and Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hts_fast
+import numpy as np
+import pandas as pd
+import pytest
+from hts_fast.scan import discover, scan
+from hts_fast.store import Store
+
+#: columns that differ between two runs of the same analysis
+VOLATILE = ["seconds", "finished", "id", "checkpoint_id"]
+
+
+def _zoo(root: Path, runs: int = 5, size: int = 64, broken: bool = True) -> Path:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    for k in range(runs):
+        folder = root / f"run{k:02d}"
+        folder.mkdir(parents=True)
+        save_file({"fc1.weight": rng.standard_normal((size, size // 2)).astype(np.float32),
+                   "fc2.weight": rng.standard_t(3, (size // 2, size)).astype(np.float32)},
+                  str(folder / "model.safetensors"))  # fmt: skip
+    np.savez(root / "loose.npz", **{"a.weight": rng.standard_normal((40, 30))})
+    (root / "notes.txt").write_text("not a checkpoint")
+    if broken:
+        (root / "broken.safetensors").write_bytes(b"\x05\x00")
+    return root
+
+
+def _tables(store_path: Path) -> dict[str, pd.DataFrame]:
+    with Store(store_path) as store:
+        frames = {name: store.frame(name) for name in ("checkpoints", "layers", "summaries")}
+    return {name: f.drop(columns=[c for c in VOLATILE if c in f]).sort_values("path",
+            kind="stable").reset_index(drop=True) for name, f in frames.items()}  # fmt: skip
+
+
+def test_discovery_finds_files_and_model_folders(tmp_path):
+    zoo = _zoo(tmp_path / "zoo")
+    found = discover([zoo])
+    assert [p.name for p in found] == ["broken.safetensors", "loose.npz"] + [
+        f"run{k:02d}" for k in range(5)]  # fmt: skip
+    assert [p.name for p in discover([zoo], exclude=["*broken*"], include=["*run0[12]*",
+                                                                           "*.npz"])] == [
+        "loose.npz", "run01", "run02"]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="missing"):
+        discover([tmp_path / "missing"])
+
+
+def test_store_holds_what_analyze_returns_and_resumes(tmp_path):
+    zoo = _zoo(tmp_path / "zoo")
+    db = tmp_path / "zoo.sqlite"
+    first = scan([zoo], db, esd_method="gram")
+    assert (first.done, first.skipped, first.failed) == (6, 0, 1)
+    assert "truncated" in first.errors[str(zoo / "broken.safetensors")]
+    tables = _tables(db)
+    layers = tables["layers"][tables["layers"]["path"] == str(zoo / "run03")]
+    expected = hts_fast.analyze(str(zoo / "run03"), esd_method="gram")
+    for col in ["layer_id", "N", "M", "alpha", "lambda_max", "log_norm", "stable_rank"]:
+        np.testing.assert_array_equal(layers[col].to_numpy(), expected[col].to_numpy())
+    summary = tables["summaries"][tables["summaries"]["path"] == str(zoo / "run03")]
+    assert summary["alpha"].item() == hts_fast.summary(expected)["alpha"]
+    # everything stored is skipped; a failed checkpoint is retried only on request
+    again = scan([zoo], db, esd_method="gram")
+    assert (again.done, again.skipped, again.failed) == (0, 7, 0)
+    retried = scan([zoo], db, esd_method="gram", retry_failed=True)
+    assert (retried.done, retried.skipped, retried.failed) == (0, 6, 1)
+    # new options or new content: analyzed again, earlier rows kept
+    assert scan([zoo], db, esd_method="svd").done == 6
+    from safetensors.numpy import save_file
+
+    save_file({"fc1.weight": np.eye(40, dtype=np.float32)}, str(zoo / "run00" /
+                                                                "model.safetensors"))  # fmt: skip
+    changed = scan([zoo], db, esd_method="gram")
+    assert (changed.done, changed.skipped) == (1, 6)
+    counts = _tables(db)["checkpoints"].groupby("status").size().to_dict()
+    assert counts == {"done": 13, "failed": 2}  # the broken file, once per option set
+
+
+def test_two_workers_store_the_same_rows_as_one(tmp_path):
+    zoo = _zoo(tmp_path / "zoo")
+    scan([zoo], tmp_path / "serial.sqlite")
+    result = scan([zoo], tmp_path / "parallel.sqlite", workers=2)
+    assert (result.done, result.failed) == (6, 1)
+    serial, parallel = _tables(tmp_path / "serial.sqlite"), _tables(tmp_path / "parallel.sqlite")
+    for name in serial:
+        pd.testing.assert_frame_equal(serial[name], parallel[name])
+
+
+def _stored(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _start_scan(zoo: Path, db: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "hts_fast", "scan", str(zoo), "--store",
+                             str(db), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_interrupted_scan_resumes_to_the_same_store(tmp_path, how):
+    zoo = _zoo(tmp_path / "zoo", runs=40, size=256, broken=False)
+    reference = tmp_path / "reference.sqlite"
+    scan([zoo], reference)
+    db = tmp_path / "interrupted.sqlite"
+    proc = _start_scan(zoo, db)
+    deadline = time.monotonic() + 120
+    while _stored(db) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    partial = _stored(db)
+    assert 3 <= partial < 41
+    if how == "ctrl-c":
+        assert proc.returncode == 130, err
+    resumed = subprocess.run([sys.executable, "-m", "hts_fast", "scan", str(zoo), "--store",
+                              str(db), "--quiet"], capture_output=True, text=True,
+                             check=True)  # fmt: skip
+    assert f"{partial} already stored" in resumed.stdout
+    ours, theirs = _tables(db), _tables(reference)
+    for name in ours:
+        pd.testing.assert_frame_equal(ours[name], theirs[name])
