@@ -80,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", action="store_true", help="no progress line")
     _add_analysis_options(scan)
     _add_compute_options(scan)
+    correlate = commands.add_parser(
+        "correlate", help="rank correlation of each metric with a label, overall and by group"
+    )
+    correlate.add_argument("store", type=Path)
+    correlate.add_argument("--labels", type=Path, required=True,
+                           help="CSV with a 'path' column and the label column(s)")  # fmt: skip
+    correlate.add_argument("--label", default=None,
+                           help="the label column (default: the first numeric one)")  # fmt: skip
+    correlate.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
+    correlate.add_argument("--out", type=Path, help="write the table (.csv, .json, .parquet)")
     export = commands.add_parser("export", help="the store's tables as files")
     export.add_argument("store", type=Path)
     export.add_argument("--out", type=Path, required=True, help="folder for the tables")
@@ -132,11 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("analyze", "describe", "scan", "export", "-h", "--help"):
+    commands = ("analyze", "describe", "scan", "export", "correlate", "-h", "--help")
+    if not argv or argv[0] not in commands:
         argv = ["analyze", *argv]  # `python -m hts_fast [PATH]`: analyze (the demo)
     args = _parser().parse_args(argv)
     if args.command == "export":
         return _export(args)
+    if args.command == "correlate":
+        return _correlate(args)
     options: dict[str, Any] = {
         "layers": _layers_filter(args.layers), "min_evals": args.min_evals,
         "max_evals": args.max_evals, "max_N": args.max_N, "compat": args.compat,
@@ -196,4 +209,34 @@ def _export(args: argparse.Namespace) -> int:
         for name in ("checkpoints", "layers", "summaries"):
             _write(store.frame(name), args.out / f"{name}.{args.format}")
     print(f"wrote checkpoints, layers and summaries ({args.format}) to {args.out}")
+    return 0
+
+
+def _correlate(args: argparse.Namespace) -> int:
+    from .correlate import attach_labels, checkpoint_metrics, rank_correlations
+    from .store import Store
+
+    if not args.store.is_file():
+        print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
+        return 2
+    with Store(args.store) as store:
+        metrics = checkpoint_metrics(store.frame("layers"))
+    try:
+        labels = pd.read_csv(args.labels)
+        data = attach_labels(metrics, labels, args.labels)
+    except (OSError, ValueError) as exc:
+        print(f"hts-fast: {exc}", file=sys.stderr)
+        return 2
+    numeric = [c for c in labels.select_dtypes("number").columns if c not in args.group_by]
+    label = args.label or (numeric[0] if numeric else None)
+    if label is None or label not in data:
+        print(f"hts-fast: {args.labels}: no label column {label!r}", file=sys.stderr)
+        return 2
+    table = rank_correlations(data, label, args.group_by)
+    if args.out:
+        _write(table, args.out)
+    with pd.option_context("display.width", 200, "display.max_rows", None,
+                           "display.float_format", "{:.3f}".format):  # fmt: skip
+        print(f"# {len(data)} checkpoints with labels; label: {label}")
+        print(table.to_string(index=False))
     return 0
