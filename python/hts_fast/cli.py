@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="the label column (default: the first numeric one)")  # fmt: skip
     correlate.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     correlate.add_argument("--out", type=Path, help="write the table (.csv, .json, .parquet)")
+    demo = commands.add_parser("demo-zoo", help="train the small demo zoo (needs scikit-learn)")
+    demo.add_argument("folder", type=Path)
     export = commands.add_parser("export", help="the store's tables as files")
     export.add_argument("store", type=Path)
     export.add_argument("--out", type=Path, required=True, help="folder for the tables")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("analyze", "describe", "scan", "export", "correlate", "-h", "--help")
+    commands = ("analyze", "describe", "scan", "export", "correlate", "demo-zoo", "-h", "--help")
     if not argv or argv[0] not in commands:
         argv = ["analyze", *argv]  # `python -m hts_fast [PATH]`: analyze (the demo)
     args = _parser().parse_args(argv)
@@ -150,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "correlate":
         return _correlate(args)
+    if args.command == "demo-zoo":
+        from .demo_zoo import make_demo_zoo
+
+        labels = make_demo_zoo(args.folder)
+        print(f"trained {len(labels)} models into {args.folder} (labels: "
+              f"{args.folder / 'labels.csv'})")  # fmt: skip
+        return 0
     options: dict[str, Any] = {
         "layers": _layers_filter(args.layers), "min_evals": args.min_evals,
         "max_evals": args.max_evals, "max_N": args.max_N, "compat": args.compat,
