@@ -120,3 +120,26 @@ def test_gguf_equals_its_dequantized_weights(tmp_path: Path) -> None:
     assert list(ours["name"]) == list(expected["name"])
     assert {t.dtype for t in tensors.values()} >= {"q8_0", "q4_0", "bfloat16", "float16"}
     assert_same_numbers(ours, expected)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_keras_file_equals_its_weights_in_pytorch_layout(tmp_path: Path) -> None:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = _require("keras")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 3)),
+                              keras.layers.Conv2D(16, 3, name="conv"),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(40, name="fc")])  # fmt: skip
+    path = tmp_path / "m.keras"
+    model.save(path)
+    conv = np.asarray(model.get_layer("conv").get_weights()[0])  # (kh, kw, in, out)
+    fc = np.asarray(model.get_layer("fc").get_weights()[0])  # (in, out)
+    expected = hts_fast.analyze({"conv.weight": np.transpose(conv, (3, 2, 0, 1)),
+                                 "fc.weight": fc.T})  # fmt: skip
+    ours = hts_fast.analyze(str(path))
+    assert list(ours["name"]) == ["conv", "fc"]
+    assert list(ours["layer_type"]) == ["conv2d", "dense"]
+    assert_same_numbers(ours, expected)
