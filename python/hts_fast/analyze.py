@@ -312,6 +312,7 @@ def analyze(
     peft: bool | Literal["with_base"] = False,
     randomize: bool = False,
     seed: int | None = None,
+    _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
 
@@ -415,6 +416,8 @@ def analyze(
                 columns[col] = [plan.extra[col] for plan, _, _ in pooled]
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
                           columns, option_columns=option_columns)  # fmt: skip
+    if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
+        _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
     frame.attrs["compat"] = compat
     frame.attrs["skipped"] = _skipped_frame(plans)
     frame.attrs["seconds"] = timer.seconds

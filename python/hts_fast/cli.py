@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
                            help="the label column (default: the first numeric one)")  # fmt: skip
     correlate.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     correlate.add_argument("--out", type=Path, help="write the table (.csv, .json, .parquet)")
+    report = commands.add_parser("report", help="PNG plots and an HTML page (needs matplotlib)")
+    report.add_argument("source", type=Path, help="a checkpoint/model folder, or a scan store")
+    report.add_argument("--out", type=Path, required=True, help="folder for the report")
+    report.add_argument("--labels", type=Path, help="labels CSV (stores only)")
+    report.add_argument("--label", default=None)
+    report.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
+    report.add_argument("--esd-method", choices=["svd", "gram"], default="svd")
     demo = commands.add_parser("demo-zoo", help="train the small demo zoo (needs scikit-learn)")
     demo.add_argument("folder", type=Path)
     export = commands.add_parser("export", help="the store's tables as files")
@@ -144,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("analyze", "describe", "scan", "export", "correlate", "demo-zoo", "-h", "--help")
+    commands = ("analyze", "describe", "scan", "export", "correlate", "report", "demo-zoo",
+                "-h", "--help")  # fmt: skip
     if not argv or argv[0] not in commands:
         argv = ["analyze", *argv]  # `python -m hts_fast [PATH]`: analyze (the demo)
     args = _parser().parse_args(argv)
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "correlate":
         return _correlate(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo-zoo":
         from .demo_zoo import make_demo_zoo
 
@@ -248,4 +258,32 @@ def _correlate(args: argparse.Namespace) -> int:
                            "display.float_format", "{:.3f}".format):  # fmt: skip
         print(f"# {len(data)} checkpoints with labels; label: {label}")
         print(table.to_string(index=False))
+    return 0
+
+
+def _is_store(path: Path) -> bool:
+    """Whether ``path`` is an SQLite database (a scan's store)."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .loaders import TensorReadError
+    from .report import model_report, zoo_report
+
+    if not args.source.exists():
+        print(f"hts-fast: {args.source}: no such file or directory", file=sys.stderr)
+        return 2
+    try:
+        if args.source.is_file() and _is_store(args.source):
+            page = zoo_report(args.source, args.out, labels=args.labels, label=args.label,
+                              group_by=args.group_by)  # fmt: skip
+        else:
+            page = model_report(str(args.source), args.out, esd_method=args.esd_method)
+    except (TensorReadError, ValueError, OSError) as exc:
+        print(f"hts-fast: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {page}")
     return 0

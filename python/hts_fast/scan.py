@@ -123,7 +123,7 @@ def _analyze_defaults() -> dict[str, Any]:
     from .analyze import analyze
 
     return {name: p.default for name, p in inspect.signature(analyze).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name != "threads"}  # fmt: skip
+            if p.kind is p.KEYWORD_ONLY and name != "threads" and not name.startswith("_")}  # fmt: skip
 
 
 @dataclass
