@@ -134,3 +134,18 @@ def test_interrupted_scan_resumes_to_the_same_store(tmp_path, how):
     ours, theirs = _tables(db), _tables(reference)
     for name in ours:
         pd.testing.assert_frame_equal(ours[name], theirs[name])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_dask_local_cluster_stores_the_same_rows(tmp_path):
+    from .conftest import _require
+
+    _require("distributed")
+    zoo = _zoo(tmp_path / "zoo")
+    scan([zoo], tmp_path / "serial.sqlite")
+    result = scan([zoo], tmp_path / "dask.sqlite", dask="local:2")
+    assert (result.done, result.failed) == (6, 1)
+    serial, distributed = _tables(tmp_path / "serial.sqlite"), _tables(tmp_path / "dask.sqlite")
+    for name in serial:
+        pd.testing.assert_frame_equal(serial[name], distributed[name])

@@ -180,14 +180,17 @@ def _work(
 def scan(
     paths: Sequence[str | os.PathLike[str]], store_path: str | os.PathLike[str], *,
     workers: int = 1, include: Sequence[str] = (), exclude: Sequence[str] = (),
-    retry_failed: bool = False, quiet: bool = True,
+    retry_failed: bool = False, quiet: bool = True, dask: str | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None, **options: Any,
 ) -> ScanResult:  # fmt: skip
     """Analyze every checkpoint under ``paths`` into the SQLite store at ``store_path``.
 
     ``options`` are analyze()'s keyword arguments (threads excepted: each of ``workers``
-    processes gets an equal share of the cores). Returns the counts; interrupted (Ctrl-C)
-    scans return with ``interrupted=True`` after keeping everything already stored.
+    processes gets an equal share of the cores). ``dask``: a Dask scheduler address
+    (``tcp://host:8786``) or ``local:N`` for a local cluster of N single-threaded worker
+    processes; the workers analyze, this process alone writes the store. Returns the counts;
+    interrupted (Ctrl-C) scans return with ``interrupted=True`` after keeping everything
+    already stored.
     """
     from . import __version__, _threads
 
@@ -217,7 +220,9 @@ def scan(
 
         todo = _work(store, checkpoints, options, retry_failed, result)
         try:
-            if workers <= 1:
+            if dask:
+                _on_dask(todo, dask, analyze_options, record)
+            elif workers <= 1:
                 for path, digest in todo:
                     record(path, digest, analyze_checkpoint(path, analyze_options, threads))
             else:
@@ -258,3 +263,50 @@ def _outcome(future: Future[dict[str, Any]]) -> dict[str, Any]:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - recorded with the checkpoint
         return {"error": f"worker failed: {type(exc).__name__}: {exc}", "seconds": float("nan")}
+
+
+def _dask_client(address: str) -> Any:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        msg = 'scanning on Dask needs dask.distributed: pip install "hts_fast[dask]"'
+        raise SystemExit(msg) from None
+    if address.startswith("local:"):
+        n = int(address.split(":", 1)[1])
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # fmt: skip
+        return Client(cluster)
+    return Client(address)
+
+
+def _on_dask(
+    todo: Iterator[tuple[str, str]], address: str, options: dict[str, Any],
+    record: Callable[[str, str, dict[str, Any]], None],
+) -> None:  # fmt: skip
+    """Analyze on a Dask cluster, a bounded number of tasks in flight; store here."""
+    from distributed import as_completed
+
+    client = _dask_client(address)
+    try:
+        slots = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        threads = 1 if address.startswith("local:") else None
+        pending = as_completed()
+        keys: dict[Any, tuple[str, str]] = {}
+
+        def submit(path: str, digest: str) -> None:
+            future = client.submit(analyze_checkpoint, path, options, threads or 1, pure=False)
+            keys[future] = (path, digest)
+            pending.add(future)
+
+        for path, digest in todo:
+            submit(path, digest)
+            if pending.count() >= slots:
+                future = next(pending)
+                record(*keys.pop(future), _outcome(future))
+        for future in pending:
+            record(*keys.pop(future), _outcome(future))
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
