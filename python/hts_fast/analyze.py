@@ -605,7 +605,13 @@ def summary(details: pd.DataFrame) -> dict[str, float]:
     stable_rank (and mp_softrank when present). In compat mode failed fits count with
     WeightWatcher's alpha of -1; by default only successful fits are averaged.
     """
-    rows = details
+    keep = np.ones(len(details), dtype=bool)
     if details.attrs.get("compat") is None and "status" in details:
-        rows = details[details["status"] == "success"]
-    return {c: float(rows[c].mean()) for c in SUMMARY_COLUMNS if c in rows}
+        keep = (details["status"] == "success").to_numpy(dtype=bool)
+    means = {}
+    for col in SUMMARY_COLUMNS:
+        if col in details:
+            values = details[col].to_numpy(dtype=np.float64)[keep]
+            values = values[~np.isnan(values)]  # as pandas' mean, NaN skipped
+            means[col] = float(values.mean()) if len(values) else math.nan
+    return means

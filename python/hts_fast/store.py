@@ -76,6 +76,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self.db.commit()
+        self._known: dict[str, set[str]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -98,7 +99,7 @@ class Store:
     def remember_hash(self, path: str, size: int, mtime_ns: int, content_hash: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                         (path, size, mtime_ns, content_hash))  # fmt: skip
-        self.db.commit()
+        # committed with the checkpoint's transaction (a cache: losing it costs a re-read)
 
     # --- checkpoints ----------------------------------------------------------------------
     def status(self, path: str, content_hash: str, options: str) -> str | None:
@@ -109,20 +110,25 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
-    def _columns(self, table: str) -> list[str]:
-        return [row[1] for row in self.db.execute(f"PRAGMA table_info({table})")]
+    def _columns(self, table: str) -> set[str]:
+        """The table's column names (cached: this connection is the only writer)."""
+        if table not in self._known:
+            self._known[table] = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        return self._known[table]
 
     def _insert_rows(self, table: str, checkpoint_id: int, frame: pd.DataFrame) -> None:
-        existing = set(self._columns(table))
+        existing = self._columns(table)
         for col in frame.columns:
             if col not in existing:
+                existing.add(col)
                 kind = "TEXT" if frame[col].dtype.kind in "OSUb" or str(frame[col].dtype) in (
                     "str", "string") else "REAL" if frame[col].dtype.kind == "f" else "INTEGER"  # fmt: skip
                 self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {kind}')
         names = ", ".join(f'"{c}"' for c in ["checkpoint_id", *frame.columns])
         marks = ", ".join("?" * (len(frame.columns) + 1))
-        rows = ([checkpoint_id, *(_sql_value(v) for v in row)]
-                for row in frame.itertuples(index=False, name=None))  # fmt: skip
+        columns = [[None if isinstance(v, float) and math.isnan(v) else v
+                    for v in frame[c].tolist()] for c in frame.columns]  # fmt: skip
+        rows = ([checkpoint_id, *row] for row in zip(*columns, strict=True))
         self.db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
     def save(
@@ -131,6 +137,16 @@ class Store:
     ) -> None:  # fmt: skip
         """Store one checkpoint's result (replacing an earlier failed attempt) in one
         transaction: all of it or, if the process dies, none of it."""
+        try:
+            self._save(path, content_hash, options, table, summary, error, seconds)
+        except BaseException:
+            self._known.clear()  # a rolled-back ALTER TABLE leaves the cache stale
+            raise
+
+    def _save(
+        self, path: str, content_hash: str, options: str, table: pd.DataFrame | None,
+        summary: dict[str, float] | None, error: str, seconds: float,
+    ) -> None:  # fmt: skip
         with self.db:  # BEGIN ... COMMIT (ROLLBACK on error)
             old = self.db.execute(
                 "SELECT id FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
