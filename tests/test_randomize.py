@@ -83,3 +83,34 @@ def test_lora_products_are_shuffled_explicitly() -> None:
     # a shuffled rank-16 product is full rank: its 16 largest eigenvalues are kept
     assert table["num_evals"].item() == 16
     assert np.isfinite(table[COLUMNS].to_numpy()).all()
+
+
+MP_AND_DETX = ["num_spikes", "sigma_mp", "mp_softrank", "W_scale", "bulk_max", "bulk_min",
+               "detX_num", "detX_val", "detX_val_unrescaled", "num_ERG_spikes", "ERG_gap",
+               "rand_num_spikes", "num_traps", "rand_sigma_mp", "rand_mp_softrank",
+               "rand_W_scale", "rand_bulk_max", "rand_bulk_min"]  # fmt: skip
+
+
+@pytest.mark.weightwatcher
+def test_every_option_column_matches_weightwatcher() -> None:
+    from .test_analyze_parity import assert_same_table
+
+    state = _state(2)
+    state["square.weight"] = np.random.default_rng(9).standard_t(3, (64, 64)).astype(np.float32)
+    np.random.seed(11)  # noqa: NPY002 - WeightWatcher draws from the legacy global state
+    theirs = run_weightwatcher(state, randomize=True, mp_fit=True, detX=True)
+    ours = hts_fast.analyze(state, compat=COMPAT, randomize=True, seed=11, mp_fit=True,
+                            detX=True)  # fmt: skip
+    assert set(MP_AND_DETX + COLUMNS) <= set(theirs.columns)
+    assert_same_table(ours, theirs, list(theirs.columns))
+
+
+def test_default_option_columns() -> None:
+    table = hts_fast.analyze(_state(3), mp_fit=True, detX=True)
+    compat = hts_fast.analyze(_state(3), mp_fit=True, detX=True, compat=COMPAT)
+    assert table["ERG_gap"].dtype == np.float64  # NaN for a layer without a fit
+    assert compat["ERG_gap"].dtype == np.int64
+    same = table["name"] != "toggled"  # WeightWatcher's N/M toggle changes Q there
+    for col in ("sigma_mp", "bulk_max", "num_spikes", "detX_num"):
+        np.testing.assert_allclose(table.loc[same, col], compat.loc[same, col], rtol=1e-12)
+    np.testing.assert_array_equal(table["ERG_gap"], table["detX_num"] - table["num_pl_spikes"])

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _threads
+from . import _threads, marchenko_pastur
 from ._timing import StageTimer
 from .esd import EsdMethod, esd_batch
 from .fits import PowerLawFit, fit_powerlaw_batch
@@ -43,6 +43,14 @@ EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
 #: sorted by name).
 PEFT_COLUMN = "peft"
 RANDOMIZE_COLUMNS = ["max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist"]
+MP_COLUMNS = ["num_spikes", "sigma_mp", "mp_softrank", "W_scale", "bulk_max", "bulk_min"]
+#: randomize=True also fits the shuffled spectra (num_traps repeats rand_num_spikes, 0.7.7)
+RANDOM_MP_COLUMNS = ["rand_num_spikes", "num_traps", "rand_sigma_mp", "rand_mp_softrank",
+                     "rand_W_scale", "rand_bulk_max", "rand_bulk_min"]  # fmt: skip
+DETX_COLUMNS = ["detX_num", "detX_val", "detX_val_unrescaled", "num_ERG_spikes", "ERG_gap"]
+#: integer columns of those options (ERG_gap too in compat mode; NaN-able by default)
+OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
+                      "num_ERG_spikes"}  # fmt: skip
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS}
@@ -267,7 +275,7 @@ def _column_names(option_columns: Sequence[str] = ()) -> list[str]:
 
 def _to_frame(
     rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
-    option_columns: Sequence[str] = (),
+    option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:  # fmt: skip
     """Build the table column by column with WeightWatcher's dtypes.
 
@@ -282,11 +290,13 @@ def _to_frame(
         if col in columns and len(at) == n:
             values = columns[col]
         else:
-            values = [row.get(col) for row in rows]
+            is_int = col in INT_COLUMNS or col in int_columns
+            missing = -1 if is_int else math.nan  # an option column of a failed layer
+            values = [row.get(col, missing) for row in rows]
             if col in columns:
                 values = np.array(values, dtype=object)
                 values[at] = columns[col]
-        if col in INT_COLUMNS:
+        if col in INT_COLUMNS or col in int_columns:
             data[col] = np.asarray(values, dtype=np.int64)
         elif col in ("has_esd", PEFT_COLUMN):
             data[col] = np.asarray(values, dtype=bool)
@@ -312,6 +322,8 @@ def analyze(
     peft: bool | Literal["with_base"] = False,
     randomize: bool = False,
     seed: int | None = None,
+    mp_fit: bool = False,
+    detX: bool = False,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -345,9 +357,18 @@ def analyze(
     randomize
         Also decompose each layer's weights with their entries shuffled: columns
         max_rand_eval, rand_distance, ww_softrank, ww_maxdist (hts_fast.randomize).
+        With ``randomize`` the shuffled spectra also get a Marchenko-Pastur fit: columns
+        rand_num_spikes, num_traps, rand_sigma_mp, rand_mp_softrank, rand_W_scale,
+        rand_bulk_max, rand_bulk_min.
     seed
         Seeds the shuffles (default mode: None means 0; compat: None uses the global
         ``np.random`` state, as WeightWatcher does).
+    mp_fit
+        Marchenko-Pastur fit of each ESD's bulk: num_spikes, sigma_mp, mp_softrank, W_scale,
+        bulk_max, bulk_min (hts_fast.marchenko_pastur).
+    detX
+        The detX constraint: detX_num, detX_val, detX_val_unrescaled, num_ERG_spikes,
+        ERG_gap.
 
     Returns
     -------
@@ -411,11 +432,18 @@ def analyze(
             for plan in active:
                 plan.row[PEFT_COLUMN] = plan.peft
         if randomize:
-            option_columns += RANDOMIZE_COLUMNS
+            option_columns += RANDOMIZE_COLUMNS + RANDOM_MP_COLUMNS
             for col in RANDOMIZE_COLUMNS:
                 columns[col] = [plan.extra[col] for plan, _, _ in pooled]
+        if mp_fit or randomize or detX:
+            extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=mp_fit,
+                                      randomized=randomize, det=detX)  # fmt: skip
+            columns.update(extra)
+            option_columns += (MP_COLUMNS if mp_fit else []) + (DETX_COLUMNS if detX else [])
+        int_columns = OPTION_INT_COLUMNS | ({"ERG_gap"} if compat else set())
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
-                          columns, option_columns=option_columns)  # fmt: skip
+                          columns, option_columns=option_columns,
+                          int_columns=frozenset(int_columns))  # fmt: skip
     if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
         _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
     frame.attrs["compat"] = compat
@@ -525,6 +553,35 @@ def _randomize(
     for k, (plan, _, _) in enumerate(done):
         plan.extra.update({col: columns[col][k] for col in RANDOMIZE_COLUMNS})
         plan.extra["rand_evals"] = columns["rand_evals"][k]
+
+
+def _spectral_columns(
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], columns: dict[str, Any], *,
+    compat: bool, mp: bool, randomized: bool, det: bool,
+) -> dict[str, list[Any]]:  # fmt: skip
+    """Marchenko-Pastur fits (of the ESD and of the shuffled ESD) and detX, per layer."""
+    out: dict[str, list[Any]] = {}
+    for k, (plan, evals, _) in enumerate(pooled):
+        assert plan.shape is not None
+        N, M = plan.shape.N, plan.shape.M
+        values: dict[str, Any] = {}
+        if mp:
+            values.update(marchenko_pastur.mp_fit(evals, N, M, compat=compat).columns())
+        if randomized:
+            fit = marchenko_pastur.mp_fit(plan.extra["rand_evals"], N, M, compat=compat)
+            rand = fit.columns()
+            values.update({f"rand_{key}": value for key, value in rand.items()})
+            values["num_traps"] = rand["num_spikes"]
+        if det:
+            result = marchenko_pastur.detx(evals, compat=compat)
+            spikes = columns["num_pl_spikes"][k]
+            fitted = columns["status"][k] == "success" or compat
+            values.update(result.columns())
+            values.update(marchenko_pastur.erg_columns(result.detX_num,
+                                                       int(spikes) if fitted else None))  # fmt: skip
+        for key, value in values.items():
+            out.setdefault(key, []).append(value)
+    return out
 
 
 def _metric_columns(
