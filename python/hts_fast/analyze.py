@@ -27,6 +27,7 @@ from .layer_matrices import (
 from .layers import Layer, apply_filters, discover_layers
 from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
 from .peft import LoraProduct, adapter_scale, check_peft, lora_role
+from .phases import phases
 from .randomize import RandomizedLayer, randomized_columns
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
@@ -53,7 +54,10 @@ OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
                       "num_ERG_spikes"}  # fmt: skip
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
-STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS}
+#: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
+PHASE_COLUMN = "phase"
+STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
+                  PHASE_COLUMN}  # fmt: skip
 SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
                    "stable_rank", "mp_softrank"]  # fmt: skip
 DESCRIBE_COLUMNS = ["layer_id", "name", "M", "N", "Q", "layer_type", "longname", "num_evals",
@@ -267,15 +271,17 @@ def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
 _STRING_DTYPE = pd.array([], dtype="str").dtype
 
 
-def _column_names(option_columns: Sequence[str] = ()) -> list[str]:
+def _column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str] = ()) -> list[str]:
     """The table's columns: WeightWatcher's, with those its options add, sorted by name after
     layer_id and name as WeightWatcher sorts them; then ours."""
-    return [*WW_COLUMNS[:2], *sorted([*WW_COLUMNS[2:], *option_columns]), *EXTRA_COLUMNS]
+    return [*WW_COLUMNS[:2], *sorted([*WW_COLUMNS[2:], *option_columns]), *EXTRA_COLUMNS,
+            *our_columns]  # fmt: skip
 
 
 def _to_frame(
     rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
     option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
+    our_columns: Sequence[str] = (),
 ) -> pd.DataFrame:  # fmt: skip
     """Build the table column by column with WeightWatcher's dtypes.
 
@@ -286,12 +292,13 @@ def _to_frame(
     n = len(rows)
     at = np.array(analyzed, dtype=np.intp)
     data: dict[str, Any] = {}
-    for col in _column_names(option_columns):
+    for col in _column_names(option_columns, our_columns):
         if col in columns and len(at) == n:
             values = columns[col]
         else:
             is_int = col in INT_COLUMNS or col in int_columns
-            missing = -1 if is_int else math.nan  # an option column of a failed layer
+            # an option column of a failed layer
+            missing = -1 if is_int else "" if col in STRING_COLUMNS else math.nan
             values = [row.get(col, missing) for row in rows]
             if col in columns:
                 values = np.array(values, dtype=object)
@@ -438,12 +445,16 @@ def analyze(
         if mp_fit or randomize or detX:
             extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=mp_fit,
                                       randomized=randomize, det=detX)  # fmt: skip
+            mp_ok = extra.pop("_mp_ok", [])
             columns.update(extra)
             option_columns += (MP_COLUMNS if mp_fit else []) + (DETX_COLUMNS if detX else [])
+            if mp_fit:
+                columns[PHASE_COLUMN] = phases(columns, mp_ok)
         int_columns = OPTION_INT_COLUMNS | ({"ERG_gap"} if compat else set())
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
                           columns, option_columns=option_columns,
-                          int_columns=frozenset(int_columns))  # fmt: skip
+                          int_columns=frozenset(int_columns),
+                          our_columns=[PHASE_COLUMN] if mp_fit else [])  # fmt: skip
     if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
         _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
     frame.attrs["compat"] = compat
@@ -566,7 +577,9 @@ def _spectral_columns(
         N, M = plan.shape.N, plan.shape.M
         values: dict[str, Any] = {}
         if mp:
-            values.update(marchenko_pastur.mp_fit(evals, N, M, compat=compat).columns())
+            fit = marchenko_pastur.mp_fit(evals, N, M, compat=compat)
+            values.update(fit.columns())
+            values["_mp_ok"] = fit.status == "success"
         if randomized:
             fit = marchenko_pastur.mp_fit(plan.extra["rand_evals"], N, M, compat=compat)
             rand = fit.columns()
