@@ -8,6 +8,8 @@ conv2d_matrices, esd_conv2d
     Conv2d kernels as rf = kh*kw matrices, WeightWatcher's conventions.
 fit_powerlaw, fit_powerlaw_batch, powerlaw_curve, PowerLawFit
     Power-law fit of the ESD tail over every xmin candidate.
+bootstrap_alpha
+    Bootstrap confidence interval of alpha (the xmin search rerun per resample).
 analyze, describe, summary
     The WeightWatcher-style layer table of a whole model.
 build_info
@@ -19,6 +21,7 @@ from __future__ import annotations
 from ._build_info import build_info
 from ._core_loader import core as _core
 from .analyze import analyze, describe, summary
+from .bootstrap import AlphaInterval, bootstrap_alpha
 from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .esd import esd, esd_batch
 from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, powerlaw_curve
@@ -26,11 +29,13 @@ from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, 
 __version__: str = _core.__version__
 
 __all__ = [
+    "AlphaInterval",
     "Conv2dMatrices",
     "PowerLawCurve",
     "PowerLawFit",
     "__version__",
     "analyze",
+    "bootstrap_alpha",
     "build_info",
     "conv2d_matrices",
     "describe",
