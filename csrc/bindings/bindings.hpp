@@ -7,4 +7,5 @@ namespace hts::bindings {
 void register_lapack(pybind11::module_& m);
 void register_powerlaw(pybind11::module_& m);
 void register_esd(pybind11::module_& m);
+void register_tpl(pybind11::module_& m);
 }  // namespace hts::bindings

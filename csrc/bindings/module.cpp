@@ -34,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
     hts::bindings::register_lapack(m);
     hts::bindings::register_powerlaw(m);
     hts::bindings::register_esd(m);
+    hts::bindings::register_tpl(m);
 }

@@ -7,6 +7,10 @@ import numpy.typing as npt
 __version__: str
 
 _FitFields: TypeAlias = tuple[float, float, float, float, float, int, int, int, int, int, int]
+# alpha, Lambda, xmin, loglik, D, alpha_se, Lambda_se, n, iterations, status, error, bad_index
+_TplFields: TypeAlias = tuple[
+    float, float, float, float, float, float, float, int, int, int, int, int
+]
 
 def _compile_info() -> dict[str, Any]: ...
 def _register_lapack(dgesdd: object, dsyevd: object, dsyrk: object) -> None: ...
@@ -38,3 +42,15 @@ def esd_batch(
     matrices: list[npt.NDArray[Any]], method: int, scales: list[float], threads: int
 ) -> list[tuple[npt.NDArray[np.float64], int, int]]: ...
 def _half_to_double(bits: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
+def fit_truncated_powerlaw(values: npt.ArrayLike, xmin: float) -> _TplFields: ...
+def fit_truncated_powerlaw_batch(
+    spectra: list[npt.ArrayLike], xmins: list[float], threads: int
+) -> list[_TplFields]: ...
+def _log_upper_gamma(
+    s: npt.ArrayLike, x: npt.ArrayLike
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]: ...

@@ -102,3 +102,75 @@ def fit_powerlaw(evals: Any, threshold: float = 1e-5, small_n: bool = True) -> d
         "method": scan["method"],
         "xmin_index": i,
     }
+
+
+def _tpl_log_normaliser(xmin: float, alpha: float, lam: float) -> float:
+    """log Z + lam xmin for Z = integral_xmin^inf t^-alpha e^(-lam t) dt, by scipy's quad.
+
+    (lam xmin is added so that callers can pair it with lam (x - xmin) instead of lam x: for
+    a large lam the two big terms would otherwise cancel.)
+
+    With t = xmin (1 + v) and mu = lam * xmin,
+    Z e^(lam xmin) = xmin^(1-alpha) * integral_0^inf (1 + v)^-alpha e^(-mu v) dv; the offset v
+    (not t / xmin) is integrated so that a cut-off length 1/mu far below 1 is still resolved.
+    The integrand is divided by its largest value (at v_peak) so it never overflows, and
+    [0, inf) is cut at v_peak, at 2^k - 1 (the power-law part spans decades) and at multiples
+    of the cut-off length and of the bump's width, so that quad sees smooth pieces.
+    """
+    from itertools import pairwise
+
+    from scipy.integrate import quad
+
+    mu = lam * xmin
+    v_peak = max(0.0, -alpha / mu - 1.0)
+
+    def scaled(v: float) -> float:
+        return math.exp(-alpha * (math.log1p(v) - math.log1p(v_peak)) - mu * (v - v_peak))
+
+    width = math.sqrt(max(-alpha, 1.0)) / mu  # spread of the bump when alpha < 0
+    end = v_peak + 200.0 * width + 100.0 / mu
+    edges = {0.0, v_peak, end}
+    edge = 1.0
+    while edge < end:
+        edges.add(edge)
+        edge = 2.0 * edge + 1.0
+    for k in (1, 2, 4, 8, 16, 32, 64):
+        edges.update({v_peak + k / mu, v_peak + k * width, v_peak - k * width})
+    cuts = sorted(e for e in edges if 0.0 <= e <= end)
+    pieces = list(pairwise(cuts))
+    # The integrand is unimodal and the pieces are split at its peak, so a piece is at most
+    # (its length) x (the larger end value); pieces far below the rest are left out (quad
+    # would only warn about round-off on them).
+    bounds = [(hi - lo) * max(scaled(lo), scaled(hi)) for lo, hi in pieces]
+    keep = 1e-20 * math.fsum(bounds)
+    total = math.fsum(
+        quad(scaled, lo, hi, epsabs=0.0, epsrel=1e-13, limit=200)[0]
+        for (lo, hi), bound in zip(pieces, bounds, strict=True)
+        if bound > keep
+    )
+    log_peak = -alpha * math.log1p(v_peak) - mu * v_peak
+    return (1.0 - alpha) * math.log(xmin) + log_peak + math.log(total)
+
+
+def tpl_loglik(x: Any, xmin: float, alpha: float, lam: float) -> float:
+    """Total log-likelihood of the values of x >= xmin under the truncated power law.
+
+    p(t) = t^-alpha e^(-lam t) / Z on t >= xmin, Z = integral_xmin^inf t^-alpha e^(-lam t) dt
+    (= lam^(alpha-1) Gamma(1 - alpha, lam xmin)). lam = 0 is the pure power law, whose Z is
+    xmin^(1-alpha) / (alpha - 1) for alpha > 1 (-inf is returned for alpha <= 1: no density).
+    Natural log, densities in 1 / (units of x).
+    """
+    values = np.asarray(x, dtype=np.float64)
+    tail = values[values >= xmin]
+    n = len(tail)
+    log_ratio = math.fsum(np.log1p((tail - xmin) / xmin))
+    if lam == 0.0:
+        if alpha <= 1.0:
+            return -math.inf
+        log_z_shifted = (1.0 - alpha) * math.log(xmin) - math.log(alpha - 1.0)
+    else:
+        log_z_shifted = _tpl_log_normaliser(xmin, alpha, lam)  # log Z + lam xmin
+    # sum(-alpha log t - lam t) - n log Z, written about xmin to keep the terms small
+    return (
+        -alpha * (log_ratio + n * math.log(xmin)) - lam * math.fsum(tail - xmin) - n * log_z_shifted
+    )

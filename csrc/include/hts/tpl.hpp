@@ -1,0 +1,66 @@
+// Truncated power law (TPL): maximum-likelihood fit at a fixed xmin.
+//
+// Density on x >= xmin:  p(x) = x^(-alpha) e^(-lambda x) / Z(alpha, lambda), with
+//   Z = ∫_xmin^∞ t^(-alpha) e^(-lambda t) dt = lambda^(alpha-1) Γ(1 - alpha, lambda xmin),
+// normalisable for every real alpha when lambda > 0, and for alpha > 1 when lambda = 0 (the
+// pure power law). Pure C++ (no Python): the bindings in csrc/bindings wrap these functions.
+//
+// The TPL is an exponential family in (alpha, lambda) with sufficient statistics
+// (ln x, x), so the log-likelihood is concave and has at most one maximum; it is reached
+// on the boundary lambda = 0 exactly when the power-law MLE alpha_PL = 1 + n / Σ ln(x/xmin)
+// has alpha_PL > 2 and a model mean xmin (alpha_PL - 1)/(alpha_PL - 2) <= the sample mean.
+#pragma once
+
+#include <cstdint>
+
+namespace hts {
+
+// Search box of the fit. alpha outside it, or lambda xmin outside (kTplMuMin, kTplMuMax),
+// ends the search on the bound (status alpha_bound / lambda_bound).
+constexpr double kTplAlphaMin = -100.0;
+constexpr double kTplAlphaMax = 100.0;
+constexpr double kTplMuMin = 1e-250;  // lambda * xmin
+constexpr double kTplMuMax = 1e15;
+
+enum class TplStatus : int {
+    converged = 0,      // interior maximum: the gradient vanishes
+    power_law = 1,      // maximum at lambda = 0: the pure power law fits at least as well
+    alpha_bound = 2,    // alpha stopped on kTplAlphaMin/kTplAlphaMax (maximum outside the box)
+    lambda_bound = 3,   // lambda xmin stopped on kTplMuMin/kTplMuMax
+    not_converged = 4,  // iteration limit or no further progress; best point returned
+    failed = 5,         // bad input (see TplError); no fit
+};
+
+enum class TplError : int {
+    none = 0,
+    non_finite = 1,  // a NaN or an infinity in the values (index in bad_index)
+    bad_xmin = 2,    // xmin <= 0 or not finite
+    too_few = 3,     // fewer than two values >= xmin
+    degenerate = 4,  // all values >= xmin are equal: no maximum exists
+};
+
+struct TplFitResult {
+    double alpha = -1.0;      // exponent (dimensionless)
+    double lambda = -1.0;     // cut-off rate, in 1/(units of x); 0 for status power_law
+    double xmin = -1.0;
+    double loglik = 0.0;      // Σ ln p(x_i) over the tail (total, not mean)
+    double D = -1.0;          // KS distance max_j |F(x_j) - j/n| over the sorted tail
+    double alpha_se = -1.0;   // standard errors from the observed Fisher information
+    double lambda_se = -1.0;  // (NaN where undefined: lambda_se for status power_law)
+    std::int64_t n = 0;       // number of values >= xmin
+    int iterations = 0;       // Newton iterations taken
+    TplStatus status = TplStatus::failed;
+    TplError error = TplError::none;
+    std::int64_t bad_index = -1;
+};
+
+// Fits the values >= xmin of `values` (any order; not modified). Deterministic, one thread.
+TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, double xmin);
+
+// Fits many (values, xmin) pairs spread over `threads` threads (<= 0: all cores). Each pair
+// is fitted by one thread with the serial algorithm: results do not depend on `threads`.
+void fit_truncated_powerlaw_batch(const double* const* values, const std::int64_t* counts,
+                                  const double* xmins, std::int64_t num_pairs,
+                                  TplFitResult* results, int threads);
+
+}  // namespace hts
