@@ -525,8 +525,8 @@ def _pool(
         parts = spectra[first : first + count]
         error = next((p for p in parts if isinstance(p, Exception)), None)
         if error is not None:
-            reason = str(error).split(" ", 2)[-1] if str(error).startswith("matrix ") else error
-            _failed_row(plan.row, f"weight {reason}", compat=bool(compat))
+            detail = getattr(error, "detail", f": {error}")  # esd_batch's message, renamed
+            _failed_row(plan.row, f"weight{detail}", compat=bool(compat))
             continue
         evals = np.sort(np.concatenate(parts)) if count > 1 else parts[0]
         if keep_top is not None:

@@ -86,7 +86,12 @@ def conv2d_matrices(
 
     rf = kh * kw
     transpose = out_ch < in_ch
-    matrices = tuple(at(i, j).T if transpose else at(i, j) for i in range(kh) for j in range(kw))
+    if layout == "oihw":  # every slice at once: a (rf, out, in) view, no per-slice indexing
+        stack = arr.transpose(2, 3, 0, 1).reshape(rf, out_ch, in_ch)
+        matrices = tuple(stack.transpose(0, 2, 1) if transpose else stack)
+    else:
+        matrices = tuple(at(i, j).T if transpose else at(i, j)
+                         for i in range(kh) for j in range(kw))  # fmt: skip
     N, M = max(out_ch, in_ch), min(out_ch, in_ch)
     if compat and transpose and rf % 2 == 0:
         N, M = out_ch, in_ch

@@ -44,6 +44,14 @@ def _error_for(code: int, info: int, what: str, shape: tuple[int, ...], method: 
     return ValueError(f"{what} (shape {shape}) {_ERRORS.get(code, f'failed (code {code})')}")
 
 
+def _tagged(exc: Exception, what: str) -> Exception:
+    """Attach ``detail``: the message after the matrix's name (``what``), so that a caller
+    can name the matrix its own way (analyze() says "weight ...")."""
+    text = str(exc)
+    exc.detail = text[len(what) :] if text.startswith(what) else f": {text}"  # type: ignore[attr-defined]
+    return exc
+
+
 def _check_scale(scale: Any) -> float:
     value = float(scale)
     if not math.isfinite(value):
@@ -141,7 +149,8 @@ def esd_batch(
         One multiplier for all matrices or one per matrix.
     on_error : {"raise", "return"}
         ``"raise"``: the first bad matrix raises, naming its index. ``"return"``: its slot
-        in the result holds the exception instead and the other matrices are still computed.
+        in the result holds the exception instead and the other matrices are still computed;
+        the exception's ``detail`` attribute is its message after "matrix k".
 
     Returns
     -------
@@ -169,7 +178,7 @@ def esd_batch(
         try:
             arrays[k] = as_matrix(item, f"matrix {k}")
         except (TypeError, ValueError) as exc:
-            results[k] = exc
+            results[k] = _tagged(exc, f"matrix {k}")
             continue
         groups[arrays[k].shape].append(k)
 
@@ -184,8 +193,11 @@ def esd_batch(
             [arrays[k] for k in order], method, [scale_list[k] for k in order], n_threads
         )
         for k, (values, code, info) in zip(order, outputs, strict=True):
+            what = f"matrix {k}"
             results[k] = (
-                _error_for(code, info, f"matrix {k}", arrays[k].shape, method) if code else values
+                _tagged(_error_for(code, info, what, arrays[k].shape, method), what)
+                if code
+                else values
             )
     if on_error == "raise":
         for result in results:

@@ -177,7 +177,7 @@ def fit_powerlaw(
 
 
 #: A batch gets one more thread per this many eigenvalues (small batches run on one).
-VALUES_PER_THREAD = 20_000
+VALUES_PER_THREAD = 4_000
 
 
 def fit_powerlaw_batch(
