@@ -85,3 +85,17 @@ def test_describe_and_unreadable_input(tmp_path):
     result = _run("analyze", str(tmp_path / "missing.onnx"))
     assert result.returncode == 2
     assert "no such file" in result.stderr
+
+
+def test_parquet_output(tmp_path):
+    import importlib.util
+
+    out = tmp_path / "t.parquet"
+    result = _run("analyze", str(default_input()), "--quiet", "--out", str(out))
+    if importlib.util.find_spec("pyarrow") is None:  # optional: a clear message, no traceback
+        assert result.returncode == 1
+        assert "writing parquet needs pyarrow" in result.stderr
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert list(pd.read_parquet(out)["name"])[:2] == ["random.dense", "heavy.t3"]

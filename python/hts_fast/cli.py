@@ -122,7 +122,11 @@ def _write(table: pd.DataFrame, out: Path) -> None:
     elif suffix == ".json":
         table.to_json(out, orient="records", indent=1)
     elif suffix == ".parquet":
-        table.to_parquet(out, index=False)  # needs pyarrow; pandas says so if it is missing
+        try:
+            table.to_parquet(out, index=False)
+        except ImportError:
+            msg = f"--out {out}: writing parquet needs pyarrow (pip install pyarrow)"
+            raise SystemExit(msg) from None
     else:
         msg = f"--out {out}: unknown table format {suffix!r} (use .csv, .json or .parquet)"
         raise SystemExit(msg)
