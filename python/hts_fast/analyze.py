@@ -331,6 +331,7 @@ def analyze(
     seed: int | None = None,
     mp_fit: bool = False,
     detX: bool = False,
+    fit: Literal["PL", "TPL", "E_TPL"] = "PL",
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -376,6 +377,11 @@ def analyze(
     detX
         The detX constraint: detX_num, detX_val, detX_val_unrescaled, num_ERG_spikes,
         ERG_gap.
+    fit
+        ``"PL"`` (power law, the default), ``"TPL"`` (truncated power law, xmin over every
+        eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
+        range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
+        its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search).
 
     Returns
     -------
@@ -394,6 +400,9 @@ def analyze(
     """
     compat = _check_compat(compat)
     peft = check_peft(peft)
+    if fit not in ("PL", "TPL", "E_TPL"):
+        msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
+        raise ValueError(msg)
     n_threads = _threads.resolve_threads(threads)
     timer = StageTimer()
     with timer.stage("extract"):
@@ -428,11 +437,17 @@ def analyze(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
-        fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
+        if fit == "PL":
+            fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
+        else:
+            fits, lambdas = _tpl_fits(pooled, fit, compat, n_threads)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
         position = {id(plan): k for k, plan in enumerate(active)}
         option_columns = []
+        if fit != "PL":
+            option_columns.append("Lambda")
+            columns["Lambda"] = lambdas
         if peft:
             option_columns.append(PEFT_COLUMN)
             columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
@@ -534,6 +549,33 @@ def _pool(
             parts = [evals]
         pooled.append((plan, evals, parts))
     return pooled
+
+
+def _tpl_fits(
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fit: str, compat: str | None,
+    threads: int,
+) -> tuple[list[PowerLawFit], list[float]]:  # fmt: skip
+    """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN) and their
+    Lambda values; fit_method records the E_TPL range variant."""
+    from .tpl_search import fit_truncated_powerlaw
+
+    variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
+    label = f"E_TPL[{variant}]" if variant else "TPL"
+    rows, lambdas = [], []
+    for _, evals, _ in pooled:
+        search = fit_truncated_powerlaw(evals, variant=variant, threads=threads)
+        tpl = search.fit
+        if tpl.status == "failed":
+            rows.append(PowerLawFit.failed(tpl.reason))
+            lambdas.append(math.nan)
+            continue
+        index = int(np.searchsorted(evals, tpl.xmin))
+        rows.append(PowerLawFit(alpha=tpl.alpha, xmin=tpl.xmin, xmax=float(evals[-1]), D=tpl.D,
+                                sigma=math.nan, num_pl_spikes=tpl.n, num_fit=tpl.n,
+                                method=label, status="success", reason="",
+                                xmin_index=index))  # fmt: skip
+        lambdas.append(tpl.Lambda)
+    return rows, lambdas
 
 
 def _randomize(

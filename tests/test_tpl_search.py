@@ -1,0 +1,95 @@
+"""TPL / E-TPL with xmin chosen by the KS distance: equal to fitting every candidate by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hts_fast.tpl_search import fit_truncated_powerlaw, peak_xmin_range
+from hts_fast.truncated import fit_truncated_powerlaw_at
+
+from .conftest import heavy_tailed_esd
+from .test_tpl import tpl_sample
+
+
+def _by_hand(x: np.ndarray, low: float, high: float, need_alpha: float) -> tuple[float, int]:
+    """(xmin, number of candidates) of the smallest-D valid fit, one candidate at a time."""
+    distinct = np.unique(x[x > 1e-5])[:-1]
+    candidates = distinct[(distinct >= low) & (distinct < high)]
+    best, best_d = math.nan, math.inf
+    for c in candidates:
+        fit = fit_truncated_powerlaw_at(x, float(c))
+        if fit.status in ("converged", "power_law") and fit.alpha > need_alpha and best_d > fit.D:
+            best, best_d = float(c), fit.D
+    return best, len(candidates)
+
+
+def test_search_equals_fitting_every_candidate():
+    x = heavy_tailed_esd(np.random.default_rng(0), 400, 200, 3.0)
+    for variant in ("corrected", "weightwatcher-0.7.7"):
+        low, high = peak_xmin_range(x, variant=variant)
+        search = fit_truncated_powerlaw(x, variant=variant, threads=2)
+        need = 1.0 if variant == "weightwatcher-0.7.7" else -math.inf
+        xmin, count = _by_hand(x, low, high, need)
+        assert search.candidates == count > 0
+        assert search.variant == variant
+        if math.isnan(xmin):
+            assert search.fit.status == "failed"
+        else:
+            assert search.fit.xmin == xmin
+    whole = fit_truncated_powerlaw(x, threads=1)
+    assert whole.fit.xmin == _by_hand(x, -math.inf, math.inf, -math.inf)[0]
+    assert whole == fit_truncated_powerlaw(x, threads=2)  # thread-independent
+
+
+def test_peak_range_variants():
+    x = heavy_tailed_esd(np.random.default_rng(1), 300, 150, 4.0)
+    counts, edges = np.histogram(np.log10(x[x > 1e-5]), bins=100)
+    peak = 10 ** edges[np.argmax(counts)]
+    assert peak_xmin_range(x) == (0.95 * peak, 1.5 * peak)
+    # WeightWatcher 0.7.7 passes the lower bound in log units
+    assert peak_xmin_range(x, variant="weightwatcher-0.7.7") == (math.log10(0.95 * peak),
+                                                                 1.5 * peak)  # fmt: skip
+
+
+def test_tpl_search_recovers_a_truncated_power_law():
+    rng = np.random.default_rng(5)
+    x = tpl_sample(rng, 3000, 2.5, 0.05, 1.0)
+    search = fit_truncated_powerlaw(x, xmin_range=(1.0, 1.2))
+    fit = search.fit
+    assert fit.status == "converged"
+    assert abs(fit.alpha - 2.5) < 3 * fit.alpha_se
+    assert abs(fit.Lambda - 0.05) < 3 * fit.Lambda_se
+
+
+def test_failures_say_why():
+    assert "NaN" in fit_truncated_powerlaw([1.0, np.nan, 3.0]).fit.reason
+    empty = fit_truncated_powerlaw(np.arange(1.0, 20.0), xmin_range=(100.0, 200.0))
+    assert empty.fit.status == "failed"
+    assert "no xmin candidate" in empty.fit.reason
+
+
+def test_analyze_with_tpl_fits():
+    import hts_fast
+
+    rng = np.random.default_rng(3)
+    state = {
+        "a.weight": rng.standard_t(3.0, (300, 150)),
+        "b.weight": rng.standard_t(4.0, (200, 120)),
+    }
+    spectra: dict[int, np.ndarray] = {}
+    table = hts_fast.analyze(state, fit="E_TPL", _spectra_sink=spectra)
+    columns = list(table.columns)
+    assert columns.index("D") < columns.index("Lambda") < columns.index("M")  # sorted by name
+    for k, evals in spectra.items():
+        search = fit_truncated_powerlaw(evals, variant="corrected")
+        row = table.iloc[k]
+        assert (row["alpha"], row["Lambda"], row["xmin"]) == (search.fit.alpha, search.fit.Lambda,
+                                                              search.fit.xmin)  # fmt: skip
+        assert row["fit_method"] == "E_TPL[corrected]"
+        assert math.isnan(row["sigma"])
+    compat = hts_fast.analyze(state, fit="E_TPL", compat="weightwatcher-0.7.7")
+    assert set(compat["fit_method"]) <= {"E_TPL[weightwatcher-0.7.7]", ""}
+    tpl = hts_fast.analyze(state, fit="TPL")
+    assert set(tpl["fit_method"]) == {"TPL"}
+    assert (tpl["status"] == "success").all()
