@@ -8,4 +8,5 @@ void register_lapack(pybind11::module_& m);
 void register_powerlaw(pybind11::module_& m);
 void register_esd(pybind11::module_& m);
 void register_tpl(pybind11::module_& m);
+void register_shuffle(pybind11::module_& m);
 }  // namespace hts::bindings
