@@ -13,6 +13,8 @@ import pandas as pd
 
 from . import _threads, marchenko_pastur
 from ._timing import StageTimer
+from .compare import COLUMNS as COMPARE_COLUMNS
+from .compare import compare_tail
 from .esd import EsdMethod, esd_batch
 from .fits import PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
@@ -332,6 +334,7 @@ def analyze(
     mp_fit: bool = False,
     detX: bool = False,
     fit: Literal["PL", "TPL", "E_TPL"] = "PL",
+    compare: bool = False,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -382,6 +385,10 @@ def analyze(
         eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
         range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
         its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search).
+    compare
+        Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
+        lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
+        pl_lognormal_R, pl_lognormal_p, pl_tpl_R, pl_tpl_p (hts_fast.compare).
 
     Returns
     -------
@@ -402,6 +409,9 @@ def analyze(
     peft = check_peft(peft)
     if fit not in ("PL", "TPL", "E_TPL"):
         msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
+        raise ValueError(msg)
+    if compare and fit != "PL":
+        msg = "compare=True tests the power-law fit; use it with fit='PL'"
         raise ValueError(msg)
     n_threads = _threads.resolve_threads(threads)
     timer = StageTimer()
@@ -465,11 +475,18 @@ def analyze(
             option_columns += (MP_COLUMNS if mp_fit else []) + (DETX_COLUMNS if detX else [])
             if mp_fit:
                 columns[PHASE_COLUMN] = phases(columns, mp_ok)
+        ours = [PHASE_COLUMN] if mp_fit else []
+        if compare:
+            ours += COMPARE_COLUMNS
+            tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
+                     else dict.fromkeys(COMPARE_COLUMNS, math.nan)
+                     for (_, evals, _), f in zip(pooled, fits, strict=True)]  # fmt: skip
+            for col in COMPARE_COLUMNS:
+                columns[col] = [t[col] for t in tests]
         int_columns = OPTION_INT_COLUMNS | ({"ERG_gap"} if compat else set())
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
                           columns, option_columns=option_columns,
-                          int_columns=frozenset(int_columns),
-                          our_columns=[PHASE_COLUMN] if mp_fit else [])  # fmt: skip
+                          int_columns=frozenset(int_columns), our_columns=ours)  # fmt: skip
     if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
         _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
     frame.attrs["compat"] = compat
