@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -335,6 +335,8 @@ def analyze(
     detX: bool = False,
     fit: Literal["PL", "TPL", "E_TPL"] = "PL",
     compare: bool = False,
+    fix_fingers: Literal["clip_xmax"] | None = None,
+    max_fingers: int = 10,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -385,6 +387,13 @@ def analyze(
         eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
         range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
         its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search).
+    fix_fingers, max_fingers
+        ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
+        from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
+        alpha <= 2), WeightWatcher's rule; columns raw_alpha (the unclipped fit's alpha) and
+        num_fingers. Compat reproduces WeightWatcher's reset of max_fingers to 10 whenever it
+        is below half the number of eigenvalues and its num_fingers = clipped count - 1;
+        the default uses max_fingers as given and reports the clipped count.
     compare
         Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
         lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
@@ -409,6 +418,9 @@ def analyze(
     peft = check_peft(peft)
     if fit not in ("PL", "TPL", "E_TPL"):
         msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
+        raise ValueError(msg)
+    if fix_fingers not in (None, "clip_xmax") or (fix_fingers and fit != "PL"):
+        msg = f"fix_fingers must be None or 'clip_xmax' (with fit='PL'), got {fix_fingers!r}"
         raise ValueError(msg)
     if compare and fit != "PL":
         msg = "compare=True tests the power-law fit; use it with fit='PL'"
@@ -447,7 +459,9 @@ def analyze(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
-        if fit == "PL":
+        if fix_fingers:
+            fits, raw_alphas, fingers = _clipped_fits(pooled, max_fingers, compat, n_threads)
+        elif fit == "PL":
             fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
         else:
             fits, lambdas = _tpl_fits(pooled, fit, compat, n_threads)
@@ -455,6 +469,9 @@ def analyze(
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
         position = {id(plan): k for k, plan in enumerate(active)}
         option_columns = []
+        if fix_fingers:
+            option_columns += ["raw_alpha", "num_fingers"]
+            columns["raw_alpha"], columns["num_fingers"] = raw_alphas, fingers
         if fit != "PL":
             option_columns.append("Lambda")
             columns["Lambda"] = lambdas
@@ -483,7 +500,7 @@ def analyze(
                      for (_, evals, _), f in zip(pooled, fits, strict=True)]  # fmt: skip
             for col in COMPARE_COLUMNS:
                 columns[col] = [t[col] for t in tests]
-        int_columns = OPTION_INT_COLUMNS | ({"ERG_gap"} if compat else set())
+        int_columns = OPTION_INT_COLUMNS | {"num_fingers"} | ({"ERG_gap"} if compat else set())
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
                           columns, option_columns=option_columns,
                           int_columns=frozenset(int_columns), our_columns=ours)  # fmt: skip
@@ -566,6 +583,58 @@ def _pool(
             parts = [evals]
         pooled.append((plan, evals, parts))
     return pooled
+
+
+#: WeightWatcher's clip_xmax constants: a clipped fit wins when alpha drops by more than
+#: FINGER_THRESHOLD; the search stops once alpha <= FINGER_MIN_ALPHA.
+FINGER_THRESHOLD, FINGER_MIN_ALPHA, FIT_THRESHOLD = 1.0, 2.0, 1e-5
+
+
+def _clipped_fits(
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], max_fingers: int,
+    compat: str | None, threads: int,
+) -> tuple[list[PowerLawFit], list[float], list[int]]:  # fmt: skip
+    """fix_fingers="clip_xmax": every layer's fit with its largest eigenvalues clipped."""
+    arrays: list[np.ndarray] = []
+    plans = []  # per layer: (first index in arrays, number of fingers tried)
+    for _, evals, _ in pooled:
+        x = evals[evals > FIT_THRESHOLD]
+        limit = max_fingers
+        if compat and (max_fingers < 0 or max_fingers < len(evals) / 2):
+            limit = 10  # WeightWatcher resets it unless it is >= half the ESD
+        plans.append((len(arrays), limit))
+        arrays.append(x)
+        arrays.extend(x[:-idx] for idx in range(2, max(limit, 2)) if idx < len(x))
+    fits = fit_powerlaw_batch(arrays, threads=threads)
+    rows, raw, fingers = [], [], []
+    for (_, evals, _), (first_at, limit) in zip(pooled, plans, strict=True):
+        first = fits[first_at]
+        best, count, failed = first, 0, first.status != "success" or limit <= 2
+        idx = 1
+        for idx in range(2, limit):
+            k = first_at + idx - 1
+            trial = fits[k] if idx < len(arrays[first_at]) else None
+            if trial is None or trial.status != "success":
+                failed = True
+                break
+            if trial.alpha + FINGER_THRESHOLD < first.alpha:
+                best, count = trial, (idx - 1 if compat else idx)
+                break
+            if trial.alpha <= FINGER_MIN_ALPHA:
+                break
+        if compat and len(arrays[first_at]) - (idx + 3) < 2:
+            failed = True  # WeightWatcher's check refits of the 3 next clippings would raise
+        if failed:
+            rows.append(PowerLawFit.failed("clip_xmax: a clipped fit failed"))
+            raw.append(first.alpha if first.status == "success" else math.nan)
+            fingers.append(-1)
+            continue
+        # the spikes are counted on the whole ESD, xmax is the clipped one's
+        spikes = int(len(evals) - np.searchsorted(evals, best.xmin, side="left"))
+        rows.append(replace(best, num_pl_spikes=spikes))
+        raw.append(first.alpha)
+        fingers.append(count)
+    return rows, raw, fingers
 
 
 def _tpl_fits(
