@@ -149,3 +149,15 @@ def test_dask_local_cluster_stores_the_same_rows(tmp_path):
     serial, distributed = _tables(tmp_path / "serial.sqlite"), _tables(tmp_path / "dask.sqlite")
     for name in serial:
         pd.testing.assert_frame_equal(serial[name], distributed[name])
+
+
+def test_a_worker_that_dies_fails_only_its_checkpoint(tmp_path, monkeypatch):
+    zoo = _zoo(tmp_path / "zoo", broken=False)
+    # the worker analyzing run02 exits abruptly (as a segfault in a native reader would)
+    monkeypatch.setenv("HTS_FAST_TEST_CRASH_MARKER", "run02")
+    result = scan([zoo], tmp_path / "crash.sqlite", workers=2)
+    assert (result.done, result.failed) == (5, 1)
+    assert "died" in result.errors[str(zoo / "run02")]
+    monkeypatch.delenv("HTS_FAST_TEST_CRASH_MARKER")
+    retried = scan([zoo], tmp_path / "crash.sqlite", workers=2, retry_failed=True)
+    assert (retried.done, retried.skipped) == (1, 5)

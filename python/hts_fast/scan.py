@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -105,6 +106,9 @@ def analyze_checkpoint(path: str, options: dict[str, Any], threads: int) -> dict
     """Worker: analyze one checkpoint; return its table and summary, or its error."""
     from .analyze import analyze, summary
 
+    crash_marker = os.environ.get("HTS_FAST_TEST_CRASH_MARKER")  # tests only: a native crash
+    if crash_marker and crash_marker in path:
+        os._exit(70)
     start = time.perf_counter()
     try:
         table = analyze(path, threads=threads, **options)
@@ -238,27 +242,86 @@ def _parallel(
     todo: Iterator[tuple[str, str]], workers: int, options: dict[str, Any], threads: int,
     record: Callable[[str, str, dict[str, Any]], None],
 ) -> None:  # fmt: skip
-    """Keep ``workers`` processes busy; store each result as it arrives, in this process."""
-    context = get_context("spawn")  # no fork of a process that has BLAS and reader threads
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    """Keep ``workers`` processes busy; store each result as it arrives, in this process.
+
+    A worker that dies (a crash in a native library, e.g. HDF5 on a corrupted file, or a
+    kill) breaks the pool: the checkpoints it had in flight are set aside, a new pool takes
+    the rest, and each set-aside checkpoint is then analyzed alone in a fresh process, so
+    only the one that kills its process again is stored as failed.
+    """
+    suspects: list[tuple[str, str]] = []
+    while _run_pool(todo, workers, options, threads, record, suspects):
+        pass
+    for path, digest in suspects:
+        record(path, digest, _alone(path, options, threads))
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: no fork of a process that has BLAS and reader threads
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+
+
+def _run_pool(
+    todo: Iterator[tuple[str, str]], workers: int, options: dict[str, Any], threads: int,
+    record: Callable[[str, str, dict[str, Any]], None], suspects: list[tuple[str, str]],
+) -> bool:  # fmt: skip
+    """Run ``todo`` on one pool; return True if the pool broke before the work was done."""
+    with _pool(workers) as pool:
         running: dict[Future[dict[str, Any]], tuple[str, str]] = {}
         try:
             for path, digest in todo:
-                running[pool.submit(analyze_checkpoint, path, options, threads)] = (path, digest)
-                if len(running) >= 2 * workers:
+                try:
+                    future = pool.submit(analyze_checkpoint, path, options, threads)
+                except BrokenProcessPool:  # a worker died since the last result
+                    suspects.extend([*running.values(), (path, digest)])
+                    return True
+                running[future] = (path, digest)
+                while len(running) >= 2 * workers:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        record(*running.pop(future), _outcome(future))
-            for future in list(running):
-                record(*running.pop(future), _outcome(future))
+                    if _drain(finished, running, record):
+                        suspects.extend(running.values())
+                        return True
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                if _drain(finished, running, record):
+                    suspects.extend(running.values())
+                    return True
         except BaseException:
             for future in running:
                 future.cancel()
             raise
+    return False
+
+
+def _drain(
+    finished: set[Future[dict[str, Any]]],
+    running: dict[Future[dict[str, Any]], tuple[str, str]],
+    record: Callable[[str, str, dict[str, Any]], None],
+) -> bool:  # fmt: skip
+    """Record the finished futures; True (leaving the broken ones in ``running``) when the
+    pool died."""
+    broken = False
+    for future in finished:
+        if isinstance(future.exception(), BrokenProcessPool):
+            broken = True
+            continue
+        record(*running.pop(future), _outcome(future))
+    return broken
+
+
+def _alone(path: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Analyze one checkpoint in a process of its own; its death is this checkpoint's error."""
+    with _pool(1) as pool:
+        future = pool.submit(analyze_checkpoint, path, options, threads)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return {"error": "the worker process died while analyzing this checkpoint (a "
+                             "crash in native code, or killed)", "seconds": float("nan")}  # fmt: skip
 
 
 def _outcome(future: Future[dict[str, Any]]) -> dict[str, Any]:
-    """A worker's result; a worker that died (e.g. killed) is this checkpoint's error."""
+    """A worker's result; a worker exception is this checkpoint's error."""
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - recorded with the checkpoint
