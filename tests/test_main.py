@@ -99,3 +99,16 @@ def test_parquet_output(tmp_path):
     else:
         assert result.returncode == 0, result.stderr
         assert list(pd.read_parquet(out)["name"])[:2] == ["random.dense", "heavy.t3"]
+
+
+def test_fit_options_on_the_command_line(tmp_path):
+    out = tmp_path / "t.csv"
+    result = _run("analyze", str(default_input()), "--fit", "E_TPL", "--mp-fit", "--detx",
+                  "--quiet", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out)
+    assert {"Lambda", "sigma_mp", "detX_num", "phase"} <= set(table.columns)
+    assert set(table["fit_method"].dropna()) <= {"E_TPL[corrected]"}
+    result = _run("analyze", str(default_input()), "--fit", "TPL", "--compare")
+    assert result.returncode == 2
+    assert "compare=True" in result.stderr

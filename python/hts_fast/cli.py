@@ -113,6 +113,20 @@ def _add_compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--randomize", action="store_true",
                         help="also the spectra of the shuffled weights")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed of --randomize")
+    parser.add_argument("--fit", choices=["PL", "TPL", "E_TPL"], default="PL",
+                        help="power law (default), truncated power law, or E-TPL")  # fmt: skip
+    parser.add_argument("--mp-fit", action="store_true", help="Marchenko-Pastur fit, phases")
+    parser.add_argument("--detx", action="store_true", help="the detX constraint")
+    parser.add_argument("--compare", action="store_true",
+                        help="likelihood-ratio tests of the power-law tail")  # fmt: skip
+    parser.add_argument("--fix-fingers", choices=["clip_xmax"], default=None)
+
+
+def _compute_options(args: argparse.Namespace) -> dict[str, Any]:
+    """analyze() keywords of the options _add_compute_options defines."""
+    return {"esd_method": args.esd_method, "randomize": args.randomize, "seed": args.seed,
+            "fit": args.fit, "mp_fit": args.mp_fit, "detX": args.detx, "compare": args.compare,
+            "fix_fingers": args.fix_fingers}  # fmt: skip
 
 
 def _write(table: pd.DataFrame, out: Path) -> None:
@@ -187,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "describe":
             table = describe(str(path), **options)
         else:
-            table = analyze(str(path), esd_method=args.esd_method, threads=args.threads,
-                            randomize=args.randomize, seed=args.seed, **options)  # fmt: skip
-    except (TensorReadError, TypeError) as exc:
+            table = analyze(str(path), threads=args.threads, **_compute_options(args),
+                            **options)  # fmt: skip
+    except (TensorReadError, TypeError, ValueError) as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)
         return 2
     if args.out:
@@ -205,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
     from .scan import scan
 
-    options.update(esd_method=args.esd_method, randomize=args.randomize, seed=args.seed)
+    options.update(_compute_options(args))
     try:
         result = scan(args.paths, args.store, workers=args.workers, include=args.include,
                       exclude=args.exclude, retry_failed=args.retry_failed, quiet=args.quiet,

@@ -19,7 +19,7 @@ import scipy.stats
 #: Per-layer columns averaged into per-checkpoint metrics (those present are used).
 METRICS = ["alpha", "alpha_weighted", "log_alpha_norm", "log_norm", "log_spectral_norm",
            "stable_rank", "entropy", "rand_distance", "ww_softrank", "mp_softrank",
-           "num_pl_spikes"]  # fmt: skip
+           "num_pl_spikes", "Lambda", "raw_alpha", "num_spikes", "detX_num"]  # fmt: skip
 RESULT_COLUMNS = ["label", "metric", "group", "n", "spearman", "spearman_p", "kendall",
                   "kendall_p"]  # fmt: skip
 
