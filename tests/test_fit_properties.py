@@ -39,3 +39,17 @@ def test_kernel_equals_reference_and_full_scan(values):
     rtol = 1e-11 + 8 * np.finfo(float).eps * abs(expected["alpha"])
     np.testing.assert_allclose(fit.alpha, expected["alpha"], rtol=rtol)
     np.testing.assert_allclose(fit.D, expected["D"], rtol=1e-10, atol=1e-14)
+
+
+def test_alpha_recovered_within_three_sigma_in_95_percent_of_200_trials():
+    """Pareto samples with a known alpha: the full fit (xmin search included) lands within 3
+    of its own standard errors (alpha - 1)/sqrt(n_tail) in at least 95% of seeded trials."""
+    from .conftest import pareto_sample
+
+    for alpha in (2.0, 2.5, 4.0):
+        hits = 0
+        for k in range(200):
+            fit = hts_fast.fit_powerlaw(pareto_sample(np.random.default_rng(10_000 + k), 1000,
+                                                      alpha))  # fmt: skip
+            hits += abs(fit.alpha - alpha) <= 3 * fit.sigma
+        assert hits >= 190, (alpha, hits)
