@@ -40,3 +40,16 @@ def test_default_counts_what_was_clipped_and_keeps_the_rest():
     assert (ours["alpha"][clipped] + 1 < ours["raw_alpha"][clipped]).all()
     with pytest.raises(ValueError, match="fix_fingers"):
         hts_fast.analyze(state, fix_fingers="xmin_peak")
+
+
+def test_default_without_room_to_clip_keeps_the_raw_fit():
+    state = _state()
+    for limit in (1, 2):
+        table = hts_fast.analyze(state, fix_fingers="clip_xmax", max_fingers=limit)
+        assert (table["status"] == "success").all()
+        assert (table["num_fingers"] == 0).all()
+        np.testing.assert_array_equal(table["alpha"], table["raw_alpha"])
+    with pytest.raises(ValueError, match="max_fingers"):
+        hts_fast.analyze(state, fix_fingers="clip_xmax", max_fingers=0)
+    with pytest.raises(ValueError, match="compare=True"):
+        hts_fast.analyze(state, fix_fingers="clip_xmax", compare=True)

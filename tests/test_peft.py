@@ -180,3 +180,23 @@ def test_describe_lists_products_with_their_rank() -> None:
     assert (products["num_evals"] == RANK).all()
     assert isinstance(table, pd.DataFrame)
     assert not table[table["name"].str.endswith("base_layer")]["analyzed"].any()
+
+
+def test_with_base_mismatch_keeps_the_product_row() -> None:
+    rng = np.random.default_rng(7)
+    state = {"x.base_layer.weight": rng.standard_normal((50, 30)),  # not B·A's (60, 40)
+             "x.lora_A.weight": rng.standard_normal((16, 40)),
+             "x.lora_B.weight": rng.standard_normal((60, 16))}  # fmt: skip
+    table = hts_fast.analyze(state, peft="with_base")
+    assert list(table["name"]) == ["x.base_layer", "x.lora_BA"]
+    skipped = table.attrs["skipped"].set_index("name")["skip_reason"]
+    assert skipped["x.lora_B"].startswith("W + B·A not analyzed: base weight (50, 30)")
+
+
+def test_embedding_named_factors_are_paired() -> None:
+    rng = np.random.default_rng(8)
+    state = {"unet.time_embedding.lora_A.weight": rng.standard_normal((16, 48)),
+             "unet.time_embedding.lora_B.weight": rng.standard_normal((64, 16))}  # fmt: skip
+    for compat in (None, COMPAT):
+        table = hts_fast.analyze(state, peft=True, compat=compat)
+        assert list(table["name"]) == ["unet.time_embedding.lora_BA"]

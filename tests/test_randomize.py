@@ -114,3 +114,16 @@ def test_default_option_columns() -> None:
     for col in ("sigma_mp", "bulk_max", "num_spikes", "detX_num"):
         np.testing.assert_allclose(table.loc[same, col], compat.loc[same, col], rtol=1e-12)
     np.testing.assert_array_equal(table["ERG_gap"], table["detX_num"] - table["num_pl_spikes"])
+
+
+def test_compat_stream_continues_across_chunks(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("hts_fast.analyze")
+    rng = np.random.default_rng(6)
+    state = {f"l{k}.weight": rng.standard_normal((60, 40)).astype(np.float32) for k in range(4)}
+    whole = hts_fast.analyze(state, compat=COMPAT, randomize=True, seed=5, threads=1)
+    monkeypatch.setattr(module, "CHUNK_MIN_BYTES", 1)  # one layer per chunk
+    monkeypatch.setattr(module, "CHUNK_MAX_BYTES", 1)
+    chunked = hts_fast.analyze(state, compat=COMPAT, randomize=True, seed=5, threads=1)
+    assert chunked[COLUMNS].equals(whole[COLUMNS])

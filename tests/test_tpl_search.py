@@ -93,3 +93,13 @@ def test_analyze_with_tpl_fits():
     tpl = hts_fast.analyze(state, fit="TPL")
     assert set(tpl["fit_method"]) == {"TPL"}
     assert (tpl["status"] == "success").all()
+
+
+def test_compat_tpl_keeps_powerlaws_alpha_above_one():
+    import hts_fast
+
+    rng = np.random.default_rng(9)
+    state = {f"l{k}.weight": rng.standard_normal((300, 200)) for k in range(3)}
+    table = hts_fast.analyze(state, fit="TPL", compat="weightwatcher-0.7.7")
+    fitted = table[table["status"] == "success"]
+    assert (fitted["alpha"] > 1).all()

@@ -30,7 +30,7 @@ from .layers import Layer, apply_filters, discover_layers
 from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
 from .peft import LoraProduct, adapter_scale, check_peft, lora_role
 from .phases import phases
-from .randomize import RandomizedLayer, randomized_columns
+from .randomize import RandomizedLayer, compat_stream, randomized_columns
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -182,21 +182,25 @@ def _pair_lora(
             a_plan, base = last_a, None if peft_only else last_w
             try:
                 product = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, scale=scale)
-                pending.append(_lora_plan(a_plan, product, "lora_A", "lora_BA"))
-                with_base = None
-                if base is not None:
-                    with_base = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, base,
-                                                 scale)  # fmt: skip
             except LayerError as exc:
                 for p in (a_plan, plan):
                     p.skip_reason = f"LoRA pair not analyzed: {exc}"
                 result.extend((a_plan, plan))
                 last_a = None
                 continue
+            pending.append(_lora_plan(a_plan, product, "lora_A", "lora_BA"))
+            with_base = None
+            if base is not None:
+                try:
+                    with_base = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, base,
+                                                 scale)  # fmt: skip
+                except LayerError as exc:
+                    plan.skip_reason = f"W + B·A not analyzed: {exc}"
             a_plan.skip_reason = f"analyzed as {pending[-1].layer.longname}"
             result.append(a_plan)
             if with_base is None:
-                plan.skip_reason = f"analyzed in {pending[-1].layer.longname}"
+                if not plan.skip_reason:
+                    plan.skip_reason = f"analyzed in {pending[-1].layer.longname}"
                 result.append(plan)
             else:
                 result.append(_Planned(plan.layer, plan.shape, "replaced by its W + B·A row"))
@@ -422,8 +426,11 @@ def analyze(
     if fix_fingers not in (None, "clip_xmax") or (fix_fingers and fit != "PL"):
         msg = f"fix_fingers must be None or 'clip_xmax' (with fit='PL'), got {fix_fingers!r}"
         raise ValueError(msg)
-    if compare and fit != "PL":
-        msg = "compare=True tests the power-law fit; use it with fit='PL'"
+    if compare and (fit != "PL" or fix_fingers):
+        msg = "compare=True tests the plain power-law fit; use it with fit='PL', no fix_fingers"
+        raise ValueError(msg)
+    if fix_fingers and max_fingers < 1:
+        msg = f"max_fingers must be >= 1, got {max_fingers}"
         raise ValueError(msg)
     n_threads = _threads.resolve_threads(threads)
     timer = StageTimer()
@@ -436,6 +443,7 @@ def analyze(
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
     chunks = _chunks(active, n_threads)
+    stream = compat_stream(seed) if randomize and compat else None  # one for all chunks
 
     def read(k: int) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
         return _extract(chunks[k], compat, conv2d_norm, esd_method)
@@ -454,7 +462,8 @@ def analyze(
             if randomize:
                 with timer.stage("randomize"):
                     _randomize(owners, matrices, scales, done, compat=bool(compat), seed=seed,
-                               esd_method=esd_method, threads=n_threads)  # fmt: skip
+                               esd_method=esd_method, threads=n_threads,
+                               stream=stream)  # fmt: skip
             del owners, matrices, scales, spectra
 
     # 3. power-law fits in one batch, then the metrics
@@ -624,6 +633,8 @@ def _clipped_fits(
                 break
         if compat and len(arrays[first_at]) - (idx + 3) < 2:
             failed = True  # WeightWatcher's check refits of the 3 next clippings would raise
+        if failed and not compat and first.status == "success":
+            best, count, failed = first, 0, False  # nothing could be clipped: the raw fit
         if failed:
             rows.append(PowerLawFit.failed("clip_xmax: a clipped fit failed"))
             raw.append(first.alpha if first.status == "success" else math.nan)
@@ -649,7 +660,8 @@ def _tpl_fits(
     label = f"E_TPL[{variant}]" if variant else "TPL"
     rows, lambdas = [], []
     for _, evals, _ in pooled:
-        search = fit_truncated_powerlaw(evals, variant=variant, threads=threads)
+        search = fit_truncated_powerlaw(evals, variant=variant, threads=threads,
+                                        alpha_above_one=bool(compat))  # fmt: skip
         tpl = search.fit
         if tpl.status == "failed":
             rows.append(PowerLawFit.failed(tpl.reason))
@@ -667,7 +679,7 @@ def _tpl_fits(
 def _randomize(
     owners: list[_Owner], matrices: list[np.ndarray], scales: list[float],
     done: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], *, compat: bool,
-    seed: int | None, esd_method: str, threads: int,
+    seed: int | None, esd_method: str, threads: int, stream: Any = None,
 ) -> None:  # fmt: skip
     """Shuffled-weights columns of the chunk's analyzed layers, stored in ``plan.extra``."""
     where = {id(plan): (first, count, keep_top) for plan, first, count, keep_top in owners}
@@ -688,7 +700,7 @@ def _randomize(
     if not layers:
         return
     columns = randomized_columns(layers, seed=seed, compat=compat, esd_method=esd_method,
-                                 threads=threads)  # fmt: skip
+                                 threads=threads, stream=stream)  # fmt: skip
     for k, (plan, _, _) in enumerate(done):
         plan.extra.update({col: columns[col][k] for col in RANDOMIZE_COLUMNS})
         plan.extra["rand_evals"] = columns["rand_evals"][k]

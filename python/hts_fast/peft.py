@@ -149,7 +149,8 @@ class LoraProduct:
 
 def lora_role(layer_type: str, longname: str) -> str:
     """'A', 'B', 'other' (an unpaired LoRA tensor) or '' (not a LoRA layer)."""
-    if layer_type != "dense" or "lora_" not in longname:
+    # default mode types 2-D weights named like embeddings "embedding"; a factor is 2-D
+    if layer_type not in ("dense", "embedding") or "lora_" not in longname:
         return ""
     if "lora_A" in longname:
         return "A"

@@ -82,12 +82,18 @@ def _run_all(pending: list[tuple[np.ndarray, int]], threads: int) -> None:
         list(pool.map(lambda job: core.shuffle(*job), pending))
 
 
+def compat_stream(seed: int | None) -> Any:
+    """WeightWatcher's random source: the global ``np.random`` (seed None) or a legacy
+    generator seeded once per analysis (chunks must continue the same stream)."""
+    return np.random if seed is None else np.random.RandomState(seed)
+
+
 def _generators(
-    seed: int | None, compat: bool, pending: list[tuple[np.ndarray, int]]
+    seed: int | None, compat: bool, pending: list[tuple[np.ndarray, int]], stream: Any
 ) -> Callable[[int], Any]:
     """layer_id -> the random source that shuffles that layer (see the module docstring)."""
     if compat:
-        shared = np.random if seed is None else np.random.RandomState(seed)
+        shared = stream if stream is not None else compat_stream(seed)
         return lambda layer_id: shared
     return lambda layer_id: _LayerShuffler(0 if seed is None else seed, layer_id, pending)
 
@@ -100,16 +106,17 @@ def _shuffled(matrix: np.ndarray, rng: Any) -> np.ndarray:
 
 def randomized_columns(
     layers: Sequence[RandomizedLayer], *, seed: int | None, compat: bool, esd_method: str,
-    threads: int,
+    threads: int, stream: Any = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Return max_rand_eval, rand_distance, ww_softrank, ww_maxdist (one value per layer) and
     the pooled shuffled spectra under ``"rand_evals"`` (a list, for the MP fit).
 
-    Shuffles run in layer order on the calling thread; all shuffled matrices are then
-    decomposed in one batch.
+    Shuffles run in layer order; all shuffled matrices are then decomposed in one batch.
+    ``stream`` (compat): the random source to continue, from :func:`compat_stream`, when
+    the layers come in several calls.
     """
     pending: list[tuple[np.ndarray, int]] = []  # default mode: shuffles done in parallel below
-    generator = _generators(seed, compat, pending)
+    generator = _generators(seed, compat, pending, stream)
     matrices: list[np.ndarray] = []
     scales: list[float] = []
     spans: list[tuple[int, int, int]] = []  # per layer: first, replicas, slices

@@ -66,13 +66,15 @@ def peak_xmin_range(evals: Any, *, variant: Variant = "corrected",
 def fit_truncated_powerlaw(
     evals: Any, *, xmin_range: tuple[float, float] | None = None,
     variant: Variant | None = None, threshold: float = DEFAULT_THRESHOLD,
-    threads: int | None = None,
+    threads: int | None = None, alpha_above_one: bool | None = None,
 ) -> TplSearch:  # fmt: skip
     """Fit a truncated power law choosing xmin by the smallest KS distance.
 
     ``variant`` given (E_TPL): the range is :func:`peak_xmin_range`; else ``xmin_range``, or
-    every eigenvalue above ``threshold`` when None (TPL). Returns the search with the
-    selected fit; ``fit.status == "failed"`` (with the reason) when no candidate is valid.
+    every eigenvalue above ``threshold`` when None (TPL). ``alpha_above_one``: keep only
+    fits with alpha > 1, as powerlaw (None: only for the WeightWatcher E_TPL variant).
+    Returns the search with the selected fit; ``fit.status == "failed"`` (with the reason)
+    when no candidate is valid.
     """
     x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
     if not np.isfinite(x).all():
@@ -91,7 +93,9 @@ def fit_truncated_powerlaw(
         reason = f"no xmin candidate in [{low:.6g}, {high:.6g}) with at least two values above"
         return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant, 0, 0)
     fits = fit_truncated_powerlaw_at_batch([(x, float(c)) for c in candidates], threads=threads)
-    need_alpha = 1.0 if variant == "weightwatcher-0.7.7" else -math.inf
+    if alpha_above_one is None:
+        alpha_above_one = variant == "weightwatcher-0.7.7"
+    need_alpha = 1.0 if alpha_above_one else -math.inf
     valid = [k for k, f in enumerate(fits)
              if f.status in ("converged", "power_law") and f.alpha > need_alpha]  # fmt: skip
     if not valid:
