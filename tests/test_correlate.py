@@ -59,3 +59,11 @@ def test_correlate_command_on_a_scanned_zoo(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,acc\nx,1\n")
     assert main(["correlate", str(db), "--labels", str(bad)]) == 2
+
+
+def test_a_rescanned_path_counts_with_its_latest_analysis():
+    layers = pd.DataFrame({"path": ["a", "a", "a", "b"], "checkpoint_id": [1, 1, 3, 2],
+                           "status": ["success"] * 4, "alpha": [5.0, 7.0, 2.0, 4.0]})  # fmt: skip
+    metrics = checkpoint_metrics(layers).set_index("path")
+    assert metrics.loc["a", "alpha"] == 2.0
+    assert metrics.loc["b", "alpha"] == 4.0

@@ -84,3 +84,13 @@ def test_report_of_a_missing_or_unreadable_source(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x01")
     assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_model_report_with_a_zero_layer(tmp_path):
+    _require("matplotlib")
+    from hts_fast.report import model_report
+
+    rng = np.random.default_rng(2)
+    state = [("zero", np.zeros((40, 30))), ("ok", rng.standard_normal((40, 30)))]
+    page = model_report(state, tmp_path / "r", min_evals=0)
+    assert "ok" in page.read_text(encoding="utf-8")

@@ -161,3 +161,39 @@ def test_a_worker_that_dies_fails_only_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.delenv("HTS_FAST_TEST_CRASH_MARKER")
     retried = scan([zoo], tmp_path / "crash.sqlite", workers=2, retry_failed=True)
     assert (retried.done, retried.skipped) == (1, 5)
+
+
+def test_trainer_checkpoints_inside_a_model_folder_and_variant_files(tmp_path):
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    run = tmp_path / "zoo" / "run"
+    (run / "checkpoint-500").mkdir(parents=True)
+    weights = {"fc.weight": rng.standard_normal((40, 30)).astype(np.float32)}
+    save_file(weights, str(run / "model.safetensors"))
+    save_file(weights, str(run / "model.fp16.safetensors"))  # a variant, not a second shard
+    save_file(weights, str(run / "checkpoint-500" / "model.safetensors"))
+    assert discover([tmp_path / "zoo"]) == [run, run / "checkpoint-500"]
+    assert len(hts_fast.analyze(str(run))) == 1  # the variant is not read as more layers
+    # the parent's identity does not include its subfolders' files
+    from hts_fast.scan import content_hash
+
+    before = content_hash(run)
+    save_file(weights | {"x.weight": np.ones((9, 9), np.float32)},
+              str(run / "checkpoint-500" / "model.safetensors"))  # fmt: skip
+    assert content_hash(run) == before
+
+
+def test_store_round_trips_types_and_keeps_the_hash_cache(tmp_path):
+    zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
+    db = tmp_path / "s.sqlite"
+    scan([zoo], db)
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM files")  # as if cached by an older run
+    assert scan([zoo], db).skipped == 3  # only skipping: the hashes are cached again
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 3
+        kinds = {row[0] for row in con.execute("SELECT typeof(has_esd) FROM layers")}
+    assert kinds == {"integer"}
+    with pytest.raises(TypeError, match="threads"):
+        scan([zoo], db, threads=2)

@@ -28,8 +28,12 @@ def checkpoint_metrics(layers: pd.DataFrame) -> pd.DataFrame:
     """Mean of each METRICS column over the successfully analyzed layers of each checkpoint.
 
     ``layers`` is the store's layers table (a ``path`` column, one row per layer); returns
-    one row per path.
+    one row per path. A path analyzed more than once (its file changed, or other options)
+    counts with its latest analysis only (the highest ``checkpoint_id``).
     """
+    if "checkpoint_id" in layers and len(layers):
+        latest = layers.groupby("path")["checkpoint_id"].transform("max")
+        layers = layers[layers["checkpoint_id"] == latest]
     ok = layers[layers["status"] == "success"] if "status" in layers else layers
     present = [m for m in METRICS if m in ok]
     return ok.groupby("path", sort=True)[present].mean().reset_index()

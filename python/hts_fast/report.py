@@ -51,6 +51,10 @@ def plot_esd(evals: np.ndarray, row: pd.Series, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     positive = evals[evals > 0]
+    if len(np.unique(positive)) < 2:  # zero or constant spectrum: nothing to draw on log axes
+        ax.text(0.5, 0.5, "no spread of positive eigenvalues", ha="center", va="center")
+        ax.set_title(f"{row.get('layer_id')}: {row.get('name')}", fontsize=9)
+        return _save(fig, path)
     bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()), 40)
     ax.hist(positive, bins=bins, density=True, color="#6a8fbf", alpha=0.8, label="ESD")
     alpha, xmin = float(row.get("alpha", np.nan)), float(row.get("xmin", np.nan))
@@ -169,6 +173,9 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
     folder.mkdir(parents=True, exist_ok=True)
     with Store(store_path) as store:
         layers, checkpoints = store.frame("layers"), store.frame("checkpoints")
+    if "alpha" not in layers:
+        msg = f"{store_path}: the store holds no analyzed layers"
+        raise ValueError(msg)
     tables = {Path(p).name: t for p, t in layers.groupby("path", sort=True)}
     depth = plot_alpha_by_depth(tables, folder / "alpha_by_depth.png")
     hist = plot_alpha_histogram(layers["alpha"].to_numpy(float), folder / "alpha_hist.png")
@@ -182,6 +189,9 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
         data = attach_labels(metrics, pd.read_csv(labels_path), labels_path)
         numeric = [c for c in data.select_dtypes("number").columns
                    if c not in metrics and c not in group_by]  # fmt: skip
+        if label is None and not numeric:
+            msg = f"{labels_path}: no numeric label column"
+            raise ValueError(msg)
         label = label or numeric[0]
         shown = [m for m in ("alpha", "alpha_weighted", "log_norm", "log_spectral_norm")
                  if m in data]  # fmt: skip

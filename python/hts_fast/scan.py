@@ -2,8 +2,9 @@
 
 Discovery: a file with a checkpoint suffix (``.safetensors .bin .pt .pth .npz .npy .onnx
 .keras .h5 .hdf5 .gguf``) is one checkpoint; a folder holding model weights
-(``model*.safetensors``, ``adapter_model*``, ``pytorch_model*.bin``) is one checkpoint; any
-other folder is searched recursively. ``include``/``exclude`` are glob patterns matched
+(``model*.safetensors``, ``adapter_model*``, ``pytorch_model*.bin``) is one checkpoint made
+of its own files; subfolders (of any folder, a Trainer's ``checkpoint-500/`` inside a model
+folder too) are searched recursively. ``include``/``exclude`` are glob patterns matched
 against each checkpoint's path (``*`` crosses folders). Checkpoints are visited in sorted
 path order.
 
@@ -52,10 +53,13 @@ def discover(
         if p.is_file() and p.suffix.lower() in SUFFIXES:
             found.add(p)
         elif p.is_dir():
-            if _is_model_folder(p):
+            model = _is_model_folder(p)
+            if model:
                 found.add(p)
-            else:
-                for child in sorted(p.iterdir()):
+            for child in sorted(p.iterdir()):
+                # a model folder's own files are that model; its subfolders (a Trainer's
+                # checkpoint-500/, ...) may hold more checkpoints
+                if not model or child.is_dir():
                     visit(child)
 
     for path in paths:
@@ -77,9 +81,11 @@ def discover(
 
 
 def _weight_files(checkpoint: Path) -> list[Path]:
+    """The files a checkpoint is read from: the file itself, or a folder's own files (its
+    subfolders are other checkpoints)."""
     if checkpoint.is_file():
         return [checkpoint]
-    return sorted(p for p in checkpoint.rglob("*") if p.is_file())
+    return sorted(p for p in checkpoint.iterdir() if p.is_file())
 
 
 def content_hash(checkpoint: Path, store: Store | None = None) -> str:
@@ -102,7 +108,7 @@ def content_hash(checkpoint: Path, store: Store | None = None) -> str:
     return digest.hexdigest()
 
 
-def analyze_checkpoint(path: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+def analyze_checkpoint(path: str, options: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """Worker: analyze one checkpoint; return its table and summary, or its error."""
     from .analyze import analyze, summary
 
@@ -198,6 +204,9 @@ def scan(
     """
     from . import __version__, _threads
 
+    if "threads" in options:
+        msg = "scan() shares the cores among its workers; it takes no threads= option"
+        raise TypeError(msg)
     checkpoints = discover(paths, include, exclude)
     options = {**_analyze_defaults(), **options, "hts_fast": __version__}
     analyze_options = {k: v for k, v in options.items() if k != "hts_fast"}
@@ -352,12 +361,12 @@ def _on_dask(
     client = _dask_client(address)
     try:
         slots = 2 * max(1, len(client.scheduler_info().get("workers", {})))
-        threads = 1 if address.startswith("local:") else None
+        threads = 1 if address.startswith("local:") else None  # None: all of a worker's cores
         pending = as_completed()
         keys: dict[Any, tuple[str, str]] = {}
 
         def submit(path: str, digest: str) -> None:
-            future = client.submit(analyze_checkpoint, path, options, threads or 1, pure=False)
+            future = client.submit(analyze_checkpoint, path, options, threads, pure=False)
             keys[future] = (path, digest)
             pending.add(future)
 

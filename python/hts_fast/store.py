@@ -79,6 +79,7 @@ class Store:
         self._known: dict[str, set[str]] = {}
 
     def close(self) -> None:
+        self.db.commit()  # hashes cached while only skipping checkpoints
         self.db.close()
 
     def __enter__(self) -> Self:
@@ -121,8 +122,9 @@ class Store:
         for col in frame.columns:
             if col not in existing:
                 existing.add(col)
-                kind = "TEXT" if frame[col].dtype.kind in "OSUb" or str(frame[col].dtype) in (
-                    "str", "string") else "REAL" if frame[col].dtype.kind == "f" else "INTEGER"  # fmt: skip
+                dtype = frame[col].dtype
+                kind = ("TEXT" if dtype.kind in "OSU" or str(dtype) in ("str", "string")
+                        else "REAL" if dtype.kind == "f" else "INTEGER")  # bool: 0/1  # fmt: skip
                 self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {kind}')
         names = ", ".join(f'"{c}"' for c in ["checkpoint_id", *frame.columns])
         marks = ", ".join("?" * (len(frame.columns) + 1))

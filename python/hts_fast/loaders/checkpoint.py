@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -94,7 +95,17 @@ def _npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
 
 
 def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:
-    return sorted(p for p in folder.glob(pattern) if p.is_file())
+    """The files of ``pattern``; when the canonical single file (``model.safetensors``) or
+    numbered shards (``model-00001-of-00002.safetensors``) are there, only those, so that
+    variants shipped beside them (``model.fp16.safetensors``) are not read twice."""
+    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    stem, suffix = pattern.split("*")
+    single = [p for p in files if p.name == stem + suffix]
+    if single:
+        return single
+    numbered = re.compile(re.escape(stem) + r"-\d+-of-\d+" + re.escape(suffix))
+    shards = [p for p in files if numbered.fullmatch(p.name)]
+    return shards or files
 
 
 def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
