@@ -200,3 +200,16 @@ def test_embedding_named_factors_are_paired() -> None:
     for compat in (None, COMPAT):
         table = hts_fast.analyze(state, peft=True, compat=compat)
         assert list(table["name"]) == ["unet.time_embedding.lora_BA"]
+
+
+def test_scale_uses_each_pairs_rank_and_alpha_pattern(tmp_path: Path) -> None:
+    factors = _lora_factors(5)
+    pattern = {"layers.1.v_proj": 8.0}
+    plain = hts_fast.analyze(str(_adapter_folder(tmp_path, factors)), peft=True)
+    (tmp_path / "p").mkdir()
+    patterned = hts_fast.analyze(str(_adapter_folder(tmp_path / "p", factors,
+                                                     alpha_pattern=pattern)), peft=True)  # fmt: skip
+    ratio = (patterned["lambda_max"] / plain["lambda_max"]).to_numpy()
+    overridden = patterned["name"].str.contains("layers.1.v_proj").to_numpy()
+    np.testing.assert_allclose(ratio[overridden], (8.0 / LORA_ALPHA) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(ratio[~overridden], 1.0, rtol=1e-12)

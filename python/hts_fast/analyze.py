@@ -28,7 +28,7 @@ from .layer_matrices import (
 )
 from .layers import Layer, apply_filters, discover_layers
 from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
-from .peft import LoraProduct, adapter_scale, check_peft, lora_role
+from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
 
@@ -135,8 +135,8 @@ def _plan(
                 seen_weights[key] = layer
         plans.append(_Planned(layer, shape, reason))
     if peft:
-        scale = 1.0 if compat else (adapter_scale(model) or 1.0)
-        plans = _pair_lora(plans, peft_only=peft is True, scale=scale, compat=compat)
+        scaling = None if compat else adapter_scaling(model)
+        plans = _pair_lora(plans, peft_only=peft is True, scaling=scaling, compat=compat)
     return plans
 
 
@@ -148,7 +148,7 @@ def _lora_plan(plan: _Planned, product: LoraProduct, old: str, new: str) -> _Pla
 
 
 def _pair_lora(
-    plans: list[_Planned], *, peft_only: bool, scale: float, compat: str | None
+    plans: list[_Planned], *, peft_only: bool, scaling: LoraScaling | None, compat: str | None
 ) -> list[_Planned]:
     """Replace each analyzed lora_A/lora_B pair by its B·A row (and W + B·A row).
 
@@ -181,13 +181,17 @@ def _pair_lora(
         else:
             a_plan, base = last_a, None if peft_only else last_w
             try:
-                product = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, scale=scale)
+                product = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight)
             except LayerError as exc:
                 for p in (a_plan, plan):
                     p.skip_reason = f"LoRA pair not analyzed: {exc}"
                 result.extend((a_plan, plan))
                 last_a = None
                 continue
+            scale = (
+                scaling.scale(module_of(a_plan.layer.longname), product.rank) if scaling else 1.0
+            )
+            product.scale = scale
             pending.append(_lora_plan(a_plan, product, "lora_A", "lora_BA"))
             with_base = None
             if base is not None:

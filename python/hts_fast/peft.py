@@ -13,7 +13,8 @@ Default mode:
   A^T), which has the same singular values as the out x in product, in float64 and in
   O((out + in) rank^2) instead of a full SVD;
 * the adapter's scale s multiplies B·A in both rows when the checkpoint states it
-  (``adapter_config.json`` of an adapter folder), else s = 1;
+  (``adapter_config.json`` of an adapter folder: lora_alpha, or its ``alpha_pattern`` entry
+  for the module, over the pair's actual rank, or its square root with rsLoRA), else s = 1;
 * W + s B·A keeps its whole spectrum (it is an ordinary full-rank weight).
 
 Compat mode (``compat="weightwatcher-0.7.7"``) reproduces WeightWatcher: B·A formed in float32,
@@ -43,8 +44,27 @@ def check_peft(peft: Any) -> bool | str:
     return peft
 
 
-def adapter_scale(path: Any) -> float | None:
-    """The LoRA scale s stated by an adapter folder's ``adapter_config.json``, else None."""
+@dataclass(frozen=True)
+class LoraScaling:
+    """How a PEFT adapter scales B·A: lora_alpha over the pair's rank (its square root with
+    rsLoRA); ``alpha_pattern`` overrides lora_alpha for the modules whose name ends in one
+    of its keys, as PEFT does."""
+
+    lora_alpha: float
+    use_rslora: bool
+    alpha_pattern: dict[str, float]
+
+    def scale(self, module: str, rank: int) -> float:
+        """The scale s of the pair of ``module`` (its name without ``.lora_A...``)."""
+        alpha = self.lora_alpha
+        for key, value in self.alpha_pattern.items():
+            if module == key or module.endswith("." + key):
+                alpha = value
+        return alpha / (math.sqrt(rank) if self.use_rslora else rank)
+
+
+def adapter_scaling(path: Any) -> LoraScaling | None:
+    """The scaling an adapter folder's ``adapter_config.json`` states, else None."""
     try:
         config_path = Path(path) / "adapter_config.json"
     except TypeError:
@@ -53,12 +73,18 @@ def adapter_scale(path: Any) -> float | None:
         return None
     try:
         config = json.loads(config_path.read_text())
-        rank, lora_alpha = float(config["r"]), float(config["lora_alpha"])
-    except (OSError, ValueError, KeyError, TypeError):
+        lora_alpha = float(config["lora_alpha"])
+        pattern = {str(k): float(v) for k, v in (config.get("alpha_pattern") or {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not (rank > 0 and math.isfinite(lora_alpha)):
+    if not math.isfinite(lora_alpha):
         return None
-    return lora_alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
+    return LoraScaling(lora_alpha, bool(config.get("use_rslora")), pattern)
+
+
+def module_of(longname: str) -> str:
+    """The adapted module's name: the part of a factor's name before ``.lora_A``/``.lora_B``."""
+    return longname.split(".lora_")[0]
 
 
 def _shape2(weight: Any) -> tuple[int, ...]:
