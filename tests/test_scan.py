@@ -197,3 +197,14 @@ def test_store_round_trips_types_and_keeps_the_hash_cache(tmp_path):
     assert kinds == {"integer"}
     with pytest.raises(TypeError, match="threads"):
         scan([zoo], db, threads=2)
+
+
+def test_a_stuck_checkpoint_times_out(tmp_path, monkeypatch):
+    zoo = _zoo(tmp_path / "zoo", runs=3, broken=False)
+    monkeypatch.setenv("HTS_FAST_TEST_HANG_MARKER", "run01")  # as a reader stuck in HDF5
+    start = time.monotonic()
+    result = scan([zoo], tmp_path / "t.sqlite", workers=2, timeout=3.0)
+    assert time.monotonic() - start < 60
+    assert (result.done, result.failed) == (3, 1)
+    assert "timed out" in result.errors[str(zoo / "run01")]
+    monkeypatch.delenv("HTS_FAST_TEST_HANG_MARKER")

@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--include", nargs="+", default=[], metavar="GLOB")
     scan.add_argument("--exclude", nargs="+", default=[], metavar="GLOB")
     scan.add_argument("--retry-failed", action="store_true")
+    scan.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                      help="fail a checkpoint still running after this long (kills its worker)")  # fmt: skip
     scan.add_argument("--dask", metavar="ADDRESS|local:N",
                       help="analyze on a Dask cluster (this process writes the store)")  # fmt: skip
     scan.add_argument("--quiet", action="store_true", help="no progress line")
@@ -223,7 +225,7 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
     try:
         result = scan(args.paths, args.store, workers=args.workers, include=args.include,
                       exclude=args.exclude, retry_failed=args.retry_failed, quiet=args.quiet,
-                      dask=args.dask, **options)  # fmt: skip
+                      dask=args.dask, timeout=args.timeout, **options)  # fmt: skip
     except FileNotFoundError as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)
         return 2

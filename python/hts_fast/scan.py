@@ -16,6 +16,7 @@ only with ``retry_failed``. Worker processes analyze; this process is the only w
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import hashlib
 import os
@@ -115,6 +116,9 @@ def analyze_checkpoint(path: str, options: dict[str, Any], threads: int | None) 
     crash_marker = os.environ.get("HTS_FAST_TEST_CRASH_MARKER")  # tests only: a native crash
     if crash_marker and crash_marker in path:
         os._exit(70)
+    hang_marker = os.environ.get("HTS_FAST_TEST_HANG_MARKER")  # tests only: a stuck reader
+    if hang_marker and hang_marker in path:
+        time.sleep(3600)
     start = time.perf_counter()
     try:
         table = analyze(path, threads=threads, **options)
@@ -191,6 +195,7 @@ def scan(
     paths: Sequence[str | os.PathLike[str]], store_path: str | os.PathLike[str], *,
     workers: int = 1, include: Sequence[str] = (), exclude: Sequence[str] = (),
     retry_failed: bool = False, quiet: bool = True, dask: str | None = None,
+    timeout: float | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None, **options: Any,
 ) -> ScanResult:  # fmt: skip
     """Analyze every checkpoint under ``paths`` into the SQLite store at ``store_path``.
@@ -198,7 +203,10 @@ def scan(
     ``options`` are analyze()'s keyword arguments (threads excepted: each of ``workers``
     processes gets an equal share of the cores). ``dask``: a Dask scheduler address
     (``tcp://host:8786``) or ``local:N`` for a local cluster of N single-threaded worker
-    processes; the workers analyze, this process alone writes the store. Returns the counts;
+    processes; the workers analyze, this process alone writes the store. ``timeout``: seconds
+    one checkpoint may take in a worker process (a reader stuck in native code, e.g. HDF5
+    on a damaged file, is killed and the checkpoint stored as failed); it implies worker
+    processes even for ``workers=1``. Returns the counts;
     interrupted (Ctrl-C) scans return with ``interrupted=True`` after keeping everything
     already stored.
     """
@@ -235,11 +243,11 @@ def scan(
         try:
             if dask:
                 _on_dask(todo, dask, analyze_options, record)
-            elif workers <= 1:
+            elif workers <= 1 and timeout is None:
                 for path, digest in todo:
                     record(path, digest, analyze_checkpoint(path, analyze_options, threads))
             else:
-                _parallel(todo, workers, analyze_options, threads, record)
+                _parallel(todo, max(1, workers), analyze_options, threads, record, timeout)
         except KeyboardInterrupt:
             result.interrupted = True
         progress.finish()
@@ -249,20 +257,22 @@ def scan(
 
 def _parallel(
     todo: Iterator[tuple[str, str]], workers: int, options: dict[str, Any], threads: int,
-    record: Callable[[str, str, dict[str, Any]], None],
+    record: Callable[[str, str, dict[str, Any]], None], timeout: float | None = None,
 ) -> None:  # fmt: skip
     """Keep ``workers`` processes busy; store each result as it arrives, in this process.
 
     A worker that dies (a crash in a native library, e.g. HDF5 on a corrupted file, or a
     kill) breaks the pool: the checkpoints it had in flight are set aside, a new pool takes
     the rest, and each set-aside checkpoint is then analyzed alone in a fresh process, so
-    only the one that kills its process again is stored as failed.
+    only the one that kills its process again is stored as failed. A checkpoint still
+    running after ``timeout`` seconds is stored as failed and the pool is killed and rebuilt
+    the same way.
     """
     suspects: list[tuple[str, str]] = []
-    while _run_pool(todo, workers, options, threads, record, suspects):
+    while _run_pool(todo, workers, options, threads, record, suspects, timeout):
         pass
     for path, digest in suspects:
-        record(path, digest, _alone(path, options, threads))
+        record(path, digest, _alone(path, options, threads, timeout))
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -273,10 +283,42 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 def _run_pool(
     todo: Iterator[tuple[str, str]], workers: int, options: dict[str, Any], threads: int,
     record: Callable[[str, str, dict[str, Any]], None], suspects: list[tuple[str, str]],
+    timeout: float | None = None,
 ) -> bool:  # fmt: skip
     """Run ``todo`` on one pool; return True if the pool broke before the work was done."""
     with _pool(workers) as pool:
         running: dict[Future[dict[str, Any]], tuple[str, str]] = {}
+        started: dict[Future[dict[str, Any]], float] = {}
+
+        def overdue() -> bool:
+            """Store a checkpoint past its time as failed and kill the pool; True if so."""
+            if timeout is None:
+                return False
+            now = time.monotonic()
+            for future in running:
+                if future.running():
+                    started.setdefault(future, now)
+            late = [f for f, t in started.items() if f in running and now - t > timeout]
+            if not late:
+                return False
+            for future in late:
+                record(*running.pop(future), _timed_out(timeout))
+            _kill(pool)
+            suspects.extend(running.values())
+            return True
+
+        def settle(limit: int) -> bool:
+            """Wait until at most ``limit`` are running; True if the pool broke."""
+            while len(running) > limit:
+                finished, _ = wait(running, timeout=_POLL if timeout else None,
+                                   return_when=FIRST_COMPLETED)  # fmt: skip
+                if _drain(finished, running, record):
+                    suspects.extend(running.values())
+                    return True
+                if overdue():
+                    return True
+            return False
+
         try:
             for path, digest in todo:
                 try:
@@ -285,16 +327,10 @@ def _run_pool(
                     suspects.extend([*running.values(), (path, digest)])
                     return True
                 running[future] = (path, digest)
-                while len(running) >= 2 * workers:
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    if _drain(finished, running, record):
-                        suspects.extend(running.values())
-                        return True
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                if _drain(finished, running, record):
-                    suspects.extend(running.values())
+                if settle(2 * workers - 1):
                     return True
+            if settle(0):
+                return True
         except BaseException:
             for future in running:
                 future.cancel()
@@ -318,12 +354,33 @@ def _drain(
     return broken
 
 
-def _alone(path: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+#: How often a scan with a timeout looks at the running checkpoints (seconds).
+_POLL = 0.25
+
+
+def _timed_out(timeout: float) -> dict[str, Any]:
+    return {"error": f"timed out: still running after {timeout:g} s (the worker was killed)",
+            "seconds": float(timeout)}  # fmt: skip
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's worker processes (ProcessPoolExecutor cannot cancel a running task)."""
+    for process in list(getattr(pool, "_processes", {}).values()):  # CPython's pool state
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _alone(
+    path: str, options: dict[str, Any], threads: int, timeout: float | None = None
+) -> dict[str, Any]:
     """Analyze one checkpoint in a process of its own; its death is this checkpoint's error."""
     with _pool(1) as pool:
         future = pool.submit(analyze_checkpoint, path, options, threads)
         try:
-            return future.result()
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:  # the builtin TimeoutError from Python 3.11
+            _kill(pool)
+            return _timed_out(timeout or 0.0)
         except BrokenProcessPool:
             return {"error": "the worker process died while analyzing this checkpoint (a "
                              "crash in native code, or killed)", "seconds": float("nan")}  # fmt: skip
