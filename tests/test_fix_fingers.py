@@ -39,7 +39,7 @@ def test_default_counts_what_was_clipped_and_keeps_the_rest():
     np.testing.assert_array_equal(ours["raw_alpha"], plain["alpha"])
     assert (ours["alpha"][clipped] + 1 < ours["raw_alpha"][clipped]).all()
     with pytest.raises(ValueError, match="fix_fingers"):
-        hts_fast.analyze(state, fix_fingers="xmin_peak")
+        hts_fast.analyze(state, fix_fingers="bogus")
 
 
 def test_default_without_room_to_clip_keeps_the_raw_fit():
@@ -53,3 +53,32 @@ def test_default_without_room_to_clip_keeps_the_raw_fit():
         hts_fast.analyze(state, fix_fingers="clip_xmax", max_fingers=0)
     with pytest.raises(ValueError, match="compare=True"):
         hts_fast.analyze(state, fix_fingers="clip_xmax", compare=True)
+
+
+def test_xmin_peak_restricts_the_search_to_the_peak():
+    from hts_fast import _reference
+    from hts_fast.tpl_search import peak_xmin_range
+
+    state = _state()
+    spectra: dict[int, np.ndarray] = {}
+    table = hts_fast.analyze(state, fix_fingers="xmin_peak", _spectra_sink=spectra)
+    for k, evals in spectra.items():
+        scan = _reference.powerlaw_scan(evals)
+        low, high = peak_xmin_range(scan["x"])
+        inside = [i for i, x in enumerate(scan["xmins"])
+                  if low <= x < high and scan["alphas"][i] > 1]  # fmt: skip
+        best = min(inside, key=lambda i: (scan["Ds"][i], i))
+        row = table.iloc[k]
+        assert row["xmin"] == scan["xmins"][best]
+        np.testing.assert_allclose(row["alpha"], scan["alphas"][best], rtol=1e-12)
+        np.testing.assert_allclose(row["D"], scan["Ds"][best], rtol=1e-9)
+        assert row["fit_method"] == "xmin_peak"
+
+
+@pytest.mark.weightwatcher
+def test_xmin_peak_compat_fails_like_weightwatcher():
+    state = _state()
+    theirs = run_weightwatcher(state, fix_fingers="xmin_peak")
+    ours = hts_fast.analyze(state, fix_fingers="xmin_peak", compat=COMPAT)
+    assert_same_table(ours, theirs)
+    assert (ours["status"] == "failed").all()

@@ -343,7 +343,7 @@ def analyze(
     detX: bool = False,
     fit: Literal["PL", "TPL", "E_TPL"] = "PL",
     compare: bool = False,
-    fix_fingers: Literal["clip_xmax"] | None = None,
+    fix_fingers: Literal["clip_xmax", "xmin_peak"] | None = None,
     max_fingers: int = 10,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
@@ -399,7 +399,9 @@ def analyze(
         ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
         from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
         alpha <= 2), WeightWatcher's rule; columns raw_alpha (the unclipped fit's alpha) and
-        num_fingers. Compat reproduces WeightWatcher's reset of max_fingers to 10 whenever it
+        num_fingers. ``"xmin_peak"``: xmin searched only in [0.95, 1.5) times the ESD's peak
+        (hts_fast.tpl_search.peak_xmin_range); WeightWatcher 0.7.7 fails every layer there
+        (its own fitter cannot take an xmin range), which compat reproduces. Compat reproduces WeightWatcher's reset of max_fingers to 10 whenever it
         is below half the number of eigenvalues and its num_fingers = clipped count - 1;
         the default uses max_fingers as given and reports the clipped count.
     compare
@@ -427,8 +429,9 @@ def analyze(
     if fit not in ("PL", "TPL", "E_TPL"):
         msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
         raise ValueError(msg)
-    if fix_fingers not in (None, "clip_xmax") or (fix_fingers and fit != "PL"):
-        msg = f"fix_fingers must be None or 'clip_xmax' (with fit='PL'), got {fix_fingers!r}"
+    if fix_fingers not in (None, "clip_xmax", "xmin_peak") or (fix_fingers and fit != "PL"):
+        msg = (f"fix_fingers must be None, 'clip_xmax' or 'xmin_peak' (with fit='PL'), "
+               f"got {fix_fingers!r}")  # fmt: skip
         raise ValueError(msg)
     if compare and (fit != "PL" or fix_fingers):
         msg = "compare=True tests the plain power-law fit; use it with fit='PL', no fix_fingers"
@@ -472,8 +475,10 @@ def analyze(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
-        if fix_fingers:
+        if fix_fingers == "clip_xmax":
             fits, raw_alphas, fingers = _clipped_fits(pooled, max_fingers, compat, n_threads)
+        elif fix_fingers == "xmin_peak":
+            fits = _peak_fits(pooled, compat, n_threads)
         elif fit == "PL":
             fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
         else:
@@ -482,7 +487,7 @@ def analyze(
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
         position = {id(plan): k for k, plan in enumerate(active)}
         option_columns = []
-        if fix_fingers:
+        if fix_fingers == "clip_xmax":
             option_columns += ["raw_alpha", "num_fingers"]
             columns["raw_alpha"], columns["num_fingers"] = raw_alphas, fingers
         if fit != "PL":
@@ -517,6 +522,11 @@ def analyze(
         frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
                           columns, option_columns=option_columns,
                           int_columns=frozenset(int_columns), our_columns=ours)  # fmt: skip
+    if compat and len(frame) and (frame["status"] == "failed").all():
+        # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
+        for col in ("alpha", "D", "sigma", "xmin"):
+            if (frame[col] == -1).all():
+                frame[col] = frame[col].astype(np.int64)
     if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
         _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
     frame.attrs["compat"] = compat
@@ -650,6 +660,41 @@ def _clipped_fits(
         raw.append(first.alpha)
         fingers.append(count)
     return rows, raw, fingers
+
+
+def _peak_fits(
+    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], compat: str | None,
+    threads: int,
+) -> list[PowerLawFit]:  # fmt: skip
+    """fix_fingers="xmin_peak": the power-law fit with xmin restricted to the peak's range."""
+    from .fits import powerlaw_curve
+    from .tpl_search import peak_xmin_range
+
+    if compat:  # WeightWatcher hands WWFit a (low, high) xmin and the fit fails
+        reason = "fix_fingers='xmin_peak' needs the powerlaw package in WeightWatcher 0.7.7"
+        return [PowerLawFit.failed(reason) for _ in pooled]
+    rows = []
+    for _, evals, _ in pooled:
+        x = evals[evals > FIT_THRESHOLD]
+        try:
+            curve = powerlaw_curve(x, threads=threads)
+        except ValueError as exc:
+            rows.append(PowerLawFit.failed(str(exc)))
+            continue
+        low, high = peak_xmin_range(x)
+        inside = np.flatnonzero((curve.xmins >= low) & (curve.xmins < high) & (curve.alphas > 1))
+        if len(inside) == 0:
+            rows.append(PowerLawFit.failed(f"no xmin candidate with alpha > 1 in [{low:.6g}, "
+                                           f"{high:.6g})"))  # fmt: skip
+            continue
+        k = int(inside[np.argmin(curve.Ds[inside])])  # the first on ties
+        xmin = float(curve.xmins[k])
+        rows.append(PowerLawFit(alpha=float(curve.alphas[k]), xmin=xmin, xmax=float(x[-1]),
+                                D=float(curve.Ds[k]), sigma=float(curve.sigmas[k]),
+                                num_pl_spikes=int(len(x) - k), num_fit=len(x),
+                                method="xmin_peak", status="success",
+                                xmin_index=k))  # fmt: skip
+    return rows
 
 
 def _tpl_fits(
