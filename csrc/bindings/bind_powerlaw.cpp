@@ -12,8 +12,6 @@ namespace py = pybind11;
 namespace hts::bindings {
 namespace {
 
-using InputArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
 PowerLawOptions make_options(double threshold, std::int64_t small_n_cutoff,
                              std::int64_t small_n_min_tail) {
     PowerLawOptions o;
@@ -27,11 +25,6 @@ py::tuple as_tuple(const PowerLawFitResult& r) {
     return py::make_tuple(r.alpha, r.xmin, r.xmax, r.D, r.sigma, r.num_pl_spikes, r.num_fit,
                           r.xmin_index, static_cast<int>(r.method), static_cast<int>(r.error),
                           r.bad_index);
-}
-
-InputArray flat(const InputArray& a) {
-    if (a.ndim() != 1) throw py::value_error("expected a 1-D array of eigenvalues");
-    return a;
 }
 
 }  // namespace
@@ -58,19 +51,13 @@ void register_powerlaw(py::module_& m) {
         "fit_powerlaw_batch",
         [](const std::vector<InputArray>& spectra, double threshold,
            std::int64_t small_n_cutoff, std::int64_t small_n_min_tail, int threads) {
-            std::vector<const double*> pointers;
-            std::vector<std::int64_t> counts;
-            for (const auto& a : spectra) {
-                flat(a);
-                pointers.push_back(a.data());
-                counts.push_back(a.size());
-            }
+            const SpectraView in = view_of(spectra);
             std::vector<PowerLawFitResult> results(spectra.size());
             const PowerLawOptions o = make_options(threshold, small_n_cutoff, small_n_min_tail);
             {
                 // `spectra` keeps every input alive; outputs are plain C++ memory.
                 py::gil_scoped_release release;
-                fit_powerlaw_batch(pointers.data(), counts.data(),
+                fit_powerlaw_batch(in.pointers.data(), in.counts.data(),
                                    static_cast<std::int64_t>(spectra.size()), o, results.data(),
                                    threads);
             }

@@ -13,17 +13,10 @@ namespace py = pybind11;
 namespace hts::bindings {
 namespace {
 
-using InputArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
 py::tuple as_tuple(const TplFitResult& r) {
     return py::make_tuple(r.alpha, r.lambda, r.xmin, r.loglik, r.D, r.alpha_se, r.lambda_se,
                           r.n, r.iterations, static_cast<int>(r.status),
                           static_cast<int>(r.error), r.bad_index);
-}
-
-InputArray flat(const InputArray& a) {
-    if (a.ndim() != 1) throw py::value_error("expected a 1-D array of eigenvalues");
-    return a;
 }
 
 }  // namespace
@@ -50,18 +43,12 @@ void register_tpl(py::module_& m) {
            int threads) {
             if (xmins.size() != spectra.size())
                 throw py::value_error("one xmin per spectrum is required");
-            std::vector<const double*> pointers;
-            std::vector<std::int64_t> counts;
-            for (const auto& a : spectra) {
-                flat(a);
-                pointers.push_back(a.data());
-                counts.push_back(a.size());
-            }
+            const SpectraView in = view_of(spectra);
             std::vector<TplFitResult> results(spectra.size());
             {
                 // `spectra` keeps every input alive; outputs are plain C++ memory.
                 py::gil_scoped_release release;
-                fit_truncated_powerlaw_batch(pointers.data(), counts.data(), xmins.data(),
+                fit_truncated_powerlaw_batch(in.pointers.data(), in.counts.data(), xmins.data(),
                                              static_cast<std::int64_t>(spectra.size()),
                                              results.data(), threads);
             }
