@@ -196,7 +196,7 @@ def scan(
     workers: int = 1, include: Sequence[str] = (), exclude: Sequence[str] = (),
     retry_failed: bool = False, quiet: bool = True, dask: str | None = None,
     timeout: float | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None, **options: Any,
+    **options: Any,
 ) -> ScanResult:  # fmt: skip
     """Analyze every checkpoint under ``paths`` into the SQLite store at ``store_path``.
 
@@ -235,8 +235,6 @@ def scan(
                 result.errors[path] = error
             else:
                 result.done += 1
-            if on_result:
-                on_result(path, outcome)
             progress.update(result)
 
         todo = _work(store, checkpoints, options, retry_failed, result)

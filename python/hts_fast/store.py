@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -58,12 +57,9 @@ def canonical_options(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True, default=str)
 
 
-def _sql_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def _sql_value(value: float) -> float | None:
+    """NaN is stored as NULL."""
+    return None if math.isnan(value) else float(value)
 
 
 class Store:

@@ -18,12 +18,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -226,19 +228,15 @@ def _npy_tensor(path: Path) -> list[tuple[str, LazyTensor]]:
     return [(name, LazyTensor(name, tuple(shape), str(dtype), load, source, ("npy", source)))]
 
 
-def _onnx(path: Path) -> list[tuple[str, LazyTensor]]:
-    from .onnx_files import onnx_tensors
+def _optional_reader(module: str, function: str) -> Callable[[Path], list[tuple[str, LazyTensor]]]:
+    """A reader imported on first use (its optional dependencies only then)."""
 
-    return onnx_tensors(path)
+    def read(path: Path) -> list[tuple[str, LazyTensor]]:
+        return getattr(importlib.import_module(f".{module}", __package__), function)(path)
 
-
-def _keras(path: Path) -> list[tuple[str, LazyTensor]]:
-    from .keras_files import keras_tensors
-
-    return keras_tensors(path)
+    return read
 
 
-def _gguf(path: Path) -> list[tuple[str, LazyTensor]]:
-    from .gguf_files import gguf_tensors
-
-    return gguf_tensors(path)
+_onnx = _optional_reader("onnx_files", "onnx_tensors")
+_keras = _optional_reader("keras_files", "keras_tensors")
+_gguf = _optional_reader("gguf_files", "gguf_tensors")
