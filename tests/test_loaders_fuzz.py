@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from hts_fast.loaders import TensorReadError
 
+from .mutations import mutate
+
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", struct.pack("<Q", 2**63 - 1),
             struct.pack("<q", -1), b"9" * 12, b'"', b"]", b"}"]  # fmt: skip
@@ -62,26 +64,6 @@ def _onnx_bytes() -> bytes:
     return onnx_model_bytes()
 
 
-def _mutate(rng: np.random.Generator, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(int(rng.integers(1, 4))):
-        kind = int(rng.integers(0, 5))
-        at = int(rng.integers(0, max(1, len(buf))))
-        if kind == 0 and buf:
-            buf[at] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            chunk = BOUNDARY[int(rng.integers(0, len(BOUNDARY)))]
-            buf[at : at + len(chunk)] = chunk
-        elif kind == 2:
-            del buf[at:]
-        elif kind == 3:
-            end = at + int(rng.integers(1, 64))
-            buf[at:at] = buf[at:end]
-        else:
-            del buf[at : at + int(rng.integers(1, 64))]
-    return bytes(buf)
-
-
 FORMATS = {
     "safetensors": (".safetensors", _safetensors_bytes),
     "npz": (".npz", lambda: _npz_bytes(False)),
@@ -105,7 +87,7 @@ def test_mutated_files_never_crash(tmp_path, fmt):
     outcomes = {"table": 0, "refused": 0}
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     for case in range(CASES):
-        path.write_bytes(_mutate(rng, valid))
+        path.write_bytes(mutate(rng, valid, BOUNDARY))
         try:
             table = hts_fast.analyze(path, min_evals=0)
         except TensorReadError:

@@ -21,6 +21,7 @@ from hts_fast.loaders import TensorReadError, gguf_files
 from hts_fast.loaders.gguf_files import GGML_TYPES, gguf_tensors
 
 from .conftest import _require
+from .mutations import mutate
 
 FUZZ_CASES = 300
 UNSUPPORTED = "is not supported (supported: F32, F16, BF16, F64, Q8_0, Q4_0)"
@@ -555,27 +556,6 @@ _BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\x00" * 8, b"\xff" * 8,
              struct.pack("<I", 99), struct.pack("<Q", 32)]  # fmt: skip
 
 
-def _mutate(rng: np.random.Generator, data: bytes, header_end: int) -> bytes:
-    """1-3 mutations; most land in the header, where the structure is."""
-    buf = bytearray(data)
-    for _ in range(int(rng.integers(1, 4))):
-        limit = header_end if rng.random() < 0.7 else len(buf)
-        at = int(rng.integers(0, max(1, min(limit, len(buf)))))
-        kind = int(rng.integers(0, 5))
-        if kind == 0 and buf:
-            buf[at] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            chunk = _BOUNDARY[int(rng.integers(0, len(_BOUNDARY)))]
-            buf[at : at + len(chunk)] = chunk
-        elif kind == 2:
-            del buf[at:]
-        elif kind == 3:
-            buf[at:at] = buf[at : at + int(rng.integers(1, 32))]
-        else:
-            del buf[at : at + int(rng.integers(1, 32))]
-    return bytes(buf)
-
-
 def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
     valid = gguf_model_bytes()
     path = tmp_path / "fuzz.gguf"
@@ -588,7 +568,7 @@ def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     start = time.perf_counter()
     for case in range(FUZZ_CASES):
-        path.write_bytes(_mutate(rng, valid, header_end))
+        path.write_bytes(mutate(rng, valid, _BOUNDARY, focus_end=header_end, max_span=32))
         try:
             tensors = gguf_tensors(path)
         except TensorReadError:

@@ -22,6 +22,7 @@ from hts_fast.loaders import LazyTensor, TensorReadError
 from hts_fast.loaders.onnx_files import onnx_tensors
 
 from .conftest import _require
+from .mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", struct.pack("<Q", 2**63 - 1),
@@ -609,29 +610,6 @@ def test_large_tensor_is_not_read_before_load(tmp_path):
 # -- fuzzing --------------------------------------------------------------------------------
 
 
-def _mutate(rng: np.random.Generator, data: bytes, resize: bool = True) -> bytes:
-    """1-3 bit flips, boundary-value overwrites and (``resize``) truncations, duplicated or
-    deleted spans. Without resizing, the protobuf lengths mostly stay intact, so damage lands
-    inside single tensors more often."""
-    buf = bytearray(data)
-    for _ in range(int(rng.integers(1, 4))):
-        kind = int(rng.integers(0, 5 if resize else 2))
-        at = int(rng.integers(0, max(1, len(buf))))
-        if kind == 0 and buf:
-            buf[at] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            chunk = BOUNDARY[int(rng.integers(0, len(BOUNDARY)))]
-            buf[at : at + len(chunk)] = chunk
-        elif kind == 2:
-            del buf[at:]
-        elif kind == 3:
-            end = at + int(rng.integers(1, 64))
-            buf[at:at] = buf[at:end]
-        else:
-            del buf[at : at + int(rng.integers(1, 64))]
-    return bytes(buf)
-
-
 def test_mutated_models_never_crash(tmp_path):
     valid = onnx_model_bytes()
     path = tmp_path / "fuzz.onnx"
@@ -642,7 +620,8 @@ def test_mutated_models_never_crash(tmp_path):
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     slowest = 0.0
     for case in range(CASES):
-        path.write_bytes(_mutate(rng, valid, resize=case % 2 == 0))
+        # without resizing, protobuf lengths mostly stay intact: damage lands inside tensors
+        path.write_bytes(mutate(rng, valid, BOUNDARY, resize=case % 2 == 0))
         start = time.perf_counter()
         refusal = ""
         try:
