@@ -16,7 +16,7 @@ from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
 from .esd import EsdMethod, esd_batch
-from .fits import PowerLawFit, fit_powerlaw_batch
+from .fits import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
     COMPAT,
     LayerError,
@@ -610,7 +610,7 @@ def _pool(
 
 #: WeightWatcher's clip_xmax constants: a clipped fit wins when alpha drops by more than
 #: FINGER_THRESHOLD; the search stops once alpha <= FINGER_MIN_ALPHA.
-FINGER_THRESHOLD, FINGER_MIN_ALPHA, FIT_THRESHOLD = 1.0, 2.0, 1e-5
+FINGER_THRESHOLD, FINGER_MIN_ALPHA = 1.0, 2.0
 
 
 def _clipped_fits(
@@ -621,7 +621,7 @@ def _clipped_fits(
     arrays: list[np.ndarray] = []
     plans = []  # per layer: (first index in arrays, number of fingers tried)
     for _, evals, _ in pooled:
-        x = evals[evals > FIT_THRESHOLD]
+        x = evals[evals > DEFAULT_THRESHOLD]
         limit = max_fingers
         if compat and (max_fingers < 0 or max_fingers < len(evals) / 2):
             limit = 10  # WeightWatcher resets it unless it is >= half the ESD
@@ -675,7 +675,7 @@ def _peak_fits(
         return [PowerLawFit.failed(reason) for _ in pooled]
     rows = []
     for _, evals, _ in pooled:
-        x = evals[evals > FIT_THRESHOLD]
+        x = evals[evals > DEFAULT_THRESHOLD]
         try:
             curve = powerlaw_curve(x, threads=threads)
         except ValueError as exc:

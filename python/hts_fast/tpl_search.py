@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .fits import DEFAULT_THRESHOLD
 from .truncated import TruncatedPowerLawFit, fit_truncated_powerlaw_at_batch
 
 Variant = Literal["corrected", "weightwatcher-0.7.7"]
-DEFAULT_THRESHOLD = 1e-5
 PEAK_BINS = 100
 RANGE_LOW, RANGE_HIGH = 0.95, 1.5
 
