@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ._build_info import build_info
 from ._core_loader import core as _core
-from .analyze import analyze, describe, summary
+from .analyze import analyze, analyze_many, describe, summary
 from .bootstrap import AlphaInterval, bootstrap_alpha
 from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .esd import esd, esd_batch
@@ -35,6 +35,7 @@ __all__ = [
     "PowerLawFit",
     "__version__",
     "analyze",
+    "analyze_many",
     "bootstrap_alpha",
     "build_info",
     "conv2d_matrices",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import _threads, marchenko_pastur
+from ._frame import frame_from_columns
 from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
@@ -288,12 +289,12 @@ def _column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str]
             *our_columns]  # fmt: skip
 
 
-def _to_frame(
+def _table_columns(
     rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
     option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
-    our_columns: Sequence[str] = (),
-) -> pd.DataFrame:  # fmt: skip
-    """Build the table column by column with WeightWatcher's dtypes.
+    our_columns: Sequence[str] = (), compat: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The table's columns with WeightWatcher's dtypes: NumPy arrays, and lists of str.
 
     ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
     layer); ``columns`` hold arrays of the analyzed layers' values, which sit at positions
@@ -318,10 +319,30 @@ def _to_frame(
         elif col in ("has_esd", PEFT_COLUMN):
             data[col] = np.asarray(values, dtype=bool)
         elif col in STRING_COLUMNS:
-            data[col] = pd.array(list(values), dtype=_STRING_DTYPE)
+            data[col] = [str(v) for v in values]
         else:
             data[col] = np.asarray(values, dtype=np.float64)
-    return pd.DataFrame(data)
+    if compat and n and all(s == "failed" for s in data["status"]):
+        # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
+        for col in ("alpha", "D", "sigma", "xmin"):
+            if (data[col] == -1).all():
+                data[col] = data[col].astype(np.int64)
+    return data
+
+
+def _to_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """The DataFrame of _table_columns()' result (str columns in pandas' string dtype)."""
+    return frame_from_columns({
+        col: pd.array(values, dtype=_STRING_DTYPE) if isinstance(values, list) else values
+        for col, values in columns.items()
+    })  # fmt: skip
+
+
+def _to_rows(columns: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """_table_columns()' result as column names and rows of plain Python values."""
+    lists = [values.tolist() if isinstance(values, np.ndarray) else values
+             for values in columns.values()]  # fmt: skip
+    return list(columns), list(zip(*lists, strict=True))
 
 
 def analyze(
@@ -424,36 +445,127 @@ def analyze(
     TypeError
         For an unsupported model type.
     """
-    compat = _check_compat(compat)
-    peft = check_peft(peft)
-    if fit not in ("PL", "TPL", "E_TPL"):
-        msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
-        raise ValueError(msg)
-    if fix_fingers not in (None, "clip_xmax", "xmin_peak") or (fix_fingers and fit != "PL"):
-        msg = (f"fix_fingers must be None, 'clip_xmax' or 'xmin_peak' (with fit='PL'), "
-               f"got {fix_fingers!r}")  # fmt: skip
-        raise ValueError(msg)
-    if compare and (fit != "PL" or fix_fingers):
-        msg = "compare=True tests the plain power-law fit; use it with fit='PL', no fix_fingers"
-        raise ValueError(msg)
-    if fix_fingers and max_fingers < 1:
-        msg = f"max_fingers must be >= 1, got {max_fingers}"
-        raise ValueError(msg)
-    n_threads = _threads.resolve_threads(threads)
+    options = _Options(
+        layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
+        conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
+        tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
+        detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
+    )  # fmt: skip
+    return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
+
+
+def analyze_many(models: Sequence[Any], **options: Any) -> list[pd.DataFrame | Exception]:
+    """Analyze several models in one pipeline; one table (or the error) per model, in order.
+
+    Takes :func:`analyze`'s keyword options and returns what ``analyze(model, **options)``
+    would for each model, the same numbers: the layers of all models share the batched ESD,
+    fit and metric stages, which saves most of the per-call overhead on zoos of small
+    models. A model that cannot be opened (an unreadable file, an unsupported type) gives its
+    exception in its place instead of stopping the others; a layer that cannot be analyzed
+    fails only its row, as in :func:`analyze`. ``df.attrs["seconds"]`` of each table is its
+    equal share of the batch's stage times. With ``randomize=True`` the models are analyzed
+    one after the other (one shuffle stream per model, as :func:`analyze`).
+    """
+    return _analyze_batch(models, options, as_rows=False)
+
+
+def _analyze_batch(models: Sequence[Any], options: dict[str, Any], *, as_rows: bool) -> list[Any]:
+    """analyze_many(), or its rows form for scans (see _analyze_models)."""
+    parsed = _Options(**options)
+    if parsed.randomize:
+        return [_analyze_models([m], parsed, as_rows=as_rows)[0] for m in models]
+    return _analyze_models(list(models), parsed, as_rows=as_rows)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """analyze()'s keyword options, checked; the defaults are analyze()'s (a test compares)."""
+
+    layers: Any = None
+    min_evals: int = 8
+    max_evals: int = 15000
+    max_N: int = 50000
+    conv2d_norm: bool = True
+    esd_method: EsdMethod = "svd"
+    compat: str | None = None
+    threads: int | None = None
+    tolerance: float = WEAK_RANK_TOLERANCE
+    peft: bool | str = False
+    randomize: bool = False
+    seed: int | None = None
+    mp_fit: bool = False
+    detX: bool = False
+    fit: str = "PL"
+    compare: bool = False
+    fix_fingers: str | None = None
+    max_fingers: int = 10
+
+    def __post_init__(self) -> None:
+        _check_compat(self.compat)
+        object.__setattr__(self, "peft", check_peft(self.peft))
+        fit, fix_fingers = self.fit, self.fix_fingers
+        if fit not in ("PL", "TPL", "E_TPL"):
+            msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
+            raise ValueError(msg)
+        if fix_fingers not in (None, "clip_xmax", "xmin_peak") or (fix_fingers and fit != "PL"):
+            msg = (f"fix_fingers must be None, 'clip_xmax' or 'xmin_peak' (with fit='PL'), "
+                   f"got {fix_fingers!r}")  # fmt: skip
+            raise ValueError(msg)
+        if self.compare and (fit != "PL" or fix_fingers):
+            msg = "compare=True tests the plain power-law fit; use it with fit='PL', no fix_fingers"
+            raise ValueError(msg)
+        if fix_fingers and self.max_fingers < 1:
+            msg = f"max_fingers must be >= 1, got {self.max_fingers}"
+            raise ValueError(msg)
+
+
+@dataclass
+class _Model:
+    """One model of a batch: its index in the batch, its layers and the analyzed ones."""
+
+    index: int
+    plans: list[_Planned]
+    active: list[_Planned]
+
+
+def _analyze_models(
+    models: list[Any], opt: _Options, *, spectra_sink: dict[int, np.ndarray] | None = None,
+    raise_errors: bool = False, as_rows: bool = False,
+) -> list[Any]:  # fmt: skip
+    """The pipeline behind analyze() and analyze_many(): plan every model, then read, ESD,
+    fit and measure all their layers together, then cut the result into one table each.
+
+    Returns per model its DataFrame or, with ``as_rows`` (for scans, no pandas), a dict with
+    ``table`` (column names, rows of Python values), ``summary`` and ``seconds``; or the
+    exception that stopped the model (raised instead with ``raise_errors``).
+    """
+    compat, fit, fix_fingers = opt.compat, opt.fit, opt.fix_fingers
+    n_threads = _threads.resolve_threads(opt.threads)
     timer = StageTimer()
+    results: list[pd.DataFrame | Exception | None] = [None] * len(models)
+    batch: list[_Model] = []
     with timer.stage("extract"):
-        plans = _plan(model, layers, min_evals, max_evals, max_N, compat, peft)
-        active = [p for p in plans if not p.skip_reason]
+        for k, model in enumerate(models):
+            try:
+                plans = _plan(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N, compat,
+                              opt.peft)  # fmt: skip
+            except Exception as exc:
+                if raise_errors:
+                    raise
+                results[k] = exc
+                continue
+            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
+        active = [plan for member in batch for plan in member.active]
 
     # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
     # the next chunk is read by a background thread while this one is decomposed, and a
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
     chunks = _chunks(active, n_threads)
-    stream = compat_stream(seed) if randomize and compat else None  # one for all chunks
+    stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
     def read(k: int) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
-        return _extract(chunks[k], compat, conv2d_norm, esd_method)
+        return _extract(chunks[k], compat, opt.conv2d_norm, opt.esd_method)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read") as reader:
         upcoming = None
@@ -462,21 +574,21 @@ def analyze(
                 owners, matrices, scales = upcoming.result() if upcoming else read(k)
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
             with timer.stage("esd"):
-                spectra = esd_batch(matrices, method=esd_method, scales=scales,
+                spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
                                     threads=n_threads, on_error="return")  # fmt: skip
                 done = _pool(owners, spectra, compat)
                 pooled.extend(done)
-            if randomize:
+            if opt.randomize:
                 with timer.stage("randomize"):
-                    _randomize(owners, matrices, scales, done, compat=bool(compat), seed=seed,
-                               esd_method=esd_method, threads=n_threads,
+                    _randomize(owners, matrices, scales, done, compat=bool(compat), seed=opt.seed,
+                               esd_method=opt.esd_method, threads=n_threads,
                                stream=stream)  # fmt: skip
             del owners, matrices, scales, spectra
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
         if fix_fingers == "clip_xmax":
-            fits, raw_alphas, fingers = _clipped_fits(pooled, max_fingers, compat, n_threads)
+            fits, raw_alphas, fingers = _clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
             fits = _peak_fits(pooled, compat, n_threads)
         elif fit == "PL":
@@ -484,8 +596,7 @@ def analyze(
         else:
             fits, lambdas = _tpl_fits(pooled, fit, compat, n_threads)
     with timer.stage("metrics"), np.errstate(all="ignore"):
-        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=tolerance)
-        position = {id(plan): k for k, plan in enumerate(active)}
+        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
         option_columns = []
         if fix_fingers == "clip_xmax":
             option_columns += ["raw_alpha", "num_fingers"]
@@ -493,25 +604,26 @@ def analyze(
         if fit != "PL":
             option_columns.append("Lambda")
             columns["Lambda"] = lambdas
-        if peft:
+        if opt.peft:
             option_columns.append(PEFT_COLUMN)
             columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
             for plan in active:
                 plan.row[PEFT_COLUMN] = plan.peft
-        if randomize:
+        if opt.randomize:
             option_columns += RANDOMIZE_COLUMNS + RANDOM_MP_COLUMNS
             for col in RANDOMIZE_COLUMNS:
                 columns[col] = [plan.extra[col] for plan, _, _ in pooled]
-        if mp_fit or randomize or detX:
-            extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=mp_fit,
-                                      randomized=randomize, det=detX)  # fmt: skip
+        if opt.mp_fit or opt.randomize or opt.detX:
+            extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=opt.mp_fit,
+                                      randomized=opt.randomize, det=opt.detX)  # fmt: skip
             mp_ok = extra.pop("_mp_ok", [])
             columns.update(extra)
-            option_columns += (MP_COLUMNS if mp_fit else []) + (DETX_COLUMNS if detX else [])
-            if mp_fit:
+            option_columns += ((MP_COLUMNS if opt.mp_fit else [])
+                               + (DETX_COLUMNS if opt.detX else []))  # fmt: skip
+            if opt.mp_fit:
                 columns[PHASE_COLUMN] = phases(columns, mp_ok)
-        ours = [PHASE_COLUMN] if mp_fit else []
-        if compare:
+        ours = [PHASE_COLUMN] if opt.mp_fit else []
+        if opt.compare:
             ours += COMPARE_COLUMNS
             tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
                      else dict.fromkeys(COMPARE_COLUMNS, math.nan)
@@ -519,20 +631,51 @@ def analyze(
             for col in COMPARE_COLUMNS:
                 columns[col] = [t[col] for t in tests]
         int_columns = OPTION_INT_COLUMNS | {"num_fingers"} | ({"ERG_gap"} if compat else set())
-        frame = _to_frame([p.row for p in active], [position[id(p)] for p, _, _ in pooled],
-                          columns, option_columns=option_columns,
-                          int_columns=frozenset(int_columns), our_columns=ours)  # fmt: skip
-    if compat and len(frame) and (frame["status"] == "failed").all():
-        # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
-        for col in ("alpha", "D", "sigma", "xmin"):
-            if (frame[col] == -1).all():
-                frame[col] = frame[col].astype(np.int64)
-    if _spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
-        _spectra_sink.update({position[id(plan)]: evals for plan, evals, _ in pooled})
-    frame.attrs["compat"] = compat
-    frame.attrs["skipped"] = _skipped_frame(plans)
-    frame.attrs["seconds"] = timer.seconds
-    return frame
+        layout = {"option_columns": option_columns, "int_columns": frozenset(int_columns),
+                  "our_columns": ours}  # fmt: skip
+        owner = {id(plan): n for n, member in enumerate(batch) for plan in member.active}
+        rows_of = [[] for _ in batch]  # pooled rows of each model
+        for at, (plan, _, _) in enumerate(pooled):
+            rows_of[owner[id(plan)]].append(at)
+        for n, member in enumerate(batch):
+            table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
+            if as_rows:
+                results[member.index] = {"table": _to_rows(table),
+                                         "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
+                continue
+            frame = _to_frame(table)
+            frame.attrs["compat"] = compat
+            frame.attrs["skipped"] = _skipped_frame(member.plans)
+            if spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
+                position = {id(plan): k for k, plan in enumerate(member.active)}
+                spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
+                                     for at in rows_of[n]})  # fmt: skip
+            results[member.index] = frame
+    share = {stage: seconds / max(1, len(batch)) for stage, seconds in timer.seconds.items()}
+    for member in batch:
+        result = results[member.index]
+        if as_rows:
+            result["seconds"] = sum(share.values())
+        else:
+            result.attrs["seconds"] = dict(share)
+    return results
+
+
+def _model_table(
+    member: _Model, pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]],
+    picked: list[int], columns: dict[str, Any], layout: dict[str, Any], *, compat: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One model's table columns from the batch's (its analyzed layers at ``picked``)."""
+    position = {id(plan): k for k, plan in enumerate(member.active)}
+    if len(picked) == len(pooled):
+        own = columns
+    else:
+        take = np.array(picked, dtype=np.intp)
+        own = {col: values[take] if isinstance(values, np.ndarray)
+               else [values[at] for at in picked] for col, values in columns.items()}  # fmt: skip
+    return _table_columns([p.row for p in member.active],
+                          [position[id(pooled[at][0])] for at in picked], own, **layout,
+                          compat=compat)  # fmt: skip
 
 
 #: A chunk reads weights worth max(CHUNK_MIN_BYTES, the largest layer) in float64, at most
@@ -806,14 +949,21 @@ def _metric_columns(
     return columns
 
 
+#: The skipped-layers table's columns.
+SKIPPED_COLUMNS = ["layer_id", "name", "longname", "layer_type", "skip_reason"]
+_NO_SKIPPED = pd.DataFrame([], columns=SKIPPED_COLUMNS)  # copied: building one costs 0.1 ms
+
+
 def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:
+    """The layers not analyzed and why (an empty table when every layer was)."""
+    if not any(p.skip_reason for p in plans):
+        return _NO_SKIPPED.copy()
     rows = [
         {"layer_id": p.layer.layer_id, "name": p.layer.name, "longname": p.layer.longname,
          "layer_type": p.layer.layer_type, "skip_reason": p.skip_reason}
         for p in plans if p.skip_reason
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["layer_id", "name", "longname", "layer_type",
-                                       "skip_reason"])  # fmt: skip
+    return pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
 
 
 def describe(
@@ -864,13 +1014,26 @@ def summary(details: pd.DataFrame) -> dict[str, float]:
     stable_rank (and mp_softrank when present). In compat mode failed fits count with
     WeightWatcher's alpha of -1; by default only successful fits are averaged.
     """
-    keep = np.ones(len(details), dtype=bool)
-    if details.attrs.get("compat") is None and "status" in details:
-        keep = (details["status"] == "success").to_numpy(dtype=bool)
+    wanted = {"status", *SUMMARY_COLUMNS}
+    # one conversion of the whole table: pandas' per-column access costs more than the means
+    # on small tables
+    values = details.to_numpy(dtype=object)
+    columns = {col: values[:, k] for k, col in enumerate(details.columns) if col in wanted}
+    return summary_of_columns(columns, compat=details.attrs.get("compat"))
+
+
+def summary_of_columns(columns: dict[str, Any], *, compat: str | None) -> dict[str, float]:
+    """summary() of a table given as columns (name -> sequence of one value per layer)."""
+    status = columns.get("status")
+    keep = None
+    if compat is None and status is not None:
+        keep = np.array([s == "success" for s in status], dtype=bool)
     means = {}
     for col in SUMMARY_COLUMNS:
-        if col in details:
-            values = details[col].to_numpy(dtype=np.float64)[keep]
+        if col in columns:
+            values = np.asarray(columns[col], dtype=np.float64)
+            if keep is not None:
+                values = values[keep]
             values = values[~np.isnan(values)]  # as pandas' mean, NaN skipped
             means[col] = float(values.mean()) if len(values) else math.nan
     return means

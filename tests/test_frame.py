@@ -1,0 +1,45 @@
+"""The block-built DataFrame equals pandas' plain constructor, dtypes included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hts_fast import _frame
+
+
+def _columns(rows: int) -> dict:
+    rng = np.random.default_rng(rows)
+    strings = pd.array([f"layer.{k}" for k in range(rows)], dtype="str")
+    return {
+        "layer_id": np.arange(rows, dtype=np.int64),
+        "name": strings,
+        "alpha": rng.random(rows),
+        "has_esd": rng.random(rows) > 0.5,
+        "num_evals": rng.integers(0, 100, rows).astype(np.int64),
+        "xmin": rng.random(rows),
+        "status": pd.array(["success"] * rows, dtype="str"),
+        "Q": rng.random(rows),
+    }
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7])
+def test_block_frame_equals_plain_constructor(rows):
+    columns = _columns(rows)
+    fast = _frame.frame_from_columns(columns)
+    plain = _frame.frame_from_columns(columns, blocks=False)
+    pd.testing.assert_frame_equal(fast, plain)
+    assert list(fast.columns) == list(columns)
+    assert fast["layer_id"].dtype == np.int64
+    assert fast["has_esd"].dtype == bool
+    # the frame owns its numeric data: changing it leaves the inputs alone
+    if rows:
+        fast.loc[0, "alpha"] = -5.0
+        assert columns["alpha"][0] != -5.0
+
+
+def test_columns_of_different_lengths_are_refused():
+    if _frame.create_dataframe_from_blocks is None:
+        pytest.skip("pandas < 2.3 has no block constructor")
+    with pytest.raises(ValueError, match="differ in length"):
+        _frame.frame_from_columns({"a": np.zeros(2), "b": np.zeros(3)})
