@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from ._core_loader import core
 from .esd import esd_batch
@@ -160,4 +159,6 @@ def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:
     if len(p) != len(q):
         return float("nan")
     m = (p + q) / 2
+    import scipy.stats  # imported when needed: it costs 0.4 s to import
+
     return float(np.sqrt((scipy.stats.entropy(p, m) + scipy.stats.entropy(q, m)) / 2))
