@@ -8,7 +8,7 @@ import struct
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast.loaders import SafetensorsFile, TensorReadError, checkpoint_tensors
+from hts_fast.loaders import SafetensorsFile, TensorReadError, checkpoint_tensors, safetensors_files
 
 from .conftest import REQUIRE_REFERENCES
 from .test_analyze_parity import assert_same_table, run_weightwatcher
@@ -34,7 +34,7 @@ def _write_raw(path, header: dict, data: bytes, header_len: int | None = None) -
     path.write_bytes(struct.pack("<Q", size) + blob + data)
 
 
-def test_round_trip_against_the_safetensors_library(tmp_path):
+def test_round_trip_against_the_safetensors_library(tmp_path, monkeypatch):
     state = _state()
     path = tmp_path / "model.safetensors"
     safetensors_numpy.save_file(state, str(path))
@@ -47,7 +47,14 @@ def test_round_trip_against_the_safetensors_library(tmp_path):
         loaded = tensor.load()
         assert loaded.dtype == state[name].dtype
         np.testing.assert_array_equal(loaded, reference[name])
-    assert isinstance(SafetensorsFile(path).tensor("a.weight").load(), np.memmap)  # no copy
+    # small tensors are read, larger ones memory-mapped (no copy); the values are the same
+    small = SafetensorsFile(path).tensor("a.weight").load()
+    assert not isinstance(small, np.memmap)
+    assert not small.flags.writeable
+    monkeypatch.setattr(safetensors_files, "SMALL_TENSOR_BYTES", 0)
+    mapped = SafetensorsFile(path).tensor("a.weight").load()
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, small)
 
 
 def test_bf16_and_fp8_are_converted_exactly(tmp_path):

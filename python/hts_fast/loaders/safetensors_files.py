@@ -29,6 +29,9 @@ DTYPES: dict[str, tuple[int, str]] = {
 }  # fmt: skip
 #: Headers larger than this are refused (the format's own limit is 100 MB).
 MAX_HEADER_BYTES = 100_000_000
+#: Tensors up to this size are read into memory; larger ones are memory-mapped (mapping a
+#: file costs more than reading a small tensor).
+SMALL_TENSOR_BYTES = 1 << 20
 
 
 def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
@@ -135,8 +138,17 @@ class SafetensorsFile:
         kind = DTYPES[dtype][1]
         count = math.prod(shape)
         storage = {"bfloat16": "<u2", "float8_e4m3fn": "u1", "float8_e5m2": "u1"}.get(kind, kind)
+        nbytes = count * DTYPES[dtype][0]
         if count == 0:
             raw = np.zeros(shape, dtype=storage)
+        elif nbytes <= SMALL_TENSOR_BYTES:
+            with open(self.path, "rb") as f:
+                f.seek(self.data_start + begin)
+                data = f.read(nbytes)
+            if len(data) != nbytes:
+                msg = f"{self.path}: tensor {name!r} truncated: {len(data)} of {nbytes} bytes"
+                raise TensorReadError(msg)
+            raw = np.frombuffer(data, dtype=storage).reshape(shape)
         else:
             raw = np.memmap(self.path, dtype=storage, mode="r", offset=self.data_start + begin,
                             shape=shape)  # fmt: skip
