@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -55,6 +56,30 @@ CREATE INDEX IF NOT EXISTS layers_by_checkpoint ON layers (checkpoint_id);
 def canonical_options(options: dict[str, Any]) -> str:
     """The analysis options as the JSON text stored (and compared) with each checkpoint."""
     return json.dumps(options, sort_keys=True, default=str)
+
+
+#: A table as the store writes it: column names and one tuple of Python values per row.
+TableRows = tuple[list[str], list[tuple[Any, ...]]]
+#: A file's entry in the hash cache: (resolved path, size, mtime_ns, content hash).
+FileHash = tuple[str, int, int, str]
+
+
+def table_rows(frame: pd.DataFrame) -> TableRows:
+    """An analyze() table as column names and rows of plain Python values (NaN kept: SQLite
+    stores it as NULL). Converted in one pass, which costs far less than column by column."""
+    values = frame.to_numpy(dtype=object).tolist()
+    rows = [tuple(v.item() if isinstance(v, np.generic) else v for v in row) for row in values]
+    return [str(c) for c in frame.columns], rows
+
+
+def _sql_type(rows: list[tuple[Any, ...]], k: int) -> str:
+    """The SQLite type of column k: TEXT, REAL or INTEGER (bool too), from its values."""
+    kinds = {type(row[k]) for row in rows if row[k] is not None}
+    if kinds & {str, bytes}:
+        return "TEXT"
+    if float in kinds:
+        return "REAL"
+    return "INTEGER"
 
 
 def _sql_value(value: float) -> float | None:
@@ -93,6 +118,19 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def hash_cache(self) -> dict[tuple[str, int, int], str]:
+        """The whole hash cache: (path, size, mtime_ns) -> hash, read in one query."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, content_hash FROM files")
+        return {(path, size, mtime): digest for path, size, mtime, digest in rows}
+
+    def statuses(self, options: str) -> dict[tuple[str, str], str]:
+        """(path, content hash) -> "done" or "failed" of every checkpoint stored with these
+        analysis options, read in one query."""
+        rows = self.db.execute(
+            "SELECT path, content_hash, status FROM checkpoints WHERE options = ?", (options,)
+        )
+        return {(path, digest): status for path, digest, status in rows}
+
     def remember_hash(self, path: str, size: int, mtime_ns: int, content_hash: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                         (path, size, mtime_ns, content_hash))  # fmt: skip
@@ -113,39 +151,43 @@ class Store:
             self._known[table] = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
         return self._known[table]
 
-    def _insert_rows(self, table: str, checkpoint_id: int, frame: pd.DataFrame) -> None:
+    def _insert_rows(self, table: str, checkpoint_id: int, rows: TableRows) -> None:
+        names, values = rows
         existing = self._columns(table)
-        for col in frame.columns:
+        for k, col in enumerate(names):
             if col not in existing:
                 existing.add(col)
-                dtype = frame[col].dtype
-                kind = ("TEXT" if dtype.kind in "OSU" or str(dtype) in ("str", "string")
-                        else "REAL" if dtype.kind == "f" else "INTEGER")  # bool: 0/1  # fmt: skip
-                self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {kind}')
-        names = ", ".join(f'"{c}"' for c in ["checkpoint_id", *frame.columns])
-        marks = ", ".join("?" * (len(frame.columns) + 1))
-        columns = [[None if isinstance(v, float) and math.isnan(v) else v
-                    for v in frame[c].tolist()] for c in frame.columns]  # fmt: skip
-        rows = ([checkpoint_id, *row] for row in zip(*columns, strict=True))
-        self.db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+                self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {_sql_type(values, k)}')
+        quoted = ", ".join(f'"{c}"' for c in ["checkpoint_id", *names])
+        marks = ", ".join("?" * (len(names) + 1))
+        self.db.executemany(f"INSERT INTO {table} ({quoted}) VALUES ({marks})",
+                            ((checkpoint_id, *row) for row in values))  # fmt: skip
 
     def save(
-        self, path: str, content_hash: str, options: str, *, table: pd.DataFrame | None,
-        summary: dict[str, float] | None, error: str = "", seconds: float = math.nan,
+        self, path: str, content_hash: str, options: str, *,
+        table: pd.DataFrame | TableRows | None, summary: dict[str, float] | None,
+        error: str = "", seconds: float = math.nan, files: Iterable[FileHash] = (),
     ) -> None:  # fmt: skip
         """Store one checkpoint's result (replacing an earlier failed attempt) in one
-        transaction: all of it or, if the process dies, none of it."""
+        transaction: all of it or, if the process dies, none of it.
+
+        ``table``: the analyze() table, or its :func:`table_rows`; None for a failed
+        checkpoint. ``files``: (path, size, mtime_ns, hash) of its files for the hash cache.
+        """
+        rows = table_rows(table) if isinstance(table, pd.DataFrame) else table
         try:
-            self._save(path, content_hash, options, table, summary, error, seconds)
+            self._save(path, content_hash, options, rows, summary, error, seconds, files)
         except BaseException:
             self._known.clear()  # a rolled-back ALTER TABLE leaves the cache stale
             raise
 
     def _save(
-        self, path: str, content_hash: str, options: str, table: pd.DataFrame | None,
-        summary: dict[str, float] | None, error: str, seconds: float,
+        self, path: str, content_hash: str, options: str, rows: TableRows | None,
+        summary: dict[str, float] | None, error: str, seconds: float, files: Iterable[FileHash],
     ) -> None:  # fmt: skip
         with self.db:  # BEGIN ... COMMIT (ROLLBACK on error)
+            for entry in files:
+                self.remember_hash(*entry)
             old = self.db.execute(
                 "SELECT id FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
                 (path, content_hash, options),
@@ -154,18 +196,19 @@ class Store:
                 for name in ("layers", "summaries"):
                     self.db.execute(f"DELETE FROM {name} WHERE checkpoint_id = ?", old)
                 self.db.execute("DELETE FROM checkpoints WHERE id = ?", old)
-            status = "failed" if table is None else "done"
+            status = "failed" if rows is None else "done"
             cursor = self.db.execute(
                 "INSERT INTO checkpoints (path, content_hash, options, status, error, seconds, "
                 "finished, n_layers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (path, content_hash, options, status, error, _sql_value(seconds), time.time(),
-                 None if table is None else len(table)),
+                 None if rows is None else len(rows[1])),
             )  # fmt: skip
             checkpoint_id = int(cursor.lastrowid or 0)
-            if table is not None and len(table):
-                self._insert_rows("layers", checkpoint_id, table)
+            if rows is not None and rows[1]:
+                self._insert_rows("layers", checkpoint_id, rows)
             if summary:
-                self._insert_rows("summaries", checkpoint_id, pd.DataFrame([summary]))
+                self._insert_rows("summaries", checkpoint_id,
+                                  (list(summary), [tuple(summary.values())]))  # fmt: skip
 
     # --- reading back ---------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
