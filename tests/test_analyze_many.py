@@ -35,7 +35,8 @@ def _assert_same(many: pd.DataFrame, one: pd.DataFrame) -> None:
     "options",
     [{}, {"esd_method": "gram"}, {"compat": "weightwatcher-0.7.7"},
      {"mp_fit": True, "detX": True}, {"fix_fingers": "clip_xmax"}, {"fit": "E_TPL"},
-     {"randomize": True, "seed": 3}],
+     {"randomize": True, "seed": 3},
+     {"fit": "TPL", "xmax": "force", "compat": "weightwatcher-0.7.7"}, {"xmax": 30.0}],
 )  # fmt: skip
 def test_equals_analyze_per_model(options):
     models = [_model(0), _model(1, bad=True), _model(2)]
@@ -43,7 +44,7 @@ def test_equals_analyze_per_model(options):
     assert len(tables) == 3
     for table, model in zip(tables, models, strict=True):
         _assert_same(table, hts_fast.analyze(model, **options))
-    assert (tables[1]["status"] == "failed").sum() == 1
+    assert (tables[1]["status"] == "failed").sum() >= 1  # the NaN layer
     assert set(tables[0].attrs["seconds"]) >= {"extract", "esd", "fit", "metrics"}
 
 

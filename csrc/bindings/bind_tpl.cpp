@@ -19,6 +19,31 @@ py::tuple as_tuple(const TplFitResult& r) {
                           static_cast<int>(r.error), r.bad_index);
 }
 
+TplSearchOptions search_options(double threshold, double low, double high, double alpha_above,
+                                double cdf_xmax) {
+    TplSearchOptions o;
+    o.threshold = threshold;
+    o.xmin_low = low;
+    o.xmin_high = high;
+    o.alpha_above = alpha_above;
+    o.cdf_xmax = cdf_xmax;
+    return o;
+}
+
+py::tuple as_tuple(const TplSearchResult& r) {
+    return py::make_tuple(as_tuple(r.fit), r.candidates, r.valid, r.best,
+                          static_cast<int>(r.error), r.bad_index);
+}
+
+// One column of a curve as a NumPy array.
+template <class T, class Field>
+py::array_t<T> column(const std::vector<TplFitResult>& curve, Field field) {
+    py::array_t<T> out(static_cast<py::ssize_t>(curve.size()));
+    T* p = out.mutable_data();
+    for (std::size_t k = 0; k < curve.size(); ++k) p[k] = static_cast<T>(field(curve[k]));
+    return out;
+}
+
 }  // namespace
 
 void register_tpl(py::module_& m) {
@@ -58,6 +83,84 @@ void register_tpl(py::module_& m) {
         },
         py::arg("spectra"), py::arg("xmins"), py::arg("threads"),
         "Truncated power-law MLE of many (values, xmin) pairs in parallel; list of tuples.");
+
+    m.def(
+        "fit_truncated_powerlaw_search",
+        [](const InputArray& values, double threshold, double low, double high,
+           double alpha_above, double cdf_xmax, int threads) {
+            const InputArray v = flat(values);
+            const TplSearchOptions o = search_options(threshold, low, high, alpha_above, cdf_xmax);
+            TplSearchResult r;
+            {
+                // The kernel only reads the array, which `v` keeps alive.
+                py::gil_scoped_release release;
+                r = fit_truncated_powerlaw_search(v.data(), v.size(), o, threads);
+            }
+            return as_tuple(r);
+        },
+        py::arg("values"), py::arg("threshold"), py::arg("low"), py::arg("high"),
+        py::arg("alpha_above"), py::arg("cdf_xmax"), py::arg("threads"),
+        "TPL over every xmin candidate; (fit tuple, candidates, valid, best, error, bad_index).");
+
+    m.def(
+        "fit_truncated_powerlaw_search_batch",
+        [](const std::vector<InputArray>& spectra, double threshold,
+           const std::vector<double>& lows, const std::vector<double>& highs,
+           double alpha_above, const std::vector<double>& cdf_xmaxs, int threads) {
+            if (lows.size() != spectra.size() || highs.size() != spectra.size() ||
+                cdf_xmaxs.size() != spectra.size())
+                throw py::value_error("one xmin range and cdf_xmax per spectrum is required");
+            const SpectraView in = view_of(spectra);
+            std::vector<TplSearchOptions> options;
+            for (std::size_t k = 0; k < spectra.size(); ++k)
+                options.push_back(
+                    search_options(threshold, lows[k], highs[k], alpha_above, cdf_xmaxs[k]));
+            std::vector<TplSearchResult> results(spectra.size());
+            {
+                // `spectra` keeps every input alive; outputs are plain C++ memory.
+                py::gil_scoped_release release;
+                fit_truncated_powerlaw_search_batch(in.pointers.data(), in.counts.data(),
+                                                    options.data(),
+                                                    static_cast<std::int64_t>(spectra.size()),
+                                                    results.data(), threads);
+            }
+            py::list out;
+            for (const auto& r : results) out.append(as_tuple(r));
+            return out;
+        },
+        py::arg("spectra"), py::arg("threshold"), py::arg("lows"), py::arg("highs"),
+        py::arg("alpha_above"), py::arg("cdf_xmaxs"), py::arg("threads"),
+        "The TPL xmin search of many spectra in parallel; list of search tuples.");
+
+    m.def(
+        "truncated_powerlaw_curve",
+        [](const InputArray& values, double threshold, double low, double high,
+           double alpha_above, double cdf_xmax, int threads) {
+            const InputArray v = flat(values);
+            const TplSearchOptions o = search_options(threshold, low, high, alpha_above, cdf_xmax);
+            TplSearchResult r;
+            std::vector<TplFitResult> curve;
+            {
+                py::gil_scoped_release release;
+                r = truncated_powerlaw_curve(v.data(), v.size(), o, curve, threads);
+            }
+            py::dict columns;
+            columns["xmin"] = column<double>(curve, [](const auto& f) { return f.xmin; });
+            columns["alpha"] = column<double>(curve, [](const auto& f) { return f.alpha; });
+            columns["Lambda"] = column<double>(curve, [](const auto& f) { return f.lambda; });
+            columns["D"] = column<double>(curve, [](const auto& f) { return f.D; });
+            columns["loglik"] = column<double>(curve, [](const auto& f) { return f.loglik; });
+            columns["alpha_se"] = column<double>(curve, [](const auto& f) { return f.alpha_se; });
+            columns["Lambda_se"] =
+                column<double>(curve, [](const auto& f) { return f.lambda_se; });
+            columns["n"] = column<std::int64_t>(curve, [](const auto& f) { return f.n; });
+            columns["status"] = column<std::int32_t>(
+                curve, [](const auto& f) { return static_cast<int>(f.status); });
+            return py::make_tuple(as_tuple(r), columns);
+        },
+        py::arg("values"), py::arg("threshold"), py::arg("low"), py::arg("high"),
+        py::arg("alpha_above"), py::arg("cdf_xmax"), py::arg("threads"),
+        "Every candidate's TPL fit: (search tuple, dict of per-candidate columns).");
 
     m.def(
         "_log_upper_gamma",

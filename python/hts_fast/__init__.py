@@ -8,6 +8,8 @@ conv2d_matrices, esd_conv2d
     Conv2d kernels as rf = kh*kw matrices, WeightWatcher's conventions.
 fit_powerlaw, fit_powerlaw_batch, powerlaw_curve, PowerLawFit
     Power-law fit of the ESD tail over every xmin candidate.
+fit_curves
+    Every xmin candidate's alpha, D (and Lambda for the truncated power law) as a table.
 bootstrap_alpha
     Bootstrap confidence interval of alpha (the xmin search rerun per resample).
 analyze, describe, summary
@@ -23,6 +25,7 @@ from ._core_loader import core as _core
 from .analyze import analyze, analyze_many, describe, summary
 from .bootstrap import AlphaInterval, bootstrap_alpha
 from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
+from .curves import fit_curves
 from .esd import esd, esd_batch
 from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, powerlaw_curve
 
@@ -43,6 +46,7 @@ __all__ = [
     "esd",
     "esd_batch",
     "esd_conv2d",
+    "fit_curves",
     "fit_powerlaw",
     "fit_powerlaw_batch",
     "powerlaw_curve",

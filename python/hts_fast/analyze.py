@@ -32,6 +32,7 @@ from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
 from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
+from .xmax import Xmax, cdf_xmax, check_xmax, fitted_evals
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -366,6 +367,7 @@ def analyze(
     compare: bool = False,
     fix_fingers: Literal["clip_xmax", "xmin_peak"] | None = None,
     max_fingers: int = 10,
+    xmax: float | Literal["force"] | None = None,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -425,6 +427,11 @@ def analyze(
         (its own fitter cannot take an xmin range), which compat reproduces. Compat reproduces WeightWatcher's reset of max_fingers to 10 whenever it
         is below half the number of eigenvalues and its num_fingers = clipped count - 1;
         the default uses max_fingers as given and reports the clipped count.
+    xmax
+        Upper end of the fitted tail: None, a number (eigenvalues above it leave the fit) or
+        ``"force"`` (the largest eigenvalue). Compat with fit="TPL"/"E_TPL" follows powerlaw
+        as WeightWatcher 0.7.7 calls it: D's CDF is renormalised at xmax; ``"force"`` with
+        fit="PL" is invalid in compat and changes nothing by default (hts_fast.xmax).
     compare
         Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
         lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
@@ -450,6 +457,7 @@ def analyze(
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
         detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
+        xmax=xmax,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
 
@@ -499,6 +507,7 @@ class _Options:
     compare: bool = False
     fix_fingers: str | None = None
     max_fingers: int = 10
+    xmax: Xmax = None
 
     def __post_init__(self) -> None:
         _check_compat(self.compat)
@@ -517,6 +526,8 @@ class _Options:
         if fix_fingers and self.max_fingers < 1:
             msg = f"max_fingers must be >= 1, got {self.max_fingers}"
             raise ValueError(msg)
+        xmax = check_xmax(self.xmax, fit=fit, compat=self.compat, fix_fingers=fix_fingers)
+        object.__setattr__(self, "xmax", xmax)
 
 
 @dataclass
@@ -587,14 +598,15 @@ def _analyze_models(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
+        fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
         if fix_fingers == "clip_xmax":
             fits, raw_alphas, fingers = _clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
             fits = _peak_fits(pooled, compat, n_threads)
         elif fit == "PL":
-            fits = fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=n_threads)
+            fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled], threads=n_threads)
         else:
-            fits, lambdas = _tpl_fits(pooled, fit, compat, n_threads)
+            fits, lambdas = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
         option_columns = []
@@ -842,10 +854,10 @@ def _peak_fits(
 
 def _tpl_fits(
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fit: str, compat: str | None,
-    threads: int,
+    threads: int, xmax: Xmax = None,
 ) -> tuple[list[PowerLawFit], list[float]]:  # fmt: skip
     """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN) and their
-    Lambda values; fit_method records the E_TPL range variant."""
+    Lambda values; fit_method records the E_TPL range variant. ``xmax``: see hts_fast.xmax."""
     from .tpl_search import fit_truncated_powerlaw
 
     variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
@@ -853,7 +865,8 @@ def _tpl_fits(
     rows, lambdas = [], []
     for _, evals, _ in pooled:
         search = fit_truncated_powerlaw(evals, variant=variant, threads=threads,
-                                        alpha_above_one=bool(compat))  # fmt: skip
+                                        alpha_above_one=bool(compat),
+                                        cdf_xmax=cdf_xmax(evals, xmax, compat))  # fmt: skip
         tpl = search.fit
         if tpl.status == "failed":
             rows.append(PowerLawFit.failed(tpl.reason))

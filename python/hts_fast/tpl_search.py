@@ -17,20 +17,28 @@ E_TPL's range comes from the histogram of log10 of the eigenvalues (100 bins): p
 below 1.5 peak is a candidate); ``variant="weightwatcher-0.7.7"`` reproduces that range, and
 the result records which one was used.
 
-Cost: one O(n) fit per candidate, in parallel over candidates (E_TPL: typically a few
-hundred candidates; TPL over a whole ESD: n of them, seconds for n = 4,096).
+Cost: the whole search runs in the compiled kernel (csrc/cpu/tpl.cpp,
+``fit_truncated_powerlaw_search``): neighbouring candidates share their tail sums and start
+Newton's method from each other's maximum, and the KS distance is computed only for
+candidates that can still win (exactly: the choice and its D are those of the full scan).
+Measured on 2 cores: 0.14 s for all 4,095 candidates of n = 4,096, 0.5 s for n = 15,000
+(the Python loop over the fixed-xmin kernel it replaced: 0.62 s and 7.8 s). The loop is kept
+as :func:`_search_by_loop`, the tests' oracle.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from . import _threads
+from ._core_loader import core
 from .fits import DEFAULT_THRESHOLD
-from .truncated import TruncatedPowerLawFit, fit_truncated_powerlaw_at_batch
+from .truncated import TruncatedPowerLawFit, _as_evals, _to_result, fit_truncated_powerlaw_at_batch
 
 Variant = Literal["corrected", "weightwatcher-0.7.7"]
 PEAK_BINS = 100
@@ -63,44 +71,123 @@ def peak_xmin_range(evals: Any, *, variant: Variant = "corrected",
     return (low, RANGE_HIGH * peak)
 
 
+def _xmin_range(x: np.ndarray, xmin_range: tuple[float, float] | None, variant: Variant | None,
+                threshold: float) -> tuple[float, float]:  # fmt: skip
+    if variant is not None:
+        return peak_xmin_range(x, variant=variant, threshold=threshold)
+    if xmin_range is not None:
+        low, high = (float(v) for v in xmin_range)
+        return low, high
+    return -math.inf, math.inf
+
+
+def _need_alpha(alpha_above_one: bool | None, variant: Variant | None) -> float:
+    if alpha_above_one is None:
+        alpha_above_one = variant == "weightwatcher-0.7.7"
+    return 1.0 if alpha_above_one else -math.inf
+
+
+def _cdf_xmax(cdf_xmax: float | None) -> float:
+    value = math.inf if cdf_xmax is None else float(cdf_xmax)
+    if not value > 0:
+        msg = f"cdf_xmax must be a number > 0 or None, got {cdf_xmax!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _to_search(fields: tuple[Any, ...], low: float, high: float,
+               variant: Variant | None) -> TplSearch:  # fmt: skip
+    fit_fields, candidates, valid, _best, error, _bad = fields
+    if error == 1:
+        return TplSearch(TruncatedPowerLawFit.failed("eigenvalues hold NaN or Inf"),
+                         (math.nan, math.nan), variant, 0, 0)  # fmt: skip
+    if error == 2:
+        reason = f"no xmin candidate in [{low:.6g}, {high:.6g}) with at least two values above"
+        return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant, 0, 0)
+    if error == 3:
+        reason = f"none of the {candidates} xmin candidates gave a valid fit"
+        return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant,
+                         int(candidates), 0)  # fmt: skip
+    return TplSearch(_to_result(fit_fields, float(fit_fields[2])), (low, high), variant,
+                     int(candidates), int(valid))  # fmt: skip
+
+
 def fit_truncated_powerlaw(
     evals: Any, *, xmin_range: tuple[float, float] | None = None,
     variant: Variant | None = None, threshold: float = DEFAULT_THRESHOLD,
     threads: int | None = None, alpha_above_one: bool | None = None,
+    cdf_xmax: float | None = None,
 ) -> TplSearch:  # fmt: skip
     """Fit a truncated power law choosing xmin by the smallest KS distance.
 
     ``variant`` given (E_TPL): the range is :func:`peak_xmin_range`; else ``xmin_range``, or
     every eigenvalue above ``threshold`` when None (TPL). ``alpha_above_one``: keep only
     fits with alpha > 1, as powerlaw (None: only for the WeightWatcher E_TPL variant).
+    ``cdf_xmax`` (units of the eigenvalues): D compares each tail with the fitted CDF
+    renormalised to [xmin, cdf_xmax], F(x) / F(cdf_xmax), as powerlaw does when given an
+    xmax; the fits themselves are unchanged (None: no renormalisation).
     Returns the search with the selected fit; ``fit.status == "failed"`` (with the reason)
-    when no candidate is valid.
+    when no candidate is valid. Results do not depend on ``threads``.
     """
+    x = _as_evals(np.ravel(np.asarray(evals)), "evals")
+    if not np.isfinite(x).all():
+        return TplSearch(TruncatedPowerLawFit.failed("eigenvalues hold NaN or Inf"),
+                         (math.nan, math.nan), variant, 0, 0)  # fmt: skip
+    low, high = _xmin_range(x, xmin_range, variant, threshold)
+    fields = core.fit_truncated_powerlaw_search(
+        x, float(threshold), low, high, _need_alpha(alpha_above_one, variant),
+        _cdf_xmax(cdf_xmax), _threads.resolve_threads(threads),
+    )  # fmt: skip
+    return _to_search(fields, low, high, variant)
+
+
+def fit_truncated_powerlaw_batch(
+    spectra: Sequence[Any], *, variant: Variant | None = None,
+    threshold: float = DEFAULT_THRESHOLD, threads: int | None = None,
+    alpha_above_one: bool | None = None, cdf_xmax: Sequence[float | None] | None = None,
+) -> list[TplSearch]:  # fmt: skip
+    """:func:`fit_truncated_powerlaw` for every spectrum of ``spectra``, one thread per
+    spectrum (results in input order, identical to the one-at-a-time calls). ``cdf_xmax``:
+    one value (or None) per spectrum."""
+    xmaxes = [None] * len(spectra) if cdf_xmax is None else list(cdf_xmax)
+    if len(xmaxes) != len(spectra):
+        msg = f"cdf_xmax needs one value per spectrum ({len(spectra)}), got {len(xmaxes)}"
+        raise ValueError(msg)
+    arrays = [_as_evals(np.ravel(np.asarray(e)), f"spectrum {k}") for k, e in enumerate(spectra)]
+    ranges = [_xmin_range(x[np.isfinite(x)], None, variant, threshold) for x in arrays]
+    n_threads = min(_threads.resolve_threads(threads), max(1, len(arrays)))
+    out = core.fit_truncated_powerlaw_search_batch(
+        arrays, float(threshold), [r[0] for r in ranges], [r[1] for r in ranges],
+        _need_alpha(alpha_above_one, variant), [_cdf_xmax(v) for v in xmaxes], n_threads,
+    )  # fmt: skip
+    return [_to_search(f, lo, hi, variant) for f, (lo, hi) in zip(out, ranges, strict=True)]
+
+
+def _search_by_loop(
+    evals: Any, *, xmin_range: tuple[float, float] | None = None,
+    variant: Variant | None = None, threshold: float = DEFAULT_THRESHOLD,
+    threads: int | None = None, alpha_above_one: bool | None = None,
+) -> TplSearch:  # fmt: skip
+    """The search as a Python loop over the fixed-xmin kernel, every candidate fitted from
+    scratch (the implementation before the compiled search; the tests' oracle)."""
     x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
     if not np.isfinite(x).all():
         return TplSearch(TruncatedPowerLawFit.failed("eigenvalues hold NaN or Inf"),
                          (math.nan, math.nan), variant, 0, 0)  # fmt: skip
     x = x[x > threshold]
-    if variant is not None:
-        low, high = peak_xmin_range(x, variant=variant, threshold=threshold)
-    elif xmin_range is not None:
-        low, high = (float(v) for v in xmin_range)
-    else:
-        low, high = -math.inf, math.inf
+    low, high = _xmin_range(x, xmin_range, variant, threshold)
     distinct = np.unique(x)[:-1]  # the largest value alone is no tail
     candidates = distinct[(distinct >= low) & (distinct < high)]
     if len(candidates) == 0:
         reason = f"no xmin candidate in [{low:.6g}, {high:.6g}) with at least two values above"
         return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant, 0, 0)
     fits = fit_truncated_powerlaw_at_batch([(x, float(c)) for c in candidates], threads=threads)
-    if alpha_above_one is None:
-        alpha_above_one = variant == "weightwatcher-0.7.7"
-    need_alpha = 1.0 if alpha_above_one else -math.inf
+    need_alpha = _need_alpha(alpha_above_one, variant)
     valid = [k for k, f in enumerate(fits)
              if f.status in ("converged", "power_law") and f.alpha > need_alpha]  # fmt: skip
     if not valid:
         reason = f"none of the {len(fits)} xmin candidates gave a valid fit"
-        return TplSearch(replace(TruncatedPowerLawFit.failed(reason)), (low, high), variant,
+        return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant,
                          len(fits), 0)  # fmt: skip
     best = min(valid, key=lambda k: (fits[k].D, k))
     return TplSearch(fits[best], (low, high), variant, len(fits), len(valid))

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 namespace hts {
 
@@ -62,5 +64,56 @@ TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, do
 void fit_truncated_powerlaw_batch(const double* const* values, const std::int64_t* counts,
                                   const double* xmins, std::int64_t num_pairs,
                                   TplFitResult* results, int threads);
+
+// ---- The xmin search: every candidate of a spectrum at once ---------------------------------
+
+struct TplSearchOptions {
+    double threshold = 1e-5;  // only values > threshold are fitted
+    // Candidates are the distinct fitted values c with xmin_low <= c < xmin_high, the largest
+    // value excepted (a tail needs two distinct values).
+    double xmin_low = -std::numeric_limits<double>::infinity();
+    double xmin_high = std::numeric_limits<double>::infinity();
+    // A fit is valid when its status is converged or power_law and alpha > alpha_above.
+    double alpha_above = -std::numeric_limits<double>::infinity();
+    // Finite: D compares the tail with the fitted CDF renormalised to [xmin, cdf_xmax],
+    // F(x) / F(cdf_xmax) (powerlaw's KS test with an xmax); the fit itself is unchanged.
+    double cdf_xmax = std::numeric_limits<double>::infinity();
+};
+
+enum class TplSearchError : int {
+    none = 0,
+    non_finite = 1,     // a NaN or an infinity in the values (index in bad_index)
+    no_candidates = 2,  // no candidate in the range
+    no_valid = 3,       // candidates, but no valid fit among them
+};
+
+struct TplSearchResult {
+    TplFitResult fit;              // the chosen candidate's fit, D included (failed on error)
+    std::int64_t candidates = 0;   // number of xmin candidates fitted
+    std::int64_t valid = 0;        // number of valid fits among them
+    std::int64_t best = -1;        // index of the chosen one among the candidates
+    TplSearchError error = TplSearchError::none;
+    std::int64_t bad_index = -1;
+};
+
+// Fits every xmin candidate of `values` and returns the valid fit with the smallest KS
+// distance D (the first candidate on ties). Equal, to rounding, to fitting each candidate with
+// fit_truncated_powerlaw (the Newton iteration starts from the neighbouring candidate's
+// maximum, and tail sums are shared), and independent of `threads` bit for bit. Candidates
+// that provably cannot win are dropped from the KS scan early; their D is not computed.
+TplSearchResult fit_truncated_powerlaw_search(const double* values, std::int64_t count,
+                                              const TplSearchOptions& options, int threads);
+
+// The search for many spectra (options per spectrum), one thread per spectrum.
+void fit_truncated_powerlaw_search_batch(const double* const* values, const std::int64_t* counts,
+                                         const TplSearchOptions* options,
+                                         std::int64_t num_spectra, TplSearchResult* results,
+                                         int threads);
+
+// The search with every candidate's fit in `curve` (ascending xmin), D computed for each fit
+// that did not fail. The selection is the same as fit_truncated_powerlaw_search's.
+TplSearchResult truncated_powerlaw_curve(const double* values, std::int64_t count,
+                                         const TplSearchOptions& options,
+                                         std::vector<TplFitResult>& curve, int threads);
 
 }  // namespace hts
