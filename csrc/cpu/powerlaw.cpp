@@ -12,6 +12,7 @@
 #include "hts/powerlaw.hpp"
 
 #include "hts/parallel.hpp"
+#include "hts/powerlaw_math.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -35,28 +36,14 @@ struct Prepared {
     std::vector<double> alphas;  // per candidate
 };
 
-void two_sum(double a, double b, double& s, double& e) {
-    s = a + b;
-    const double bb = s - a;
-    e = (a - (s - bb)) + (b - bb);
-}
-
-// S_i = sum_{j >= i} log(x_j / x_i), for every i, in double-double arithmetic so that a
-// tail of equal values gives exactly 0 and long tails lose no digits to cancellation.
+// S_i = sum_{j >= i} log(x_j / x_i) for every i (see pl::SuffixLogRatioSum).
 std::vector<double> log_ratio_sums(const std::vector<double>& logx) {
     const std::int64_t n = static_cast<std::int64_t>(logx.size());
     std::vector<double> sums(static_cast<std::size_t>(n));
-    double hi = 0.0, lo = 0.0;
-    for (std::int64_t i = n - 1; i >= 0; --i) {
-        double s, e;
-        two_sum(hi, logx[static_cast<std::size_t>(i)], s, e);
-        hi = s;
-        lo += e;
-        const double count = static_cast<double>(n - i);
-        const double p = count * logx[static_cast<std::size_t>(i)];
-        const double p_err = std::fma(count, logx[static_cast<std::size_t>(i)], -p);
-        sums[static_cast<std::size_t>(i)] = (hi - p) + (lo - p_err);
-    }
+    pl::SuffixLogRatioSum acc;
+    for (std::int64_t i = n - 1; i >= 0; --i)
+        sums[static_cast<std::size_t>(i)] =
+            acc.push(logx[static_cast<std::size_t>(i)], static_cast<double>(n - i));
     return sums;
 }
 
@@ -100,12 +87,9 @@ struct Candidate {
     // pruned search or full scan, goes through these two functions, so they agree bit for bit.
     double deviation(std::int64_t j) const { return std::fabs(fitted_cdf(j) - empirical_cdf(j)); }
     double fitted_cdf(std::int64_t j) const {
-        const double d = logx[j] - logx[start];
-        return 1.0 - (d == 0.0 ? 1.0 : std::exp(exponent * d));
+        return pl::fitted_cdf(logx[j], logx[start], exponent);
     }
-    double empirical_cdf(std::int64_t j) const {
-        return static_cast<double>(j - start) / n;
-    }
+    double empirical_cdf(std::int64_t j) const { return pl::empirical_cdf(j, start, n); }
 };
 
 // Plain O(n) KS distance of candidate i.
@@ -201,7 +185,8 @@ void standard_alphas(Prepared& prep) {
     prep.alphas.resize(static_cast<std::size_t>(nf - 1));
     for (std::int64_t i = 0; i < nf - 1; ++i) {
         const double n = static_cast<double>(nf - i);
-        prep.alphas[static_cast<std::size_t>(i)] = 1.0 + n / sums[static_cast<std::size_t>(i)];
+        prep.alphas[static_cast<std::size_t>(i)] =
+            pl::standard_alpha(n, sums[static_cast<std::size_t>(i)]);
     }
 }
 
@@ -273,7 +258,7 @@ void small_n_scan(const Prepared& prep, const PowerLawOptions& opt, std::vector<
         if (tail < opt.small_n_min_tail) continue;
         const double s = sums[static_cast<std::size_t>(i)];
         if (s <= 1e-12) continue;
-        const double alpha = 1.0 + (static_cast<double>(tail) - 1.0) / s;
+        const double alpha = pl::small_n_alpha(static_cast<double>(tail), s);
         alphas[static_cast<std::size_t>(i)] = alpha;
         if (alpha <= 1.0) continue;
         ds[static_cast<std::size_t>(i)] = ks_distance_full(make_candidate(prep, i, alpha), nf);
@@ -283,7 +268,7 @@ void small_n_scan(const Prepared& prep, const PowerLawOptions& opt, std::vector<
         // No candidate survived: the whole sample is the tail (index 0).
         const double s = sums[0];
         if (s > 1e-12) {
-            const double alpha = 1.0 + (static_cast<double>(nf) - 1.0) / s;
+            const double alpha = pl::small_n_alpha(static_cast<double>(nf), s);
             alphas[0] = alpha;
             ds[0] = ks_distance_full(make_candidate(prep, 0, alpha), nf);
         }
@@ -302,7 +287,7 @@ void finish(const Prepared& prep, std::int64_t i, double alpha, double distance,
     r.xmax = prep.x.back();
     r.alpha = alpha;
     r.D = distance;
-    r.sigma = (alpha - 1.0) / std::sqrt(static_cast<double>(nf - i));
+    r.sigma = pl::alpha_sigma(alpha, static_cast<double>(nf - i));
     const auto first = std::lower_bound(prep.x.begin(), prep.x.end(), r.xmin);
     r.num_pl_spikes = static_cast<std::int64_t>(prep.x.end() - first);
     r.num_fit = nf;
@@ -383,8 +368,8 @@ PowerLawFitResult powerlaw_curve(const double* values, std::int64_t count,
         r.method = FitMethod::standard;
     }
     for (std::size_t i = 0; i < m; ++i)
-        curve.sigmas[i] = (curve.alphas[i] - 1.0) / std::sqrt(static_cast<double>(nf) -
-                                                              static_cast<double>(i));
+        curve.sigmas[i] = pl::alpha_sigma(curve.alphas[i], static_cast<double>(nf) -
+                                                               static_cast<double>(i));
     const std::int64_t best = first_argmin(curve.Ds);
     finish(prep, best, curve.alphas[static_cast<std::size_t>(best)],
            curve.Ds[static_cast<std::size_t>(best)], r);

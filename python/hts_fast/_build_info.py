@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _threads
+from . import _threads, gpu
 from ._core_loader import LAPACK_SOURCE, core
 
 
 def build_info() -> dict[str, Any]:
-    """Return the compiled backends, compiler and flags, LAPACK source and thread counts."""
+    """Return the compiled backends (the GPU one: loaded, or why not), compiler and flags, LAPACK source and thread counts."""
     import numpy
     import scipy
 
@@ -18,10 +18,7 @@ def build_info() -> dict[str, Any]:
         "version": core.__version__,
         "backends": {
             "cpu": {"loaded": True, "module": "hts_fast._core"},
-            "cuda": {
-                "loaded": False,
-                "reason": "not built: the CUDA backend is reserved (CMake option HTS_FAST_CUDA)",
-            },
+            "cuda": gpu.status(),
         },
         "compiler": compile_info["compiler"],
         "cxx_standard": compile_info["cxx_standard"],
