@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _threads, marchenko_pastur
+from . import _threads, esd_randomized, marchenko_pastur
 from ._frame import frame_from_columns
 from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
@@ -386,7 +386,12 @@ def analyze(
         Scale conv2d slices by sqrt(1/2) (every eigenvalue halved), as WeightWatcher.
     esd_method
         ``"svd"`` (float64 gesdd, WeightWatcher's numbers) or ``"gram"`` (faster; rank
-        columns less reliable, see :func:`hts_fast.esd`).
+        columns less reliable, see :func:`hts_fast.esd`), or ``"randomized"``: layers whose
+        smaller side is >= 1024 get a certified top-k ESD and fit
+        (hts_fast.esd_randomized.certified_spectrum); entropy, sv_min, log_alpha_norm are
+        NaN and matrix_rank, rank_loss, weak_rank_loss -1 for them (status_reason says so),
+        smaller layers get the exact svd ESD. Not combinable with compat, peft, randomize,
+        mp_fit, detX, fit != "PL", fix_fingers or compare.
     compat
         ``"weightwatcher-0.7.7"`` reproduces WeightWatcher 0.7.7, quirks included; None (the
         default) fixes its bugs (README: "analyze(): default vs compat").
@@ -528,6 +533,11 @@ class _Options:
             raise ValueError(msg)
         xmax = check_xmax(self.xmax, fit=fit, compat=self.compat, fix_fingers=fix_fingers)
         object.__setattr__(self, "xmax", xmax)
+        if self.esd_method == "randomized":
+            esd_randomized.check_options(compat=self.compat, peft=self.peft,
+                                         randomize=self.randomize, mp_fit=self.mp_fit,
+                                         detX=self.detX, fit=fit, fix_fingers=fix_fingers,
+                                         compare=self.compare)  # fmt: skip
 
 
 @dataclass
@@ -585,8 +595,12 @@ def _analyze_models(
                 owners, matrices, scales = upcoming.result() if upcoming else read(k)
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
             with timer.stage("esd"):
-                spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
-                                    threads=n_threads, on_error="return")  # fmt: skip
+                if opt.esd_method == "randomized":
+                    spectra = esd_randomized.layer_spectra(owners, matrices, scales,
+                                                           threads=n_threads, seed=opt.seed)  # fmt: skip
+                else:
+                    spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
+                                        threads=n_threads, on_error="return")  # fmt: skip
                 done = _pool(owners, spectra, compat)
                 pooled.extend(done)
             if opt.randomize:
@@ -609,6 +623,8 @@ def _analyze_models(
             fits, lambdas = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
+        if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
+            esd_randomized.patch_columns(pooled, columns)
         option_columns = []
         if fix_fingers == "clip_xmax":
             option_columns += ["raw_alpha", "num_fingers"]

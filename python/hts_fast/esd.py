@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -13,7 +14,7 @@ from . import _threads
 from ._arrays import as_matrix
 from ._core_loader import core
 
-EsdMethod = Literal["svd", "gram"]
+EsdMethod = Literal["svd", "gram", "randomized"]
 _METHOD_CODES = {"svd": 0, "gram": 1}
 _ERRORS = {
     1: "is empty",
@@ -28,8 +29,23 @@ def _method_code(method: str) -> int:
     try:
         return _METHOD_CODES[method]
     except (KeyError, TypeError):
-        msg = f"method must be one of {sorted(_METHOD_CODES)}, got {method!r}"
+        msg = f"method must be one of {[*sorted(_METHOD_CODES), 'randomized']}, got {method!r}"
         raise ValueError(msg) from None
+
+
+def _randomized_options(method: str, k: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The top_eigenvalues() options of method="randomized" (None: not that method)."""
+    given = {key: value for key, value in options.items() if value is not None}
+    if method != "randomized":
+        if k is not None or given:
+            msg = f"k, oversample, power_iters, seed and tol need method='randomized' (got {method!r})"
+            raise ValueError(msg)
+        _method_code(method)
+        return {}
+    if k is None:
+        msg = "method='randomized' needs k, the number of top eigenvalues to compute"
+        raise ValueError(msg)
+    return {"k": k, **given}
 
 
 def _error_for(code: int, info: int, what: str, shape: tuple[int, ...], method: str) -> ValueError:
@@ -75,9 +91,15 @@ def _run(
 
 
 def esd(
-    W: Any, *, method: EsdMethod = "svd", scale: float = 1.0, threads: int | None = None
-) -> np.ndarray:
+    W: Any, *, method: EsdMethod = "svd", scale: float = 1.0, threads: int | None = None,
+    k: int | None = None, oversample: int | None = None, power_iters: int | None = None,
+    seed: int | None = None, tol: float | None = None,
+) -> np.ndarray:  # fmt: skip
     """Return the eigenvalues of (scale*W)^T (scale*W), float64, ascending.
+
+    With ``method="randomized"`` only the ``k`` largest, each certified to relative accuracy
+    ``tol`` (default 1e-8): see :func:`hts_fast.esd_randomized.top_eigenvalues` for
+    ``oversample``, ``power_iters``, ``seed`` and ``tol``, and README "Randomized top-k ESDs".
 
     Parameters
     ----------
@@ -85,7 +107,7 @@ def esd(
         NumPy float16/32/64 array or CPU torch tensor; any strides. It is copied once, to
         float64 (LAPACK overwrites its input), or not at all for ``gram`` with a contiguous
         float64 matrix and ``scale=1``. Big-endian arrays are converted to native order.
-    method : {"svd", "gram"}
+    method : {"svd", "gram", "randomized"}
         ``"svd"``: float64 LAPACK dgesdd on W, the same call ``scipy.linalg.svd`` makes
         (and so WeightWatcher on a CPU). ``"gram"``: float64 Gram matrix of the smaller side
         (dsyrk) and a symmetric eigensolver (dsyevd); about 2-3x faster, but eigenvalues
@@ -117,6 +139,12 @@ def esd(
     several matrices at once (:func:`esd_batch`).
     """
     n_threads = _threads.resolve_threads(threads)
+    options = _randomized_options(method, k, {"oversample": oversample, "power_iters":
+                                              power_iters, "seed": seed, "tol": tol})  # fmt: skip
+    if options:
+        from .esd_randomized import top_eigenvalues
+
+        return top_eigenvalues(W, scale=_check_scale(scale), **options).values
     matrix = as_matrix(W, "W")
     values, code, info = _run([matrix], method, [_check_scale(scale)], n_threads)[0]
     if code:
@@ -131,8 +159,17 @@ def esd_batch(
     scales: Sequence[float] | float = 1.0,
     threads: int | None = None,
     on_error: Literal["raise", "return"] = "raise",
+    k: int | None = None,
+    oversample: int | None = None,
+    power_iters: int | None = None,
+    seed: int | None = None,
+    tol: float | None = None,
 ) -> list[np.ndarray | ValueError | TypeError]:
     """Return the ESD of every matrix, in input order.
+
+    ``method="randomized"`` with ``k`` and its options as for :func:`esd`: the top-k of every
+    matrix, equal shapes next to each other, ``threads`` matrices at a time; each result
+    equals the single call's.
 
     Matrices of equal shape are grouped and the groups are decomposed largest first across a
     pool of ``threads`` worker threads, one single-threaded LAPACK call per matrix. Each
@@ -160,7 +197,8 @@ def esd_batch(
     if on_error not in ("raise", "return"):
         msg = f"on_error must be 'raise' or 'return', got {on_error!r}"
         raise ValueError(msg)
-    _method_code(method)
+    options = _randomized_options(method, k, {"oversample": oversample, "power_iters":
+                                              power_iters, "seed": seed, "tol": tol})  # fmt: skip
     n_threads = _threads.resolve_threads(threads)
     items = list(matrices)
     if np.ndim(scales) == 0:
@@ -174,28 +212,40 @@ def esd_batch(
     results: list[Any] = [None] * len(items)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     arrays: dict[int, np.ndarray] = {}
-    for k, item in enumerate(items):
+    for idx, item in enumerate(items):
         try:
-            arrays[k] = as_matrix(item, f"matrix {k}")
+            arrays[idx] = as_matrix(item, f"matrix {idx}")
         except (TypeError, ValueError) as exc:
-            results[k] = _tagged(exc, f"matrix {k}")
+            results[idx] = _tagged(exc, f"matrix {idx}")
             continue
-        groups[arrays[k].shape].append(k)
+        groups[arrays[idx].shape].append(idx)
 
     # Largest work first keeps the pool busy to the end; order does not change any value.
     def cost(shape: tuple[int, int]) -> int:
         big, small = max(shape), min(shape)
         return big * small * small
 
-    order = [k for shape in sorted(groups, key=cost, reverse=True) for k in groups[shape]]
-    if order:
+    order = [i for shape in sorted(groups, key=cost, reverse=True) for i in groups[shape]]
+    if order and options:
+        from .esd_randomized import top_eigenvalues
+
+        def one(i: int) -> Any:
+            try:
+                return top_eigenvalues(arrays[i], scale=scale_list[i], **options).values
+            except (TypeError, ValueError, RuntimeError) as exc:
+                return _tagged(type(exc)(f"matrix {i}: {exc}"), f"matrix {i}")
+
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            for i, value in zip(order, pool.map(one, order), strict=True):
+                results[i] = value
+    elif order:
         outputs = _run(
-            [arrays[k] for k in order], method, [scale_list[k] for k in order], n_threads
+            [arrays[i] for i in order], method, [scale_list[i] for i in order], n_threads
         )
-        for k, (values, code, info) in zip(order, outputs, strict=True):
-            what = f"matrix {k}"
-            results[k] = (
-                _tagged(_error_for(code, info, what, arrays[k].shape, method), what)
+        for i, (values, code, info) in zip(order, outputs, strict=True):
+            what = f"matrix {i}"
+            results[i] = (
+                _tagged(_error_for(code, info, what, arrays[i].shape, method), what)
                 if code
                 else values
             )

@@ -1,0 +1,412 @@
+"""Top-k ESDs with certified eigenvalues, and the power-law fit certified on them.
+
+The solver (:func:`top_eigenvalues`) finds the k largest eigenvalues of W^T W by a block
+Krylov method on the smaller of W W^T and W^T W, started from a seeded Gaussian block
+(Halko-Martinsson-Tropp's range finder with its power iterations kept as a Krylov basis),
+with a float64 Rayleigh-Ritz step after every block and a per-eigenvalue residual test. When
+the Krylov basis would cover a large part of the space, a dense symmetric eigensolve of the
+float64 Gram matrix is cheaper and is used instead (``route="dense"``).
+
+:func:`certified_spectrum` grows k until the power-law fit on the top-k is certified (xmin
+well inside the computed range); analyze(esd_method="randomized") calls
+:func:`layer_spectra` and :func:`patch_columns` (README "Randomized top-k ESDs").
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _threads
+from ._arrays import as_matrix
+from .fits import DEFAULT_THRESHOLD, fit_powerlaw_batch
+
+#: Default relative accuracy certified for every returned eigenvalue.
+DEFAULT_TOL = 1e-8
+#: Krylov block size is k + oversample.
+DEFAULT_OVERSAMPLE = 8
+#: At most this many Krylov block steps after the first block (the basis holds up to
+#: (power_iters + 1) blocks).
+DEFAULT_POWER_ITERS = 16
+#: A Krylov basis of more than this fraction of the space costs more than a dense eigensolve.
+DENSE_FRACTION = 0.5
+#: analyze(): the first k is n_evals / INITIAL_K_DIVISOR (at least MIN_K).
+INITIAL_K_DIVISOR, MIN_K = 8, 64
+#: analyze(): a top-k fit is accepted when at least max(MIN_BELOW, k * BELOW_FRACTION)
+#: computed eigenvalues lie below its xmin; otherwise k grows.
+MIN_BELOW, BELOW_FRACTION = 32, 0.25
+#: analyze(): layers whose smaller side is below this get the exact svd ESD (cheap enough).
+EXACT_BELOW = 1024
+
+Route = Literal["krylov-gram", "krylov-matrix", "dense"]
+Operator = Literal["auto", "gram", "matrix"]
+#: Columns analyze() cannot compute from a top-k ESD (NaN, or -1 for counts).
+UNAVAILABLE_FLOAT = ("entropy", "sv_min", "log_alpha_norm")
+UNAVAILABLE_INT = ("matrix_rank", "rank_loss", "weak_rank_loss")
+
+
+class ConvergenceError(RuntimeError):
+    """The Krylov iteration did not certify the requested eigenvalues."""
+
+
+@dataclass(frozen=True)
+class TopSpectrum:
+    """The k largest eigenvalues of (scale*W)^T (scale*W) with their error bounds.
+
+    Attributes
+    ----------
+    values : ndarray
+        The top-k eigenvalues, float64, ascending (all min(rows, cols) of them when
+        ``complete``).
+    bounds : ndarray
+        Absolute error bound of each value (same order).
+    n_evals : int
+        Length of the whole ESD, min(rows, cols).
+    frobenius_sq : float
+        Sum of all eigenvalues, ||scale*W||_F^2, computed from W exactly.
+    complete : bool
+        ``values`` is the whole ESD.
+    route : {"krylov-gram", "krylov-matrix", "dense"}
+    steps : int
+        Krylov block steps taken (0 for the dense route).
+    """
+
+    values: np.ndarray
+    bounds: np.ndarray
+    n_evals: int
+    frobenius_sq: float
+    complete: bool
+    route: str
+    steps: int
+
+
+def _small_side(w: np.ndarray) -> np.ndarray:
+    """S with S S^T the smaller Gram matrix of w (a view)."""
+    return w if w.shape[0] <= w.shape[1] else w.T
+
+
+def _gram(s: np.ndarray) -> np.ndarray:
+    g = s @ s.T  # NumPy computes A @ A.T with syrk
+    return (g + g.T) * 0.5
+
+
+def _choose_operator(m: int, n: int, columns: int, operator: Operator) -> str:
+    """Gram (m^2 n once, then 2 m^2 per column) or the matrix pair (4 m n per column)."""
+    if operator != "auto":
+        return operator
+    return "gram" if columns * (4.0 * m * n - 2.0 * m * m) >= float(m) * m * n else "matrix"
+
+
+def _orthonormal(x: np.ndarray) -> np.ndarray:
+    q, _ = np.linalg.qr(x)
+    return q
+
+
+def _rounding_floor(m: int, n: int, lambda_max: float) -> float:
+    """Allowance for float64 rounding in the Gram products and the Rayleigh-Ritz step,
+    8 (m + n) eps lambda_max (the residual bound cannot see it)."""
+    return 8.0 * (m + n) * float(np.finfo(np.float64).eps) * max(lambda_max, 0.0)
+
+
+def _ritz_bounds(theta: np.ndarray, res: np.ndarray, want: int) -> np.ndarray:
+    """Error bounds of the top ``want`` Ritz values (descending ``theta``, residual norms
+    ``res`` of the first len(res) Ritz pairs): min(||r||, ||r||^2 / gap), the gap being the
+    distance to the neighbouring Ritz values less their residual norms (Kato-Temple)."""
+    bounds = res[:want].copy()
+    for j in range(want):
+        gap = math.inf
+        for i in (j - 1, j + 1):
+            if 0 <= i < len(theta):
+                slack = res[i] if i < len(res) else math.inf
+                gap = min(gap, abs(theta[j] - theta[i]) - slack)
+        if gap > 0:
+            bounds[j] = min(bounds[j], res[j] ** 2 / gap)
+    return bounds
+
+
+def _krylov(
+    apply: Any, m: int, n: int, k: int, block: int, steps: int, tol: float,
+    rng: np.random.Generator, cap: float,
+) -> tuple[np.ndarray, np.ndarray, bool, int]:  # fmt: skip
+    """Block Krylov with Rayleigh-Ritz after every block, the basis growing to at most
+    ``cap`` columns; returns the top-k values (descending), their bounds, whether all are
+    within tol, and the steps taken."""
+    q = _orthonormal(rng.standard_normal((m, block)))
+    basis, images = [q], [apply(q)]
+    for step in range(steps + 1):
+        v, av = np.hstack(basis), np.hstack(images)
+        h = v.T @ av
+        theta, y = np.linalg.eigh((h + h.T) * 0.5)
+        theta, y = theta[::-1], y[:, ::-1]
+        want = min(k + 1, len(theta))
+        yk = y[:, :want]
+        residual = av @ yk - (v @ yk) * theta[:want]
+        res = np.linalg.norm(residual, axis=0)
+        bounds = _ritz_bounds(theta, res, k) + _rounding_floor(m, n, theta[0])
+        full = v.shape[1] + block > cap
+        if np.all(bounds <= tol * np.abs(theta[:k])) or step == steps or full:
+            ok = bool(np.all(bounds <= tol * np.abs(theta[:k])))
+            return theta[:k], bounds, ok, step
+        z = images[-1]
+        z = z - v @ (v.T @ z)
+        z = z - v @ (v.T @ z)  # twice is enough (Kahan-Parlett)
+        z = _orthonormal(z)
+        basis.append(z)
+        images.append(apply(z))
+    raise AssertionError  # pragma: no cover - the loop always returns
+
+
+def _check_k(k: Any, n_evals: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        msg = f"k must be a positive int, got {k!r}"
+        raise ValueError(msg)
+    return min(int(k), n_evals)
+
+
+def top_eigenvalues(
+    W: Any,
+    k: int,
+    *,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    power_iters: int = DEFAULT_POWER_ITERS,
+    seed: int = 0,
+    tol: float = DEFAULT_TOL,
+    scale: float = 1.0,
+    operator: Operator = "auto",
+    on_failure: Literal["raise", "dense", "return"] = "raise",
+) -> TopSpectrum:
+    """Return the k largest eigenvalues of (scale*W)^T (scale*W), each certified to ``tol``.
+
+    Parameters
+    ----------
+    W : array of shape (rows, cols)
+        Any float array or CPU torch tensor; converted to float64 once.
+    k : int
+        Number of eigenvalues (capped at min(rows, cols)).
+    oversample : int
+        The Krylov block has k + oversample columns.
+    power_iters : int
+        Block steps after the first (the basis grows to at most power_iters + 1 blocks).
+    seed : int
+        Seeds the Gaussian start block; the same seed gives the same numbers for any
+        thread count (BLAS runs single-threaded inside).
+    tol : float
+        Relative accuracy: every returned value theta_j has |theta_j - lambda_j| <= tol *
+        theta_j by the bound of Notes.
+    operator : {"auto", "gram", "matrix"}
+        Apply W W^T (smaller side) as a float64 Gram matrix built once ("gram") or as two
+        products with W per block ("matrix"); "auto" picks the cheaper by flop count.
+    on_failure : {"raise", "dense", "return"}
+        When the bound is not met after ``power_iters`` steps: raise
+        :class:`ConvergenceError`, take the dense route, or return the values with their
+        (too large) ``bounds``.
+
+    Notes
+    -----
+    Ritz values of a Rayleigh-Ritz step are lower bounds of the eigenvalues they approximate
+    (Cauchy interlacing); the error bound of each is min(||r||, ||r||^2 / gap) with r = A x -
+    theta x computed in float64 and the gap taken to the neighbouring Ritz values less their
+    residuals. As with any Krylov solver, an eigenvector orthogonal to the random start
+    block would be missed unnoticed; oversampling makes this improbable. When the basis would
+    exceed half the space the dense route (float64 Gram + LAPACK dsyevd) is taken.
+    Every bound includes a float64 rounding allowance of 8 (rows + cols) eps lambda_max,
+    which is all the dense route's bound holds (its small eigenvalues are only that
+    accurate, as with esd(method="gram")).
+    """
+    for name, value in (("oversample", oversample), ("power_iters", power_iters)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            msg = f"{name} must be an int >= 0, got {value!r}"
+            raise ValueError(msg)
+    if operator not in ("auto", "gram", "matrix"):
+        msg = f"operator must be 'auto', 'gram' or 'matrix', got {operator!r}"
+        raise ValueError(msg)
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        msg = f"tol must be in (0, 1), got {tol!r}"
+        raise ValueError(msg)
+    matrix = as_matrix(W, "W")
+    if not np.all(np.isfinite(matrix)):
+        msg = f"W (shape {matrix.shape}) contains NaN or Inf values"
+        raise ValueError(msg)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-krylov") as pool:
+        # OpenBLAS rounds differently in the main thread and in other threads (measured here:
+        # ~1e-15 relative), so every solve runs in a worker thread, as esd_batch's do
+        return pool.submit(_solve, matrix, k, int(oversample), int(power_iters), seed, tol,
+                           float(scale), operator, on_failure).result()  # fmt: skip
+
+
+def _solve(
+    matrix: np.ndarray, k: int, oversample: int, power_iters: int, seed: int, tol: float,
+    scale: float, operator: Operator, on_failure: str,
+) -> TopSpectrum:  # fmt: skip
+    w = np.asarray(matrix, dtype=np.float64) * scale
+    s = _small_side(w)
+    m, n = s.shape
+    k = _check_k(k, m)
+    block = min(m, k + int(oversample))
+    with _threads.single_threaded_blas():
+        frob = float(np.einsum("ij,ij->", w, w))
+        cap = DENSE_FRACTION * m
+        if 2 * block > cap:  # not even two blocks fit: the dense solve is cheaper
+            return _dense(s, m, n, frob)
+        route = _choose_operator(m, n, min(cap, block * (int(power_iters) + 1)), operator)
+        if route == "gram":
+            g = _gram(s)
+
+            def apply(x: np.ndarray) -> np.ndarray:
+                return g @ x
+        else:
+
+            def apply(x: np.ndarray) -> np.ndarray:
+                return s @ (s.T @ x)
+
+        rng = np.random.default_rng(seed)
+        theta, bounds, ok, steps = _krylov(apply, m, n, k, block, int(power_iters), tol, rng, cap)
+        if not ok and (steps < power_iters or on_failure == "dense"):
+            return _dense(s, m, n, frob)  # the basis reached the cap, or asked for
+    if not ok and on_failure == "raise":
+        worst = float(np.max(bounds / np.abs(theta)))
+        msg = (f"randomized ESD of shape {matrix.shape}: top-{k} eigenvalues certified only "
+               f"to {worst:.2e} relative after {steps} steps (tol {tol:g}); raise "
+               f"power_iters or oversample")  # fmt: skip
+        raise ConvergenceError(msg)
+    values = np.maximum(theta[::-1], 0.0)
+    return TopSpectrum(values, bounds[::-1].copy(), m, frob, k == m, f"krylov-{route}", steps)
+
+
+def _dense(s: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
+    from .esd import esd_batch  # the compiled Gram + dsyevd kernel, faster than SciPy's here
+
+    values = np.maximum(esd_batch([s], method="gram", threads=1)[0], 0.0)
+    bound = _rounding_floor(m, n, float(values[-1]))
+    return TopSpectrum(values, np.full(m, bound), m, frob, True, "dense", 0)
+
+
+@dataclass(frozen=True)
+class CertifiedSpectrum:
+    """A layer matrix's ESD as analyze(esd_method="randomized") uses it."""
+
+    spectrum: TopSpectrum
+    ks: tuple[int, ...]  # every k tried, in order
+
+
+def _accepted(values: np.ndarray, fit: Any) -> bool:
+    """Whether the fit on the top-k ``values`` is the full ESD's fit by the edge rule."""
+    if values[0] <= DEFAULT_THRESHOLD:
+        return True  # every value the fit uses has been computed
+    if fit.status != "success":
+        return False
+    below = fit.xmin_index
+    return below >= max(MIN_BELOW, BELOW_FRACTION * len(values))
+
+
+def certified_spectrum(
+    W: Any, *, scale: float = 1.0, seed: int = 0, tol: float = DEFAULT_TOL,
+    k0: int | None = None,
+) -> CertifiedSpectrum:  # fmt: skip
+    """Grow k until the power-law fit of the top-k eigenvalues is certified.
+
+    A fit on the top-k is accepted when its xmin has at least max(32, k/4) computed
+    eigenvalues below it (the KS minimum is then interior, not at the edge of the
+    computed range), or when the computed range reaches the fit threshold. Otherwise k
+    becomes max(2k, 4/3 * (num_pl_spikes + 32)) and the top-k is recomputed, up to the whole
+    spectrum (the dense route, also taken when the Krylov iteration does not certify).
+    """
+    s_shape = np.shape(W)
+    n_evals = min(s_shape)
+    k = min(n_evals, k0 or max(MIN_K, n_evals // INITIAL_K_DIVISOR))
+    ks = []
+    while True:
+        ks.append(k)
+        spec = top_eigenvalues(W, k, seed=seed, tol=tol, scale=scale, on_failure="dense")
+        if spec.complete:
+            return CertifiedSpectrum(spec, tuple(ks))
+        fit = fit_powerlaw_batch([spec.values], threads=1)[0]
+        if _accepted(spec.values, fit):
+            return CertifiedSpectrum(spec, tuple(ks))
+        spikes = fit.num_pl_spikes if fit.status == "success" else k
+        k = min(n_evals, max(2 * k, math.ceil((spikes + MIN_BELOW) / (1 - BELOW_FRACTION))))
+
+
+#: Where analyze() keeps a layer's CertifiedSpectrum (in its plan's ``extra``).
+EXTRA_KEY = "_randomized_esd"
+
+
+def check_options(**options: Any) -> None:
+    """Reject analyze() options that need the whole spectrum (or WeightWatcher's svd)."""
+    bad = [f"{name}={value!r}" for name, value in options.items()
+           if value not in (None, False, "PL")]  # fmt: skip
+    if bad:
+        msg = (f"esd_method='randomized' computes only the top of each ESD; it cannot be "
+               f"combined with {', '.join(bad)} (use esd_method='svd' or 'gram')")  # fmt: skip
+        raise ValueError(msg)
+
+
+def layer_spectra(
+    owners: list[Any], matrices: list[np.ndarray], scales: list[float], *, threads: int,
+    seed: int | None,
+) -> list[Any]:  # fmt: skip
+    """Each matrix's ESD for analyze(esd_method="randomized"), as esd_batch returns them.
+
+    A layer of one matrix whose smaller side is at least EXACT_BELOW gets its certified
+    top-k (:func:`certified_spectrum`, recorded in ``plan.extra[EXTRA_KEY]``); every other
+    matrix (small ones, conv2d slices, LoRA products) gets the exact svd ESD.
+    """
+    from .esd import _tagged, esd_batch
+
+    spectra: list[Any] = [None] * len(matrices)
+    certified: list[tuple[Any, int]] = []
+    exact: list[int] = []
+    for plan, first, count, keep_top in owners:
+        big = count == 1 and keep_top is None and min(matrices[first].shape) >= EXACT_BELOW
+        if big:
+            certified.append((plan, first))
+        else:
+            exact.extend(range(first, first + count))
+    if exact:
+        values = esd_batch([matrices[i] for i in exact], method="svd",
+                           scales=[scales[i] for i in exact], threads=threads,
+                           on_error="return")  # fmt: skip
+        for i, value in zip(exact, values, strict=True):
+            spectra[i] = value
+
+    def one(item: tuple[Any, int]) -> Any:
+        plan, i = item
+        try:
+            result = certified_spectrum(matrices[i], scale=scales[i], seed=seed or 0)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            return _tagged(type(exc)(f"matrix {i}: {exc}"), f"matrix {i}")
+        plan.extra[EXTRA_KEY] = result
+        return result.spectrum.values
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for (_, i), value in zip(certified, pool.map(one, certified), strict=True):
+            spectra[i] = value
+    return spectra
+
+
+def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
+    """Correct the metric columns of layers whose ESD is a top-k: norm, log_norm and
+    stable_rank from the exact Frobenius norm, num_evals the whole ESD's length; the columns
+    that need every eigenvalue become NaN (-1 for counts) with a note in status_reason."""
+    for k, (plan, _, _) in enumerate(pooled):
+        result = plan.extra.get(EXTRA_KEY)
+        if result is None or result.spectrum.complete:
+            continue
+        spec = result.spectrum
+        columns["norm"][k] = spec.frobenius_sq
+        columns["log_norm"][k] = math.log10(spec.frobenius_sq)
+        columns["stable_rank"][k] = spec.frobenius_sq / spec.values[-1]
+        columns["num_evals"][k] = spec.n_evals
+        for col in UNAVAILABLE_FLOAT:
+            columns[col][k] = math.nan
+        for col in UNAVAILABLE_INT:
+            columns[col][k] = -1
+        note = (f"randomized ESD: top {len(spec.values)} of {spec.n_evals} eigenvalues "
+                f"(k tried: {', '.join(map(str, result.ks))}); "
+                f"{', '.join(UNAVAILABLE_FLOAT + UNAVAILABLE_INT)} not available")  # fmt: skip
+        reason = columns["status_reason"][k]
+        columns["status_reason"][k] = f"{reason}; {note}" if reason else note
