@@ -16,6 +16,7 @@ from ._frame import frame_from_columns
 from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
+from .device import check_device, device_matrices, device_spectra, resolve_device
 from .esd import EsdMethod, esd_batch
 from .fits import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
@@ -368,6 +369,7 @@ def analyze(
     fix_fingers: Literal["clip_xmax", "xmin_peak"] | None = None,
     max_fingers: int = 10,
     xmax: float | Literal["force"] | None = None,
+    device: Literal["cpu", "cuda", "auto"] = "cpu",
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -437,6 +439,11 @@ def analyze(
         ``"force"`` (the largest eigenvalue). Compat with fit="TPL"/"E_TPL" follows powerlaw
         as WeightWatcher 0.7.7 calls it: D's CDF is renormalised at xmax; ``"force"`` with
         fit="PL" is invalid in compat and changes nothing by default (hts_fast.xmax).
+    device
+        ``"cpu"``; ``"cuda"``: the eigensolves on the GPU for a model whose weights are
+        already there (with esd_method="gram"; nothing is moved between devices, a host
+        model raises RuntimeError); ``"auto"``: the GPU when the weights are on it
+        (hts_fast.device).
     compare
         Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
         lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
@@ -462,7 +469,7 @@ def analyze(
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
         detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
-        xmax=xmax,
+        xmax=xmax, device=device,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
 
@@ -513,6 +520,7 @@ class _Options:
     fix_fingers: str | None = None
     max_fingers: int = 10
     xmax: Xmax = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _check_compat(self.compat)
@@ -533,6 +541,7 @@ class _Options:
             raise ValueError(msg)
         xmax = check_xmax(self.xmax, fit=fit, compat=self.compat, fix_fingers=fix_fingers)
         object.__setattr__(self, "xmax", xmax)
+        check_device(self.device, esd_method=self.esd_method, compat=self.compat)
         if self.esd_method == "randomized":
             esd_randomized.check_options(compat=self.compat, peft=self.peft,
                                          randomize=self.randomize, mp_fit=self.mp_fit,
@@ -577,6 +586,7 @@ def _analyze_models(
                 continue
             batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
         active = [plan for member in batch for plan in member.active]
+        device = resolve_device(opt.device, [p.layer.weight for p in active], opt.esd_method)
 
     # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
     # the next chunk is read by a background thread while this one is decomposed, and a
@@ -586,7 +596,7 @@ def _analyze_models(
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
     def read(k: int) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
-        return _extract(chunks[k], compat, opt.conv2d_norm, opt.esd_method)
+        return _extract(chunks[k], compat, opt.conv2d_norm, opt.esd_method, device)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read") as reader:
         upcoming = None
@@ -595,7 +605,9 @@ def _analyze_models(
                 owners, matrices, scales = upcoming.result() if upcoming else read(k)
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
             with timer.stage("esd"):
-                if opt.esd_method == "randomized":
+                if device == "cuda":
+                    spectra = device_spectra(matrices, scales)
+                elif opt.esd_method == "randomized":
                     spectra = esd_randomized.layer_spectra(owners, matrices, scales,
                                                            threads=n_threads, seed=opt.seed)  # fmt: skip
                 else:
@@ -735,8 +747,9 @@ def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
 
 
 def _extract(
-    active: list[_Planned], compat: str | None, conv2d_norm: bool, esd_method: str
-) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
+    active: list[_Planned], compat: str | None, conv2d_norm: bool, esd_method: str,
+    device: str = "cpu",
+) -> tuple[list[_Owner], list[np.ndarray], list[float]]:  # fmt: skip
     """Read each layer's weight and cut it into matrices; failures become failed rows."""
     matrices: list[np.ndarray] = []
     scales: list[float] = []
@@ -744,7 +757,10 @@ def _extract(
     for plan in active:
         plan.row = _base_row(plan, esd_method)
         try:
-            if isinstance(plan.layer.weight, LoraProduct):
+            if device == "cuda":
+                parts = device_matrices(plan.layer.weight, plan.layer.layer_type,
+                                        conv2d_norm=conv2d_norm)  # fmt: skip
+            elif isinstance(plan.layer.weight, LoraProduct):
                 parts = plan.layer.weight.layer_matrices(compat)
             else:
                 array = read_weight(plan.layer.weight, compat)
