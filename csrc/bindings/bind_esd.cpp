@@ -8,6 +8,7 @@
 
 #include "bindings.hpp"
 #include "hts/esd.hpp"
+#include "hts/layer_spectra.hpp"
 
 namespace py = pybind11;
 
@@ -79,6 +80,60 @@ void register_esd(py::module_& m) {
         },
         py::arg("matrices"), py::arg("method"), py::arg("scales"), py::arg("threads"),
         "ESDs of many matrices: list of (eigenvalues, error code, LAPACK info).");
+
+    m.def(
+        "layer_spectra",
+        [](const std::vector<py::array>& matrices, const std::vector<double>& scales,
+           const std::vector<std::int64_t>& firsts, const std::vector<std::int64_t>& counts,
+           const std::vector<std::int64_t>& keep_tops, const std::vector<double>& Ns, int method,
+           double threshold, std::int64_t small_n_cutoff, std::int64_t small_n_min_tail,
+           int threads) {
+            if (scales.size() != matrices.size())
+                throw py::value_error("one scale per matrix is required");
+            const std::size_t num = firsts.size();
+            if (counts.size() != num || keep_tops.size() != num || Ns.size() != num)
+                throw py::value_error("firsts, counts, keep_tops and Ns differ in length");
+            std::vector<LayerGroup> groups(num);
+            for (std::size_t g = 0; g < num; ++g) {
+                if (firsts[g] < 0 || counts[g] < 1 ||
+                    firsts[g] + counts[g] > static_cast<std::int64_t>(matrices.size()))
+                    throw py::value_error("a layer's matrices lie outside the batch");
+                groups[g] = LayerGroup{firsts[g], counts[g], keep_tops[g], Ns[g]};
+            }
+            std::vector<MatrixView> views;
+            views.reserve(matrices.size());
+            for (const auto& a : matrices) views.push_back(view_of(a));
+            const PowerLawOptions options =
+                make_options(threshold, small_n_cutoff, small_n_min_tail);
+            std::vector<LayerSpectrum> out(num);
+            {
+                py::gil_scoped_release release;  // `matrices` keeps the inputs alive
+                layer_spectra(views.data(), scales.data(), groups.data(),
+                              static_cast<std::int64_t>(num), static_cast<EsdMethod>(method),
+                              options, out.data(), threads);
+            }
+            py::list result;
+            for (auto& r : out) {
+                result.append(py::make_tuple(
+                    py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
+                                        r.pooled.data()),
+                    py::array_t<double>(static_cast<py::ssize_t>(r.top_sv.size()),
+                                        r.top_sv.data()),
+                    py::array_t<double>(static_cast<py::ssize_t>(r.bottom_sv.size()),
+                                        r.bottom_sv.data()),
+                    py::array_t<std::int64_t>(static_cast<py::ssize_t>(r.lost.size()),
+                                              r.lost.data()),
+                    static_cast<int>(r.esd.error), r.esd.info, r.failed_matrix,
+                    as_tuple(r.fit)));
+            }
+            return result;
+        },
+        py::arg("matrices"), py::arg("scales"), py::arg("firsts"), py::arg("counts"),
+        py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
+        py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("threads"),
+        "Per layer (a run of matrices): ESDs pooled and sorted, per-matrix sv summaries and "
+        "the power-law fit, one thread per layer. Returns a list of (pooled, top_sv, "
+        "bottom_sv, lost, esd error code, LAPACK info, failed matrix index, fit tuple).");
 
     m.def(
         "_half_to_double",

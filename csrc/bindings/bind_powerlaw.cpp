@@ -12,21 +12,6 @@ namespace py = pybind11;
 namespace hts::bindings {
 namespace {
 
-PowerLawOptions make_options(double threshold, std::int64_t small_n_cutoff,
-                             std::int64_t small_n_min_tail) {
-    PowerLawOptions o;
-    o.threshold = threshold;
-    o.small_n_cutoff = small_n_cutoff;
-    o.small_n_min_tail = small_n_min_tail;
-    return o;
-}
-
-py::tuple as_tuple(const PowerLawFitResult& r) {
-    return py::make_tuple(r.alpha, r.xmin, r.xmax, r.D, r.sigma, r.num_pl_spikes, r.num_fit,
-                          r.xmin_index, static_cast<int>(r.method), static_cast<int>(r.error),
-                          r.bad_index);
-}
-
 }  // namespace
 
 void register_powerlaw(py::module_& m) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "hts/powerlaw.hpp"
+
 namespace hts::bindings {
 void register_lapack(pybind11::module_& m);
 void register_powerlaw(pybind11::module_& m);
@@ -39,5 +41,21 @@ inline SpectraView view_of(const std::vector<InputArray>& spectra) {
         v.counts.push_back(a.size());
     }
     return v;
+}
+
+inline PowerLawOptions make_options(double threshold, std::int64_t small_n_cutoff,
+                                    std::int64_t small_n_min_tail) {
+    PowerLawOptions o;
+    o.threshold = threshold;
+    o.small_n_cutoff = small_n_cutoff;
+    o.small_n_min_tail = small_n_min_tail;
+    return o;
+}
+
+// A fit result as the tuple hts_fast.fits reads (field order of fits._to_result).
+inline pybind11::tuple as_tuple(const PowerLawFitResult& r) {
+    return pybind11::make_tuple(r.alpha, r.xmin, r.xmax, r.D, r.sigma, r.num_pl_spikes,
+                                r.num_fit, r.xmin_index, static_cast<int>(r.method),
+                                static_cast<int>(r.error), r.bad_index);
 }
 }  // namespace hts::bindings

@@ -17,7 +17,7 @@ from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
 from .device import check_device, device_matrices, device_spectra, resolve_device
-from .esd import EsdMethod, esd_batch
+from .esd import EsdMethod, esd_batch, layer_spectra
 from .fits import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
     COMPAT,
@@ -29,7 +29,13 @@ from .layer_matrices import (
     read_weight,
 )
 from .layers import Layer, apply_filters, discover_layers
-from .metrics import batch_norm_metrics, batch_slice_stats, warning_label
+from .metrics import (
+    SliceSummary,
+    batch_norm_metrics,
+    batch_slice_stats,
+    layer_slice_stats,
+    warning_label,
+)
 from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
@@ -592,6 +598,10 @@ def _analyze_models(
     # the next chunk is read by a background thread while this one is decomposed, and a
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
+    # the plain power-law fit runs inside the ESD threads, layer by layer (esd.layer_spectra)
+    fused = (fit == "PL" and not fix_fingers and device == "cpu"
+             and opt.esd_method in ("svd", "gram") and not isinstance(opt.xmax, float))  # fmt: skip
+    fused_fits: list[PowerLawFit] = []
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
@@ -604,8 +614,13 @@ def _analyze_models(
             with timer.stage("extract"):
                 owners, matrices, scales = upcoming.result() if upcoming else read(k)
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
-            with timer.stage("esd"):
-                if device == "cuda":
+            with timer.stage("esd+fit" if fused else "esd"):
+                if fused:
+                    done, chunk_fits = _layer_spectra(owners, matrices, scales, opt.esd_method,
+                                                      compat, n_threads)  # fmt: skip
+                    pooled.extend(done)
+                    fused_fits.extend(chunk_fits)
+                elif device == "cuda":
                     spectra = device_spectra(matrices, scales)
                 elif opt.esd_method == "randomized":
                     spectra = esd_randomized.layer_spectra(owners, matrices, scales,
@@ -613,19 +628,22 @@ def _analyze_models(
                 else:
                     spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
                                         threads=n_threads, on_error="return")  # fmt: skip
-                done = _pool(owners, spectra, compat)
-                pooled.extend(done)
+                if not fused:
+                    done = _pool(owners, spectra, compat)
+                    pooled.extend(done)
             if opt.randomize:
                 with timer.stage("randomize"):
                     _randomize(owners, matrices, scales, done, compat=bool(compat), seed=opt.seed,
                                esd_method=opt.esd_method, threads=n_threads,
                                stream=stream)  # fmt: skip
-            del owners, matrices, scales, spectra
+            del owners, matrices, scales
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
         fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
-        if fix_fingers == "clip_xmax":
+        if fused:
+            fits = fused_fits
+        elif fix_fingers == "clip_xmax":
             fits, raw_alphas, fingers = _clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
             fits = _peak_fits(pooled, compat, n_threads)
@@ -773,6 +791,27 @@ def _extract(
         matrices.extend(parts.matrices)
         scales.extend([parts.scale] * len(parts.matrices))
     return owners, matrices, scales
+
+
+def _layer_spectra(
+    owners: list[_Owner], matrices: list[np.ndarray], scales: list[float], method: str,
+    compat: str | None, threads: int,
+) -> tuple[list[tuple[_Planned, np.ndarray, Any]], list[PowerLawFit]]:  # fmt: skip
+    """_pool() and the power-law fits of a chunk in one compiled pass (esd.layer_spectra);
+    each pooled entry carries its matrices' sv summaries instead of their spectra."""
+    layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
+    Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
+    results = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads)
+    pooled, fits = [], []
+    for (plan, _, _, _), result in zip(owners, results, strict=True):
+        if isinstance(result, Exception):
+            detail = getattr(result, "detail", f": {result}")
+            _failed_row(plan.row, f"weight{detail}", compat=bool(compat))
+            continue
+        evals, summary, fit = result
+        pooled.append((plan, evals, SliceSummary(*summary)))
+        fits.append(fit)
+    return pooled, fits
 
 
 def _pool(
@@ -987,9 +1026,17 @@ def _metric_columns(
     alpha = np.array(columns["alpha"], dtype=np.float64)
     columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
                                       compat=compat, tolerance=tolerance))  # fmt: skip
-    slices = [part for _, _, parts in pooled for part in parts]
-    owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
-    columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
+    if isinstance(pooled[0][2], SliceSummary):  # computed with the ESDs (esd.layer_spectra)
+        summaries = [parts for _, _, parts in pooled]
+        owner = np.repeat(np.arange(len(pooled)), [len(s.top) for s in summaries])
+        columns.update(layer_slice_stats(
+            np.concatenate([s.top for s in summaries]),
+            np.concatenate([s.bottom for s in summaries]),
+            np.concatenate([s.lost for s in summaries]), owner, len(pooled), compat=compat))  # fmt: skip
+    else:
+        slices = [part for _, _, parts in pooled for part in parts]
+        owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
+        columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
     columns["has_esd"] = [True] * len(pooled)
     return columns
 

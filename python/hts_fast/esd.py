@@ -254,3 +254,63 @@ def esd_batch(
             if isinstance(result, Exception):
                 raise result
     return results
+
+
+def layer_spectra(
+    matrices: Sequence[Any], scales: Sequence[float], layers: Sequence[tuple[int, int, int | None]],
+    Ns: Sequence[float], *, method: str = "svd", threads: int | None = None,
+) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], Any] | Exception]:  # fmt: skip
+    """Each layer's pooled ESD, per-matrix summaries and power-law fit, in one compiled pass.
+
+    ``layers``: (first, count, keep_top) per layer, its matrices being
+    ``matrices[first:first + count]`` (keep_top: keep only that many largest pooled
+    eigenvalues, else None). ``Ns``: each layer's N (rank-loss tolerance). One thread handles
+    a layer from its decompositions to its fit, so the fits of finished layers overlap the
+    decompositions of the others; the results equal :func:`esd_batch`, pooling with
+    ``np.sort`` and :func:`hts_fast.fits.fit_powerlaw_batch` bit for bit.
+
+    Returns per layer either (pooled ascending ESD, (sqrt of each matrix's largest and
+    smallest eigenvalue, its rank-loss count), PowerLawFit) or the exception of its first
+    bad matrix (``detail``: the message after "matrix k", as esd_batch's).
+    """
+    from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
+
+    code = _method_code(method)
+    n_threads = _threads.resolve_threads(threads)
+    arrays: list[np.ndarray] = []
+    bad: dict[int, Exception] = {}
+    for idx, item in enumerate(matrices):
+        if not (type(item) is np.ndarray and item.ndim == 2 and item.dtype.kind == "f"
+                and item.dtype.isnative and item.size):  # fmt: skip
+            try:
+                item = as_matrix(item, f"matrix {idx}")
+            except (TypeError, ValueError) as exc:
+                bad[idx] = _tagged(exc, f"matrix {idx}")
+                item = np.zeros((1, 1))
+        arrays.append(item)
+    scale_list = [_check_scale(s) for s in scales]
+    keep = [k for k, (first, count, _) in enumerate(layers)
+            if not any(i in bad for i in range(first, first + count))]  # fmt: skip
+    with _threads.single_threaded_blas():
+        outputs = core.layer_spectra(
+            arrays, scale_list, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
+            [-1 if layers[k][2] is None else layers[k][2] for k in keep],
+            [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
+            SMALL_N_MIN_TAIL, n_threads)  # fmt: skip
+    results: list[Any] = [None] * len(layers)
+    for k, (first, count, _) in enumerate(layers):
+        failed = next((i for i in range(first, first + count) if i in bad), None)
+        if failed is not None:
+            results[k] = bad[failed]
+    for k, (pooled, top, bottom, lost, error, info, where, fields) in zip(keep, outputs,
+                                                                        strict=True):  # fmt: skip
+        if error:
+            what = f"matrix {where}"
+            results[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
+        else:
+            results[k] = (
+                pooled,
+                (top, bottom, lost),
+                _to_result(fields, pooled, DEFAULT_THRESHOLD),
+            )
+    return results

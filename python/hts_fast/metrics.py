@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -49,6 +51,25 @@ def batch_slice_stats(
     bottoms = flat[starts]
     tol = np.repeat(tops * N[owner] * EPS64, lengths)
     lost = np.add.reduceat((flat <= tol).astype(np.int64), starts)
+    return layer_slice_stats(tops, bottoms, lost, owner, num_layers, compat=compat)
+
+
+class SliceSummary(NamedTuple):
+    """Per matrix of one layer: sqrt of its largest and smallest eigenvalue (sv_max, sv_min)
+    and its rank-loss count, as batch_slice_stats() computes them."""
+
+    top: np.ndarray
+    bottom: np.ndarray
+    lost: np.ndarray
+
+
+def layer_slice_stats(
+    tops: np.ndarray, bottoms: np.ndarray, lost: np.ndarray, owner: np.ndarray,
+    num_layers: int, *, compat: bool,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """sv_max, sv_min and rank_loss per layer from per-matrix summaries (``owner[k]``: the
+    layer of matrix k, non-decreasing; sv_min: the smallest, or in compat mode
+    WeightWatcher's largest, of the matrices' smallest singular values)."""
     layer_starts = np.searchsorted(owner, np.arange(num_layers))
     pick_min = np.maximum if compat else np.minimum
     return {

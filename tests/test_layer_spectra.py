@@ -1,0 +1,62 @@
+"""esd.layer_spectra (ESDs + pooling + fit per layer in one compiled pass) equals the separate
+steps: esd_batch, np.sort of the concatenation, fit_powerlaw_batch, batch_slice_stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hts_fast.esd import esd_batch, layer_spectra
+from hts_fast.fits import fit_powerlaw_batch
+from hts_fast.metrics import batch_slice_stats, layer_slice_stats
+
+
+def _batch():
+    rng = np.random.default_rng(7)
+    conv = rng.standard_t(3.0, (24, 16, 3, 3)).astype(np.float32)
+    matrices = [conv[:, :, i, j] for i in range(3) for j in range(3)]  # strided views
+    matrices += [rng.standard_t(4.0, (200, 60)), rng.normal(size=(30, 90)).astype(np.float16)]
+    matrices += [rng.normal(size=(3, 40, 20))[k] for k in range(3)]  # pooled, top 20 kept
+    bad = rng.normal(size=(20, 10))
+    bad[2, 3] = np.inf
+    matrices += [bad, rng.normal(size=(12, 12))]
+    layers = [(0, 9, None), (9, 1, None), (10, 1, None), (11, 3, 20), (14, 2, None)]
+    Ns = [24.0, 200.0, 90.0, 40.0, 20.0]
+    scales = [0.5**0.5] * 9 + [1.0] * 7
+    return matrices, scales, layers, Ns
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_equals_the_separate_steps(method, threads):
+    matrices, scales, layers, Ns = _batch()
+    fused = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads)
+    spectra = esd_batch(matrices, method=method, scales=scales, on_error="return")
+    for (first, count, keep), N, got in zip(layers, Ns, fused, strict=True):
+        parts = spectra[first : first + count]
+        if any(isinstance(p, Exception) for p in parts):
+            assert isinstance(got, ValueError)
+            assert "NaN or Inf" in str(got)
+            assert got.detail.startswith(" (shape (20, 10))")
+            continue
+        pooled = np.sort(np.concatenate(parts)) if count > 1 else parts[0]
+        if keep is not None:
+            pooled = pooled[-keep:]
+            parts = [pooled]
+        evals, (top, bottom, lost), fit = got
+        np.testing.assert_array_equal(evals, pooled)
+        assert fit == fit_powerlaw_batch([pooled])[0]
+        owner = np.zeros(len(parts), dtype=np.intp)
+        expected = batch_slice_stats(parts, owner, np.array([N]), 1, compat=False)
+        got_stats = layer_slice_stats(top, bottom, lost, owner, 1, compat=False)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(got_stats[key], value)
+
+
+def test_a_matrix_that_cannot_be_read_fails_only_its_layer():
+    rng = np.random.default_rng(1)
+    good = rng.normal(size=(30, 20))
+    results = layer_spectra([good, np.zeros((0, 4)), good], [1.0] * 3,
+                            [(0, 1, None), (1, 1, None), (2, 1, None)], [30, 4, 30])  # fmt: skip
+    assert isinstance(results[1], ValueError)
+    assert "empty" in str(results[1])
+    np.testing.assert_array_equal(results[0][0], results[2][0])
