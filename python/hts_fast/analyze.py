@@ -65,6 +65,9 @@ OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
                       "num_ERG_spikes"}  # fmt: skip
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
+#: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
+#: tail) and the standard errors of alpha and Lambda from the observed Fisher information
+TPL_COLUMNS = ["tpl_loglik", "alpha_se", "Lambda_se"]
 #: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
 PHASE_COLUMN = "phase"
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
@@ -430,7 +433,8 @@ def analyze(
         ``"PL"`` (power law, the default), ``"TPL"`` (truncated power law, xmin over every
         eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
         range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
-        its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search).
+        its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search); our columns
+        tpl_loglik, alpha_se and Lambda_se after the others.
     fix_fingers, max_fingers
         ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
         from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
@@ -650,7 +654,7 @@ def _analyze_models(
         elif fit == "PL":
             fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled], threads=n_threads)
         else:
-            fits, lambdas = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
+            fits, tpl_columns = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
@@ -661,7 +665,7 @@ def _analyze_models(
             columns["raw_alpha"], columns["num_fingers"] = raw_alphas, fingers
         if fit != "PL":
             option_columns.append("Lambda")
-            columns["Lambda"] = lambdas
+            columns.update(tpl_columns)
         if opt.peft:
             option_columns.append(PEFT_COLUMN)
             columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
@@ -681,6 +685,8 @@ def _analyze_models(
             if opt.mp_fit:
                 columns[PHASE_COLUMN] = phases(columns, mp_ok)
         ours = [PHASE_COLUMN] if opt.mp_fit else []
+        if fit != "PL":
+            ours += TPL_COLUMNS
         if opt.compare:
             ours += COMPARE_COLUMNS
             tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
@@ -928,14 +934,16 @@ def _peak_fits(
 def _tpl_fits(
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fit: str, compat: str | None,
     threads: int, xmax: Xmax = None,
-) -> tuple[list[PowerLawFit], list[float]]:  # fmt: skip
-    """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN) and their
-    Lambda values; fit_method records the E_TPL range variant. ``xmax``: see hts_fast.xmax."""
+) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
+    """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN), and their
+    Lambda, log-likelihood and standard-error columns (TPL_COLUMNS); fit_method records the
+    E_TPL range variant. ``xmax``: see hts_fast.xmax."""
     from .tpl_search import fit_truncated_powerlaw
 
     variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
     label = f"E_TPL[{variant}]" if variant else "TPL"
-    rows, lambdas = [], []
+    rows: list[PowerLawFit] = []
+    extra: dict[str, list[float]] = {col: [] for col in ("Lambda", *TPL_COLUMNS)}
     for _, evals, _ in pooled:
         search = fit_truncated_powerlaw(evals, variant=variant, threads=threads,
                                         alpha_above_one=bool(compat),
@@ -943,15 +951,18 @@ def _tpl_fits(
         tpl = search.fit
         if tpl.status == "failed":
             rows.append(PowerLawFit.failed(tpl.reason))
-            lambdas.append(math.nan)
+            for values in extra.values():
+                values.append(math.nan)
             continue
         index = int(np.searchsorted(evals, tpl.xmin))
         rows.append(PowerLawFit(alpha=tpl.alpha, xmin=tpl.xmin, xmax=float(evals[-1]), D=tpl.D,
                                 sigma=math.nan, num_pl_spikes=tpl.n, num_fit=tpl.n,
                                 method=label, status="success", reason="",
                                 xmin_index=index))  # fmt: skip
-        lambdas.append(tpl.Lambda)
-    return rows, lambdas
+        for col, value in (("Lambda", tpl.Lambda), ("tpl_loglik", tpl.loglik),
+                           ("alpha_se", tpl.alpha_se), ("Lambda_se", tpl.Lambda_se)):  # fmt: skip
+            extra[col].append(value)
+    return rows, extra
 
 
 def _randomize(
