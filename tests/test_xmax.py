@@ -92,3 +92,31 @@ def test_numeric_xmax_leaves_the_largest_eigenvalues_out() -> None:
 def test_bad_xmax(kwargs: dict, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         analyze(_state(), **kwargs)
+
+
+@pytest.mark.parametrize("k", [3, -5])
+def test_compat_int_drops_the_largest_as_weightwatcher(k) -> None:
+    from .test_analyze_parity import WW_COLUMNS, assert_same_table, run_weightwatcher
+
+    state = _state()
+    ours = analyze(state, compat=COMPAT, xmax=k)
+    theirs = run_weightwatcher(state, xmax=k)
+    assert_same_table(ours, theirs[WW_COLUMNS])
+    spectra = _spectra(state)
+    fit = fit_powerlaw(spectra[0][: -abs(k)])
+    assert ours["alpha"].iloc[0] == pytest.approx(fit.alpha, rel=1e-12)
+    assert ours["xmax"].iloc[0] == spectra[0][-abs(k) - 1]
+
+
+def test_compat_zero_is_refused_as_weightwatcher() -> None:
+    with pytest.raises(ValueError, match="xmax=0"):
+        analyze(_state(), compat=COMPAT, xmax=0)
+
+
+def test_default_int_is_a_value() -> None:
+    state = _state()
+    spectra = _spectra(state)
+    cut = float(np.floor(spectra[0][-3]))
+    table = analyze(state, xmax=int(cut))
+    fit = fit_powerlaw(spectra[0][spectra[0] <= cut])
+    assert table["alpha"].iloc[0] == pytest.approx(fit.alpha, rel=1e-12)

@@ -1,6 +1,8 @@
 #include "hts/layer_spectra.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <cfloat>
 #include <cmath>
 #include <numeric>
@@ -28,33 +30,23 @@ void summarize(const double* values, std::int64_t n, double N, LayerSpectrum& ou
     out.lost.push_back(lost);
 }
 
-void one_layer(const MatrixView* matrices, const double* scales, const LayerGroup& g,
-               EsdMethod method, const PowerLawOptions& options, LayerSpectrum& out,
-               EsdWorkspace& ws) {
-    std::int64_t total = 0;
+// Pools, summarizes and fits a layer whose matrices' ESDs all sit in out.pooled (in matrix
+// order); `results` are its matrices' decomposition results.
+void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdResult* results,
+                  const PowerLawOptions& options, LayerSpectrum& out) {
     for (std::int64_t k = 0; k < g.count; ++k) {
-        const MatrixView& m = matrices[g.first + k];
-        total += std::max<std::int64_t>(0, std::min(m.rows, m.cols));
-    }
-    out.pooled.assign(static_cast<std::size_t>(total), 0.0);
-    std::vector<std::int64_t> lengths;
-    std::int64_t offset = 0;
-    for (std::int64_t k = 0; k < g.count; ++k) {
-        const MatrixView& m = matrices[g.first + k];
-        const std::int64_t n = std::max<std::int64_t>(0, std::min(m.rows, m.cols));
-        out.esd = esd_into(m, method, scales[g.first + k], out.pooled.data() + offset, ws);
-        if (out.esd.error != EsdError::none) {
+        if (results[k].error != EsdError::none) {  // the first failing matrix, by index
+            out.esd = results[k];
             out.failed_matrix = g.first + k;
             return;
         }
-        lengths.push_back(n);
-        offset += n;
     }
+    const auto total = static_cast<std::int64_t>(out.pooled.size());
     if (g.keep_top < 0) {
-        offset = 0;
-        for (const std::int64_t n : lengths) {
-            if (n > 0) summarize(out.pooled.data() + offset, n, g.N, out);
-            offset += n;
+        std::int64_t offset = 0;
+        for (std::int64_t k = 0; k < g.count; ++k) {
+            if (lengths[k] > 0) summarize(out.pooled.data() + offset, lengths[k], g.N, out);
+            offset += lengths[k];
         }
     }
     if (g.count > 1) std::sort(out.pooled.begin(), out.pooled.end());
@@ -71,22 +63,60 @@ void one_layer(const MatrixView* matrices, const double* scales, const LayerGrou
 void layer_spectra(const MatrixView* matrices, const double* scales, const LayerGroup* groups,
                    std::int64_t num_groups, EsdMethod method, const PowerLawOptions& options,
                    LayerSpectrum* out, int threads) {
-    std::vector<double> cost(static_cast<std::size_t>(num_groups), 0.0);
-    for (std::int64_t g = 0; g < num_groups; ++g)
-        for (std::int64_t k = 0; k < groups[g].count; ++k)
-            cost[static_cast<std::size_t>(g)] += decomposition_cost(matrices[groups[g].first + k]);
-    std::vector<std::int64_t> order(static_cast<std::size_t>(num_groups));
+    // Matrices are decomposed one per task, the most expensive first (as esd_batch), each
+    // into its place in its layer's buffer; whichever thread finishes a layer's last matrix
+    // pools and fits that layer. Every step of a layer is a pure function of its own inputs,
+    // so results do not depend on the thread count or the order of completion.
+    std::vector<std::int64_t> group_of, offset_of, lengths;
+    for (std::int64_t g = 0; g < num_groups; ++g) {
+        std::int64_t total = 0;
+        for (std::int64_t k = 0; k < groups[g].count; ++k) {
+            const MatrixView& m = matrices[groups[g].first + k];
+            const std::int64_t n = std::max<std::int64_t>(0, std::min(m.rows, m.cols));
+            group_of.push_back(g);
+            offset_of.push_back(total);
+            lengths.push_back(n);
+            total += n;
+        }
+        out[g].pooled.assign(static_cast<std::size_t>(total), 0.0);
+    }
+    const auto num_tasks = static_cast<std::int64_t>(group_of.size());
+    std::vector<std::int64_t> first_task(static_cast<std::size_t>(num_groups), 0);
+    for (std::int64_t g = 1; g < num_groups; ++g)
+        first_task[static_cast<std::size_t>(g)] =
+            first_task[static_cast<std::size_t>(g - 1)] + groups[g - 1].count;
+    std::vector<double> cost(static_cast<std::size_t>(num_tasks));
+    for (std::int64_t t = 0; t < num_tasks; ++t) {
+        const LayerGroup& g = groups[group_of[static_cast<std::size_t>(t)]];
+        const std::int64_t k = t - first_task[static_cast<std::size_t>(group_of[static_cast<std::size_t>(t)])];
+        cost[static_cast<std::size_t>(t)] = decomposition_cost(matrices[g.first + k]);
+    }
+    std::vector<std::int64_t> order(static_cast<std::size_t>(num_tasks));
     std::iota(order.begin(), order.end(), std::int64_t{0});
     std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
         return cost[static_cast<std::size_t>(a)] > cost[static_cast<std::size_t>(b)];
     });
+    std::vector<EsdResult> results(static_cast<std::size_t>(num_tasks));
+    std::unique_ptr<std::atomic<std::int64_t>[]> remaining(
+        new std::atomic<std::int64_t>[static_cast<std::size_t>(num_groups)]);
+    for (std::int64_t g = 0; g < num_groups; ++g) remaining[static_cast<std::size_t>(g)] = groups[g].count;
     const int workers = static_cast<int>(
-        std::min<std::int64_t>(resolve_threads(threads), std::max<std::int64_t>(num_groups, 1)));
+        std::min<std::int64_t>(resolve_threads(threads), std::max<std::int64_t>(num_tasks, 1)));
     std::vector<EsdWorkspace> workspaces(static_cast<std::size_t>(workers));
-    parallel_for(num_groups, workers, [&](std::int64_t item, int worker) {
-        const std::int64_t g = order[static_cast<std::size_t>(item)];
-        one_layer(matrices, scales, groups[g], method, options, out[g],
-                  workspaces[static_cast<std::size_t>(worker)]);
+    parallel_for(num_tasks, workers, [&](std::int64_t item, int worker) {
+        const std::int64_t t = order[static_cast<std::size_t>(item)];
+        const auto ut = static_cast<std::size_t>(t);
+        const std::int64_t g = group_of[ut];
+        const std::int64_t k = t - first_task[static_cast<std::size_t>(g)];
+        LayerSpectrum& layer = out[g];
+        results[ut] = esd_into(matrices[groups[g].first + k], method, scales[groups[g].first + k],
+                               layer.pooled.data() + offset_of[ut],
+                               workspaces[static_cast<std::size_t>(worker)]);
+        // acq_rel: the thread that finishes the layer sees every other matrix's values
+        if (remaining[static_cast<std::size_t>(g)].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            const std::size_t f = static_cast<std::size_t>(first_task[static_cast<std::size_t>(g)]);
+            finish_layer(groups[g], lengths.data() + f, results.data() + f, options, layer);
+        }
     });
 }
 

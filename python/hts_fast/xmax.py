@@ -20,8 +20,11 @@ Semantics here:
   fitted model is the one tested, so the results equal ``xmax=None``: renormalising only the
   test, not the fit, is the inconsistency the default mode removes.
 
-WeightWatcher's integer xmax (drop the k largest eigenvalues) is not reproduced: a number is
-always a value of the eigenvalues.
+* an ``int`` k in compat mode (WeightWatcher 0.7.7, reference doc §4.1): with |k| <= half the
+  eigenvalues, the |k| largest are dropped before the fit (k = 0 is refused, as WeightWatcher's
+  parameter check does); a larger |k| is used as a value, the data cut at the eigenvalue
+  closest to it. By default an int is a value like any number (the meaning
+  "drop the k largest" is what ``fix_fingers="clip_xmax"`` is for).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Xmax = float | Literal["force"] | None
+Xmax = float | int | Literal["force"] | None
 
 
 def check_xmax(xmax: Any, *, fit: str, compat: str | None, fix_fingers: str | None) -> Xmax:
@@ -52,6 +55,11 @@ def check_xmax(xmax: Any, *, fit: str, compat: str | None, fix_fingers: str | No
     if isinstance(xmax, bool) or not isinstance(xmax, (int, float, np.integer, np.floating)):
         msg = f"xmax must be None, 'force' or a number > 0, got {type(xmax).__name__}"
         raise TypeError(msg)
+    if compat and isinstance(xmax, (int, np.integer)):
+        if xmax == 0:
+            msg = "compat: xmax=0 is rejected by WeightWatcher 0.7.7 (its parameter check)"
+            raise ValueError(msg)
+        return int(xmax)  # WeightWatcher's "drop the |k| largest" (either sign)
     if not (math.isfinite(float(xmax)) and float(xmax) > 0):
         msg = f"xmax must be None, 'force' or a number > 0, got {xmax!r}"
         raise ValueError(msg)
@@ -59,9 +67,16 @@ def check_xmax(xmax: Any, *, fit: str, compat: str | None, fix_fingers: str | No
 
 
 def fitted_evals(evals: np.ndarray, xmax: Xmax) -> np.ndarray:
-    """The sorted eigenvalues that enter the fit: those <= a numeric xmax, else all."""
+    """The sorted eigenvalues that enter the fit: those <= a numeric xmax, all but the |k|
+    largest for compat's int k (see the module notes), else all."""
     if isinstance(xmax, float):
         return evals[: int(np.searchsorted(evals, xmax, side="right"))]
+    if isinstance(xmax, int) and not isinstance(xmax, bool):
+        k = abs(xmax)
+        if k <= len(evals) / 2:
+            return evals[: len(evals) - k]
+        closest = int(np.argmin(np.abs(evals - k)))
+        return evals[: closest + 1]
     return evals
 
 
@@ -69,4 +84,6 @@ def cdf_xmax(evals: np.ndarray, xmax: Xmax, compat: str | None) -> float | None:
     """Where the TPL search renormalises D's CDF (compat only; None: nowhere)."""
     if not compat or xmax is None or len(evals) == 0:
         return None
+    if isinstance(xmax, int) and not isinstance(xmax, bool):
+        return None  # WeightWatcher drops the k largest and then fits with xmax=None
     return float(evals[-1]) if xmax == "force" else float(xmax)
