@@ -39,3 +39,22 @@ def test_bad_arguments():
         bootstrap_alpha([1.0])
     with pytest.raises(ValueError, match="level"):
         bootstrap_alpha([1.0, 2.0, 3.0], level=1.5)
+
+
+def test_analyze_alpha_ci_columns_are_the_layer_bootstrap():
+    rng = np.random.default_rng(4)
+    model = {
+        "a.weight": rng.standard_t(3.0, (300, 100)),
+        "b.weight": rng.standard_t(4.0, (80, 160)),
+    }
+    table = hts_fast.analyze(model, alpha_ci=0.9, seed=5)
+    assert list(table.columns[-2:]) == ["alpha_ci_low", "alpha_ci_high"]
+    for (_, row), weight in zip(table.iterrows(), model.values(), strict=True):
+        seed = np.random.SeedSequence([5, int(row["layer_id"])]).generate_state(1)[0]
+        interval = bootstrap_alpha(hts_fast.esd(weight), level=0.9, seed=int(seed))
+        assert (row["alpha_ci_low"], row["alpha_ci_high"]) == (interval.low, interval.high)
+        assert row["alpha_ci_low"] < row["alpha"] < row["alpha_ci_high"]
+    with pytest.raises(ValueError, match="plain power-law"):
+        hts_fast.analyze(model, alpha_ci=True, fit="TPL")
+    with pytest.raises(ValueError, match="level"):
+        hts_fast.analyze(model, alpha_ci=1.5)

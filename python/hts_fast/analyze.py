@@ -379,6 +379,7 @@ def analyze(
     max_fingers: int = 10,
     xmax: float | Literal["force"] | None = None,
     device: Literal["cpu", "cuda", "auto"] = "cpu",
+    alpha_ci: bool | float = False,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -449,6 +450,11 @@ def analyze(
         ``"force"`` (the largest eigenvalue). Compat with fit="TPL"/"E_TPL" follows powerlaw
         as WeightWatcher 0.7.7 calls it: D's CDF is renormalised at xmax; ``"force"`` with
         fit="PL" is invalid in compat and changes nothing by default (hts_fast.xmax).
+    alpha_ci
+        True (a 95 % interval) or a level in (0, 1): our columns alpha_ci_low and
+        alpha_ci_high, the percentile bootstrap interval of alpha with the xmin search rerun
+        on each of 1,000 resamples (hts_fast.bootstrap_alpha), seeded by ``seed`` and the
+        layer id. Plain power-law fits only.
     device
         ``"cpu"``; ``"cuda"``: the eigensolves on the GPU for a model whose weights are
         already there (with esd_method="gram"; nothing is moved between devices, a host
@@ -479,7 +485,7 @@ def analyze(
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
         detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
-        xmax=xmax, device=device,
+        xmax=xmax, device=device, alpha_ci=alpha_ci,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
 
@@ -531,6 +537,7 @@ class _Options:
     max_fingers: int = 10
     xmax: Xmax = None
     device: str = "cpu"
+    alpha_ci: bool | float = False
 
     def __post_init__(self) -> None:
         _check_compat(self.compat)
@@ -552,11 +559,53 @@ class _Options:
         xmax = check_xmax(self.xmax, fit=fit, compat=self.compat, fix_fingers=fix_fingers)
         object.__setattr__(self, "xmax", xmax)
         check_device(self.device, esd_method=self.esd_method, compat=self.compat)
+        object.__setattr__(self, "alpha_ci", _check_alpha_ci(self.alpha_ci, self))
         if self.esd_method == "randomized":
             esd_randomized.check_options(compat=self.compat, peft=self.peft,
                                          randomize=self.randomize, mp_fit=self.mp_fit,
                                          detX=self.detX, fit=fit, fix_fingers=fix_fingers,
                                          compare=self.compare)  # fmt: skip
+
+
+#: our columns with alpha_ci: the bootstrap interval of alpha (hts_fast.bootstrap_alpha)
+ALPHA_CI_COLUMNS = ["alpha_ci_low", "alpha_ci_high"]
+#: resamples per layer for alpha_ci
+ALPHA_CI_RESAMPLES = 1000
+
+
+def _check_alpha_ci(alpha_ci: Any, opt: _Options) -> float | None:
+    """The interval's level (True: 0.95), or None; only for the plain power-law fit."""
+    if alpha_ci is False or alpha_ci is None:
+        return None
+    level = 0.95 if alpha_ci is True else float(alpha_ci)
+    if not 0 < level < 1:
+        msg = f"alpha_ci must be True, False or a level in (0, 1), got {alpha_ci!r}"
+        raise ValueError(msg)
+    if opt.fit != "PL" or opt.fix_fingers or opt.xmax not in (None, "force"):
+        msg = "alpha_ci bootstraps the plain power-law fit: use it with fit='PL', no fix_fingers"
+        raise ValueError(msg)
+    return level
+
+
+def _alpha_ci_columns(
+    pooled: list[tuple[_Planned, np.ndarray, Any]], fits: list[PowerLawFit], level: float,
+    seed: int | None, threads: int,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Bootstrap interval of each fitted layer's alpha; layer k's resamples are seeded by
+    (seed, layer_id), so a layer's interval does not depend on the other layers."""
+    from .bootstrap import bootstrap_alpha
+
+    out: dict[str, list[float]] = {col: [] for col in ALPHA_CI_COLUMNS}
+    for (plan, evals, _), fit in zip(pooled, fits, strict=True):
+        low = high = math.nan
+        if fit.status == "success":
+            state = np.random.SeedSequence([seed or 0, plan.layer.layer_id]).generate_state(1)
+            interval = bootstrap_alpha(evals, resamples=ALPHA_CI_RESAMPLES, level=level,
+                                       seed=int(state[0]), threads=threads)  # fmt: skip
+            low, high = interval.low, interval.high
+        out["alpha_ci_low"].append(low)
+        out["alpha_ci_high"].append(high)
+    return out
 
 
 @dataclass
@@ -604,7 +653,7 @@ def _analyze_models(
     pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
     # the plain power-law fit runs inside the ESD threads, layer by layer (esd.layer_spectra)
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
-             and opt.esd_method in ("svd", "gram") and not isinstance(opt.xmax, float))  # fmt: skip
+             and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
     fused_fits: list[PowerLawFit] = []
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
@@ -687,6 +736,9 @@ def _analyze_models(
         ours = [PHASE_COLUMN] if opt.mp_fit else []
         if fit != "PL":
             ours += TPL_COLUMNS
+        if opt.alpha_ci:
+            ours += ALPHA_CI_COLUMNS
+            columns.update(_alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
         if opt.compare:
             ours += COMPARE_COLUMNS
             tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
