@@ -88,6 +88,8 @@ def test_analyze_compat_svd(benchmark, name):
                             kwargs={"compat": "weightwatcher-0.7.7"}, rounds=_rounds(model) - 1,
                             iterations=1, warmup_rounds=1)  # fmt: skip
     record(benchmark, f"analyze {name}", "hts_fast.analyze[compat svd]")
+    if benchmark.stats is None:  # --benchmark-disable (the CI smoke run): nothing timed
+        return
     total = benchmark.stats.stats.median
     svd = _svd_seconds(model)
     split = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in df.attrs["seconds"].items())
