@@ -60,3 +60,17 @@ def test_a_matrix_that_cannot_be_read_fails_only_its_layer():
     assert isinstance(results[1], ValueError)
     assert "empty" in str(results[1])
     np.testing.assert_array_equal(results[0][0], results[2][0])
+
+
+def test_arrays_the_kernels_cannot_read_are_converted_or_fail_their_layer():
+    rng = np.random.default_rng(2)
+    good = rng.normal(size=(30, 20))
+    swapped = good.astype(">f8")  # foreign byte order: converted, same numbers
+    integers = rng.integers(0, 5, size=(30, 20))  # not floating point: that layer fails
+    results = layer_spectra([good, swapped, integers, good], [1.0] * 4,
+                            [(0, 1, None), (1, 1, None), (2, 1, None), (3, 1, None)],
+                            [30] * 4)  # fmt: skip
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    assert isinstance(results[2], TypeError)
+    assert "matrix 2" in str(results[2])
+    np.testing.assert_array_equal(results[3][0], results[0][0])

@@ -102,18 +102,47 @@ void register_esd(py::module_& m) {
             }
             std::vector<MatrixView> views;
             views.reserve(matrices.size());
-            for (const auto& a : matrices) views.push_back(view_of(a));
+            // A matrix the kernels cannot read (not 2-D, not floating point, foreign byte
+            // order) fails its own layer only: its message is returned with code -1.
+            std::vector<std::string> unreadable(matrices.size());
+            for (std::size_t i = 0; i < matrices.size(); ++i) {
+                try {
+                    views.push_back(view_of(matrices[i]));
+                } catch (const std::exception& e) {
+                    unreadable[i] = e.what();
+                    views.push_back(MatrixView{});
+                }
+            }
+            std::vector<LayerGroup> runnable;
+            std::vector<std::int64_t> bad_matrix(num, -1);
+            for (std::size_t g = 0; g < num; ++g) {
+                for (std::int64_t k = 0; k < groups[g].count; ++k) {
+                    if (!unreadable[static_cast<std::size_t>(groups[g].first + k)].empty()) {
+                        bad_matrix[g] = groups[g].first + k;
+                        break;
+                    }
+                }
+                // an unreadable layer still takes a slot, with no matrices to decompose
+                runnable.push_back(bad_matrix[g] < 0 ? groups[g] : LayerGroup{0, 0, -1, 0.0});
+            }
             const PowerLawOptions options =
                 make_options(threshold, small_n_cutoff, small_n_min_tail);
             std::vector<LayerSpectrum> out(num);
             {
                 py::gil_scoped_release release;  // `matrices` keeps the inputs alive
-                layer_spectra(views.data(), scales.data(), groups.data(),
+                layer_spectra(views.data(), scales.data(), runnable.data(),
                               static_cast<std::int64_t>(num), static_cast<EsdMethod>(method),
                               options, out.data(), threads);
             }
             py::list result;
-            for (auto& r : out) {
+            for (std::size_t g = 0; g < num; ++g) {
+                auto& r = out[g];
+                if (bad_matrix[g] >= 0) {
+                    const auto where = static_cast<std::size_t>(bad_matrix[g]);
+                    result.append(py::make_tuple(py::none(), py::none(), py::none(), py::none(), -1,
+                                                 0, bad_matrix[g], py::str(unreadable[where])));
+                    continue;
+                }
                 result.append(py::make_tuple(
                     py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
                                         r.pooled.data()),

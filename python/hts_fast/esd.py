@@ -273,30 +273,63 @@ def layer_spectra(
     smallest eigenvalue, its rank-loss count), PowerLawFit) or the exception of its first
     bad matrix (``detail``: the message after "matrix k", as esd_batch's).
     """
-    from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
-
     code = _method_code(method)
     n_threads = _threads.resolve_threads(threads)
-    arrays: list[np.ndarray] = []
-    bad: dict[int, Exception] = {}
-    for idx, item in enumerate(matrices):
-        if not (type(item) is np.ndarray and item.ndim == 2 and item.dtype.kind == "f"
-                and item.dtype.isnative and item.size):  # fmt: skip
-            try:
-                item = as_matrix(item, f"matrix {idx}")
-            except (TypeError, ValueError) as exc:
-                bad[idx] = _tagged(exc, f"matrix {idx}")
-                item = np.zeros((1, 1))
-        arrays.append(item)
-    scale_list = [_check_scale(s) for s in scales]
+    scale_list = [float(s) for s in scales]
+    for value in set(scale_list):  # a layer's matrices share one scale: check each once
+        _check_scale(value)
+    # NumPy arrays go to the kernels as they are (they check each one); anything else is
+    # converted first
+    arrays = [m if type(m) is np.ndarray else _as_matrix_or_error(m, idx)
+              for idx, m in enumerate(matrices)]  # fmt: skip
+    results = _layer_spectra_call(arrays, scale_list, list(layers), list(Ns), code, method,
+                                  n_threads)  # fmt: skip
+    retry = [k for k, r in enumerate(results) if isinstance(r, _Unreadable)]
+    if retry:  # arrays the kernels could not read as they are (e.g. foreign byte order)
+        for k in retry:
+            first, count, _ = layers[k]
+            for idx in range(first, first + count):
+                arrays[idx] = _as_matrix_or_error(arrays[idx], idx)
+        again = _layer_spectra_call(arrays, scale_list, [layers[k] for k in retry],
+                                    [Ns[k] for k in retry], code, method, n_threads)  # fmt: skip
+        for k, result in zip(retry, again, strict=True):
+            results[k] = result.error if isinstance(result, _Unreadable) else result
+    return results
+
+
+class _Unreadable:
+    """A layer with a matrix the kernels could not read: its error, should conversion not
+    help."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _as_matrix_or_error(item: Any, idx: int) -> Any:
+    """as_matrix(item), or the item itself when it cannot be converted (the kernels then
+    report it, and the retry keeps as_matrix's error)."""
+    try:
+        return as_matrix(item, f"matrix {idx}")
+    except (TypeError, ValueError) as exc:
+        return _tagged(exc, f"matrix {idx}")
+
+
+def _layer_spectra_call(
+    arrays: list[Any], scales: list[float], layers: list[tuple[int, int, int | None]],
+    Ns: list[float], code: int, method: str, threads: int,
+) -> list[Any]:  # fmt: skip
+    from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
+
+    bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
+    runnable = [np.zeros((1, 1)) if idx in bad else a for idx, a in enumerate(arrays)]
     keep = [k for k, (first, count, _) in enumerate(layers)
             if not any(i in bad for i in range(first, first + count))]  # fmt: skip
     with _threads.single_threaded_blas():
         outputs = core.layer_spectra(
-            arrays, scale_list, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
+            runnable, scales, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
             [-1 if layers[k][2] is None else layers[k][2] for k in keep],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
-            SMALL_N_MIN_TAIL, n_threads)  # fmt: skip
+            SMALL_N_MIN_TAIL, threads)  # fmt: skip
     results: list[Any] = [None] * len(layers)
     for k, (first, count, _) in enumerate(layers):
         failed = next((i for i in range(first, first + count) if i in bad), None)
@@ -304,8 +337,10 @@ def layer_spectra(
             results[k] = bad[failed]
     for k, (pooled, top, bottom, lost, error, info, where, fields) in zip(keep, outputs,
                                                                         strict=True):  # fmt: skip
-        if error:
-            what = f"matrix {where}"
+        what = f"matrix {where}"
+        if error == -1:
+            results[k] = _Unreadable(_tagged(ValueError(f"{what}: {fields}"), what))
+        elif error:
             results[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
         else:
             results[k] = (
