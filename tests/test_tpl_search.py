@@ -181,11 +181,11 @@ def test_analyze_tpl_columns_are_the_search_fit():
         "b.weight": rng.standard_t(5.0, (90, 200)),
     }
     table = hts_fast.analyze(model, fit="TPL")
-    assert list(table.columns[-3:]) == ["tpl_loglik", "alpha_se", "Lambda_se"]
+    assert list(table.columns[-3:]) == ["loglik", "alpha_se", "Lambda_se"]
     for (_, row), weight in zip(table.iterrows(), model.values(), strict=True):
         evals = hts_fast.esd(weight)
         fit = fit_truncated_powerlaw(evals).fit
         for column, value in (("alpha", fit.alpha), ("Lambda", fit.Lambda),
-                              ("tpl_loglik", fit.loglik), ("alpha_se", fit.alpha_se),
+                              ("loglik", fit.loglik), ("alpha_se", fit.alpha_se),
                               ("Lambda_se", fit.Lambda_se)):  # fmt: skip
             assert row[column] == pytest.approx(value, rel=1e-12, nan_ok=True), column

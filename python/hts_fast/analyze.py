@@ -67,7 +67,12 @@ INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes"
                "rf", "weak_rank_loss"}  # fmt: skip
 #: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
 #: tail) and the standard errors of alpha and Lambda from the observed Fisher information
-TPL_COLUMNS = ["tpl_loglik", "alpha_se", "Lambda_se"]
+TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
+#: fits for model comparison (hts_fast.alt_fits) and their columns: the exponential tail's rate
+#: is the Lambda column; the lognormal is fitted above the power law's xmin
+ALT_FITS = ("EXP", "LOGNORMAL")
+ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
+                   "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
 #: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
 PHASE_COLUMN = "phase"
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
@@ -373,7 +378,7 @@ def analyze(
     seed: int | None = None,
     mp_fit: bool = False,
     detX: bool = False,
-    fit: Literal["PL", "TPL", "E_TPL"] = "PL",
+    fit: Literal["PL", "TPL", "E_TPL", "EXP", "LOGNORMAL"] = "PL",
     compare: bool = False,
     fix_fingers: Literal["clip_xmax", "xmin_peak"] | None = None,
     max_fingers: int = 10,
@@ -435,7 +440,11 @@ def analyze(
         eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
         range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
         its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search); our columns
-        tpl_loglik, alpha_se and Lambda_se after the others.
+        loglik, alpha_se and Lambda_se after the others. For model comparison (not in
+        compat): ``"EXP"``, the exponential tail with xmin by the smallest KS distance (its
+        rate in ``Lambda``; our columns loglik, Lambda_se), and ``"LOGNORMAL"``, the
+        lognormal truncated at the power law's xmin (our columns lognormal_mu,
+        lognormal_sigma, loglik); alpha and sigma are NaN for both (hts_fast.alt_fits).
     fix_fingers, max_fingers
         ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
         from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
@@ -543,8 +552,11 @@ class _Options:
         _check_compat(self.compat)
         object.__setattr__(self, "peft", check_peft(self.peft))
         fit, fix_fingers = self.fit, self.fix_fingers
-        if fit not in ("PL", "TPL", "E_TPL"):
-            msg = f"fit must be 'PL', 'TPL' or 'E_TPL', got {fit!r}"
+        if fit not in ("PL", "TPL", "E_TPL", *ALT_FITS):
+            msg = f"fit must be 'PL', 'TPL', 'E_TPL', 'EXP' or 'LOGNORMAL', got {fit!r}"
+            raise ValueError(msg)
+        if fit in ALT_FITS and (self.compat or self.xmax is not None):
+            msg = f"fit={fit!r} is ours (WeightWatcher 0.7.7 has none): no compat, no xmax"
             raise ValueError(msg)
         if fix_fingers not in (None, "clip_xmax", "xmin_peak") or (fix_fingers and fit != "PL"):
             msg = (f"fix_fingers must be None, 'clip_xmax' or 'xmin_peak' (with fit='PL'), "
@@ -702,6 +714,8 @@ def _analyze_models(
             fits = _peak_fits(pooled, compat, n_threads)
         elif fit == "PL":
             fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled], threads=n_threads)
+        elif fit in ALT_FITS:
+            fits, tpl_columns = _alt_fits(pooled, fit, n_threads)
         else:
             fits, tpl_columns = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
@@ -712,8 +726,9 @@ def _analyze_models(
         if fix_fingers == "clip_xmax":
             option_columns += ["raw_alpha", "num_fingers"]
             columns["raw_alpha"], columns["num_fingers"] = raw_alphas, fingers
-        if fit != "PL":
+        if fit in ("TPL", "E_TPL", "EXP"):
             option_columns.append("Lambda")
+        if fit != "PL":
             columns.update(tpl_columns)
         if opt.peft:
             option_columns.append(PEFT_COLUMN)
@@ -735,7 +750,7 @@ def _analyze_models(
                 columns[PHASE_COLUMN] = phases(columns, mp_ok)
         ours = [PHASE_COLUMN] if opt.mp_fit else []
         if fit != "PL":
-            ours += TPL_COLUMNS
+            ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
         if opt.alpha_ci:
             ours += ALPHA_CI_COLUMNS
             columns.update(_alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
@@ -1011,10 +1026,49 @@ def _tpl_fits(
                                 sigma=math.nan, num_pl_spikes=tpl.n, num_fit=tpl.n,
                                 method=label, status="success", reason="",
                                 xmin_index=index))  # fmt: skip
-        for col, value in (("Lambda", tpl.Lambda), ("tpl_loglik", tpl.loglik),
+        for col, value in (("Lambda", tpl.Lambda), ("loglik", tpl.loglik),
                            ("alpha_se", tpl.alpha_se), ("Lambda_se", tpl.Lambda_se)):  # fmt: skip
             extra[col].append(value)
     return rows, extra
+
+
+def _alt_fits(
+    pooled: list[tuple[_Planned, np.ndarray, Any]], fit: str, threads: int
+) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
+    """Exponential (xmin by KS) or lognormal (above the power law's xmin) fits as PowerLawFit
+    rows (alpha and sigma NaN) and their own columns (ALT_FIT_COLUMNS)."""
+    from .alt_fits import fit_exponential, fit_lognormal
+
+    rows: list[PowerLawFit] = []
+    columns: dict[str, list[float]] = {col: [] for col in ALT_FIT_COLUMNS[fit]}
+    if fit == "EXP":
+        columns["Lambda"] = []
+    pl_fits = (fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=threads)
+               if fit == "LOGNORMAL" else [None] * len(pooled))  # fmt: skip
+    for (_, evals, _), pl in zip(pooled, pl_fits, strict=True):
+        if fit == "EXP":
+            result: Any = fit_exponential(evals)
+            values = {"Lambda": result.Lambda, "loglik": result.loglik,
+                      "Lambda_se": result.Lambda_se}  # fmt: skip
+        elif pl.status != "success":
+            result = None
+            values = {}
+        else:
+            result = fit_lognormal(evals, pl.xmin)
+            values = {"lognormal_mu": result.mu, "lognormal_sigma": result.sigma,
+                      "loglik": result.loglik}  # fmt: skip
+        for col, out in columns.items():
+            out.append(values.get(col, math.nan))
+        if result is None or result.status != "success":
+            reason = result.reason if result is not None else f"power-law fit: {pl.reason}"
+            rows.append(PowerLawFit.failed(f"{fit} fit failed: {reason}"))
+            continue
+        index = int(np.searchsorted(evals, result.xmin))
+        rows.append(PowerLawFit(alpha=math.nan, xmin=result.xmin, xmax=float(evals[-1]),
+                                D=result.D, sigma=math.nan, num_pl_spikes=result.n,
+                                num_fit=result.n, method=fit, status="success", reason="",
+                                xmin_index=index))  # fmt: skip
+    return rows, columns
 
 
 def _randomize(

@@ -115,7 +115,7 @@ def _add_compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--randomize", action="store_true",
                         help="also the spectra of the shuffled weights")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed of --randomize")
-    parser.add_argument("--fit", choices=["PL", "TPL", "E_TPL"], default="PL",
+    parser.add_argument("--fit", choices=["PL", "TPL", "E_TPL", "EXP", "LOGNORMAL"], default="PL",
                         help="power law (default), truncated power law, or E-TPL")  # fmt: skip
     parser.add_argument("--mp-fit", action="store_true", help="Marchenko-Pastur fit, phases")
     parser.add_argument("--detx", action="store_true", help="the detX constraint")
