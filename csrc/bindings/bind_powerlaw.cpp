@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "hts/exponential.hpp"
 #include "hts/powerlaw.hpp"
 
 namespace py = pybind11;
@@ -53,6 +54,26 @@ void register_powerlaw(py::module_& m) {
         py::arg("spectra"), py::arg("threshold"), py::arg("small_n_cutoff"),
         py::arg("small_n_min_tail"), py::arg("threads"),
         "Fit many spectra in parallel; returns a list of result tuples.");
+
+    m.def(
+        "fit_exponential_batch",
+        [](const std::vector<InputArray>& spectra, double threshold, int threads) {
+            const SpectraView in = view_of(spectra);
+            std::vector<ExponentialFitResult> results(spectra.size());
+            {
+                py::gil_scoped_release release;  // `spectra` keeps every input alive
+                fit_exponential_batch(in.pointers.data(), in.counts.data(),
+                                      static_cast<std::int64_t>(spectra.size()), threshold,
+                                      results.data(), threads);
+            }
+            py::list out;
+            for (const auto& r : results)
+                out.append(py::make_tuple(r.lambda, r.xmin, r.D, r.n, r.xmin_index, r.num_fit));
+            return out;
+        },
+        py::arg("spectra"), py::arg("threshold"), py::arg("threads"),
+        "Exponential tail fits of ascending spectra: list of (lambda, xmin, D, n, xmin_index, "
+        "num_fit); xmin_index -1 when the fit failed.");
 
     m.def(
         "powerlaw_curve",

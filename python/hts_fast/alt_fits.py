@@ -1,6 +1,7 @@
 """Tail fits other than the power law, for model comparison: exponential and lognormal.
 
-* :func:`fit_exponential`: p(x) = Lambda exp(-Lambda (x - xmin)) on x >= xmin. For each xmin
+* :func:`fit_exponential` (compiled, ``csrc/cpu/exponential.cpp``): p(x) = Lambda
+  exp(-Lambda (x - xmin)) on x >= xmin. For each xmin
   candidate (every fitted value but the largest, as the power-law fit) the maximum-likelihood
   rate is closed-form, Lambda = n / sum(x - xmin); xmin is the candidate with the smallest KS
   distance D = max_j |F(x_j) - j/n| (the power-law fit's convention; the first on ties).
@@ -14,15 +15,14 @@ the eigenvalues), so they compare directly with the power law's and the TPL's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from . import _threads
 from .fits import DEFAULT_THRESHOLD
-
-#: Candidates are scanned in blocks of at most this many (candidate, point) pairs.
-_BLOCK_PAIRS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -53,39 +53,34 @@ def _fitted(evals: Any, threshold: float) -> np.ndarray:
 
 def fit_exponential(evals: Any, *, threshold: float = DEFAULT_THRESHOLD) -> ExponentialFit:
     """The exponential tail with xmin chosen by the smallest KS distance (see the module)."""
+    return fit_exponential_batch([evals], threshold=threshold, threads=1)[0]
+
+
+def fit_exponential_batch(
+    spectra: Sequence[Any], *, threshold: float = DEFAULT_THRESHOLD, threads: int | None = None
+) -> list[ExponentialFit]:
+    """fit_exponential() of many spectra, in parallel (compiled; each spectrum is fitted by one
+    thread, so results do not depend on ``threads``). The KS scan skips a candidate as soon as
+    one deviation reaches the best distance so far, which leaves the argmin unchanged."""
+    from ._core_loader import core
+
     nan = math.nan
-    x = _fitted(evals, threshold)
-    n_all = len(x)
-    if n_all < 3:
-        return ExponentialFit(nan, nan, nan, nan, nan, n_all, -1, "failed",
-                              f"only {n_all} eigenvalue(s) above the threshold {threshold:g}")  # fmt: skip
-    # suffix sums of x: sum_{j >= i} x_j, so sum(x - x_i) over the tail is S_i - m_i x_i
-    suffix = np.cumsum(x[::-1])[::-1]
-    counts = n_all - np.arange(n_all)
-    spread = suffix - counts * x
-    best_d, best_i = math.inf, -1
-    rank = np.arange(n_all)
-    block = max(1, _BLOCK_PAIRS // n_all)
-    for start in range(0, n_all - 1, block):
-        idx = np.arange(start, min(start + block, n_all - 1))
-        lam = np.where(spread[idx] > 0, counts[idx] / np.where(spread[idx] > 0, spread[idx], 1), 0)
-        # points j >= i of candidate i: F = 1 - exp(-lam (x_j - x_i)), empirical (j - i)/m
-        dx = np.maximum(x[None, :] - x[idx, None], 0.0)  # points below the candidate: masked
-        fitted_cdf = -np.expm1(-lam[:, None] * dx)
-        empirical = (rank[None, :] - idx[:, None]) / counts[idx, None]
-        deviation = np.where(rank[None, :] >= idx[:, None], np.abs(fitted_cdf - empirical), 0.0)
-        d = np.where(lam > 0, deviation.max(axis=1), 1.0)
-        k = int(np.argmin(d))
-        if d[k] < best_d:
-            best_d, best_i = float(d[k]), int(idx[k])
-    m = int(counts[best_i])
-    if not spread[best_i] > 0:
-        return ExponentialFit(nan, nan, nan, nan, nan, m, -1, "failed",
-                              "every candidate tail is constant")  # fmt: skip
-    lam = m / float(spread[best_i])
-    loglik = m * math.log(lam) - lam * float(spread[best_i])
-    return ExponentialFit(lam, float(x[best_i]), best_d, loglik, lam / math.sqrt(m), m, best_i,
-                          "success")  # fmt: skip
+    prepared = [_fitted(evals, -math.inf) for evals in spectra]  # sorted, checked
+    raw = core.fit_exponential_batch(prepared, float(threshold),
+                                     _threads.resolve_threads(threads))  # fmt: skip
+    fits = []
+    for x, (lam, xmin, d, n, index, num_fit) in zip(prepared, raw, strict=True):
+        if index < 0:
+            reason = (f"only {num_fit} eigenvalue(s) above the threshold {threshold:g}"
+                      if num_fit < 3 else "every candidate tail is constant")  # fmt: skip
+            fits.append(ExponentialFit(nan, nan, nan, nan, nan, int(num_fit), -1, "failed", reason))
+            continue
+        tail = x[x > threshold][index:]
+        spread = float(np.sum(tail - xmin))
+        loglik = n * math.log(lam) - lam * spread
+        fits.append(ExponentialFit(lam, xmin, d, loglik, lam / math.sqrt(n), int(n), int(index),
+                                   "success"))  # fmt: skip
+    return fits
 
 
 @dataclass(frozen=True)
