@@ -1037,17 +1037,18 @@ def _alt_fits(
 ) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
     """Exponential (xmin by KS) or lognormal (above the power law's xmin) fits as PowerLawFit
     rows (alpha and sigma NaN) and their own columns (ALT_FIT_COLUMNS)."""
-    from .alt_fits import fit_exponential, fit_lognormal
+    from .alt_fits import fit_exponential_batch, fit_lognormal
 
     rows: list[PowerLawFit] = []
     columns: dict[str, list[float]] = {col: [] for col in ALT_FIT_COLUMNS[fit]}
     if fit == "EXP":
         columns["Lambda"] = []
-    pl_fits = (fit_powerlaw_batch([evals for _, evals, _ in pooled], threads=threads)
-               if fit == "LOGNORMAL" else [None] * len(pooled))  # fmt: skip
+    spectra = [evals for _, evals, _ in pooled]
+    pl_fits = (fit_powerlaw_batch(spectra, threads=threads) if fit == "LOGNORMAL"
+               else fit_exponential_batch(spectra, threads=threads))  # fmt: skip
     for (_, evals, _), pl in zip(pooled, pl_fits, strict=True):
         if fit == "EXP":
-            result: Any = fit_exponential(evals)
+            result: Any = pl
             values = {"Lambda": result.Lambda, "loglik": result.loglik,
                       "Lambda_se": result.Lambda_se}  # fmt: skip
         elif pl.status != "success":
