@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -62,6 +63,10 @@ def test_store_holds_what_analyze_returns_and_resumes(tmp_path):
     first = scan([zoo], db, esd_method="gram")
     assert (first.done, first.skipped, first.failed) == (6, 0, 1)
     assert "truncated" in first.errors[str(zoo / "broken.safetensors")]
+    stages = first.stage_seconds
+    assert set(stages) == {"discovery", "hashing", "analysis", "store"}
+    assert stages["analysis"] > 0
+    assert sum(stages.values()) <= first.seconds  # serial: one process did all of it
     tables = _tables(db)
     layers = tables["layers"][tables["layers"]["path"] == str(zoo / "run03")]
     expected = hts_fast.analyze(str(zoo / "run03"), esd_method="gram")
@@ -82,6 +87,10 @@ def test_store_holds_what_analyze_returns_and_resumes(tmp_path):
                                                                 "model.safetensors"))  # fmt: skip
     changed = scan([zoo], db, esd_method="gram")
     assert (changed.done, changed.skipped) == (1, 6)
+    # touched but unchanged: the worker hashes it again, finds it stored, stores nothing
+    os.utime(zoo / "run01" / "model.safetensors", ns=(1, 1))
+    touched = scan([zoo], db, esd_method="gram")
+    assert (touched.done, touched.skipped) == (0, 7)
     counts = _tables(db)["checkpoints"].groupby("status").size().to_dict()
     assert counts == {"done": 13, "failed": 2}  # the broken file, once per option set
 

@@ -234,6 +234,9 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
     state = "interrupted" if result.interrupted else "finished"
     print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.skipped} "
           f"already stored, {result.failed} failed; store: {args.store}")  # fmt: skip
+    if not args.quiet and result.stage_seconds:
+        split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(result.stage_seconds.items()))
+        print(f"time by stage (workers' hashing and analysis summed): {split}")
     if result.interrupted:
         return 130
     return 1 if result.failed else 0
