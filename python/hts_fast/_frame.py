@@ -9,10 +9,12 @@ pandas takes the plain constructor. Both give the same frame.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 try:
     from pandas.api.internals import create_dataframe_from_blocks
@@ -40,9 +42,16 @@ def frame_from_columns(columns: dict[str, Any], *, blocks: bool = True) -> pd.Da
         if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype != object:
             by_dtype.setdefault(values.dtype, []).append(position)
         else:
-            parts.append((pd.array(values, copy=False), np.array([position], dtype=np.intp)))
+            array = values if isinstance(values, ExtensionArray) else pd.array(values, copy=False)
+            parts.append((array, np.array([position], dtype=np.intp)))
     for positions in by_dtype.values():
         block = np.stack([arrays[p] for p in positions])  # (columns, rows), as pandas stores
         parts.append((block, np.array(positions, dtype=np.intp)))
     index = pd.RangeIndex(lengths.pop())
-    return create_dataframe_from_blocks(parts, index=index, columns=pd.Index(list(columns)))
+    return create_dataframe_from_blocks(parts, index=index, columns=_column_index(tuple(columns)))
+
+
+@functools.lru_cache(maxsize=64)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    """The columns' Index, built once per list of names (Index objects are immutable)."""
+    return pd.Index(list(names))
