@@ -321,20 +321,23 @@ def _layer_spectra_call(
     from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
 
     bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
-    runnable = [np.zeros((1, 1)) if idx in bad else a for idx, a in enumerate(arrays)]
-    keep = [k for k, (first, count, _) in enumerate(layers)
-            if not any(i in bad for i in range(first, first + count))]  # fmt: skip
+    results: list[Any] = [None] * len(layers)
+    runnable, keep = arrays, list(range(len(layers)))
+    if bad:  # layers holding a matrix that could not be converted fail with its error
+        runnable = [np.zeros((1, 1)) if idx in bad else a for idx, a in enumerate(arrays)]
+        keep = []
+        for k, (first, count, _) in enumerate(layers):
+            failed = next((i for i in range(first, first + count) if i in bad), None)
+            if failed is None:
+                keep.append(k)
+            else:
+                results[k] = bad[failed]
     with _threads.single_threaded_blas():
         outputs = core.layer_spectra(
             runnable, scales, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
             [-1 if layers[k][2] is None else layers[k][2] for k in keep],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
             SMALL_N_MIN_TAIL, threads)  # fmt: skip
-    results: list[Any] = [None] * len(layers)
-    for k, (first, count, _) in enumerate(layers):
-        failed = next((i for i in range(first, first + count) if i in bad), None)
-        if failed is not None:
-            results[k] = bad[failed]
     for k, (pooled, top, bottom, lost, error, info, where, fields) in zip(keep, outputs,
                                                                         strict=True):  # fmt: skip
         what = f"matrix {where}"
