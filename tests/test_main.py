@@ -9,6 +9,7 @@ import sys
 import hts_fast
 import numpy as np
 import pandas as pd
+import pytest
 from hts_fast.cli import default_input, main
 
 
@@ -112,3 +113,15 @@ def test_fit_options_on_the_command_line(tmp_path):
     result = _run("analyze", str(default_input()), "--fit", "TPL", "--compare")
     assert result.returncode == 2
     assert "compare=True" in result.stderr
+
+
+def test_the_fit_s_own_columns_are_printed():
+    result = _run("analyze", str(default_input()), "--fit", "EXP")
+    assert result.returncode == 0, result.stderr
+    header = next(
+        line for line in result.stdout.splitlines() if line.lstrip().startswith("layer_id")
+    )
+    assert header.split()[6:10] == ["alpha", "xmin", "Lambda", "loglik"]
+    first = hts_fast.analyze(str(default_input()), fit="EXP").iloc[0]
+    row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["0"])
+    assert float(row.split()[8]) == pytest.approx(first["Lambda"], rel=1e-3)

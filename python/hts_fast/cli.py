@@ -23,6 +23,9 @@ import pandas as pd
 #: Columns printed on the terminal (the table written with --out has them all).
 SHOWN = ["layer_id", "name", "layer_type", "N", "M", "num_evals", "alpha", "alpha_weighted",
          "log_norm", "log_spectral_norm", "stable_rank", "warning", "status"]  # fmt: skip
+#: The fit's own columns, printed after alpha when present (fit="TPL", "EXP", "LOGNORMAL"...).
+FIT_SHOWN = ["xmin", "Lambda", "lognormal_mu", "lognormal_sigma", "loglik", "alpha_ci_low",
+             "alpha_ci_high"]  # fmt: skip
 
 
 def default_input() -> Path:
@@ -155,7 +158,10 @@ def _print_analysis(path: Path, table: pd.DataFrame) -> None:
                            "display.max_rows", None, "display.float_format", "{:.4g}".format):  # fmt: skip
         print(f"# {path}: {len(table)} layers analyzed")
         if len(table):
-            print(table[SHOWN].to_string(index=False))
+            own = [c for c in FIT_SHOWN if c in table]  # xmin as well, once the fit has its own
+            fit_columns = own if own != ["xmin"] else []
+            at = SHOWN.index("alpha_weighted")
+            print(table[[*SHOWN[:at], *fit_columns, *SHOWN[at:]]].to_string(index=False))
         means = ", ".join(f"{k} {v:.4g}" for k, v in summary(table).items())
         print(f"# mean: {means}")
         failed = table[table["status"] == "failed"]
