@@ -15,16 +15,14 @@ the CPU ``gram`` one: every column within 1e-9 relative of ``svd`` but the rank 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 
+from .conv2d import CONV2D_NORM_SCALE
 from .layer_matrices import LayerError, LayerMatrices
 
 Device = Literal["cpu", "cuda", "auto"]
-#: conv2d slices are scaled by sqrt(1/2) with conv2d_norm, as on the CPU (hts_fast.conv2d)
-_CONV2D_NORM_SCALE = math.sqrt(0.5)
 
 
 def on_gpu(weight: Any) -> bool:
@@ -77,7 +75,7 @@ def device_matrices(weight: Any, layer_type: str, *, conv2d_norm: bool) -> Layer
     if layer_type == "conv2d" and len(shape) == 4:
         _, _, kh, kw = shape
         slices = tuple(weight[:, :, i, j] for i in range(kh) for j in range(kw))
-        return LayerMatrices(slices, _CONV2D_NORM_SCALE if conv2d_norm else 1.0)
+        return LayerMatrices(slices, CONV2D_NORM_SCALE if conv2d_norm else 1.0)
     if len(shape) == 2:
         return LayerMatrices((weight,), 1.0)
     msg = f"{len(shape)}-D {layer_type} weights are not analyzed on the GPU (device='cpu' is)"

@@ -179,7 +179,7 @@ def analyze_checkpoints(
     """Worker: analyze a batch of checkpoints ((path, known hash or None) each) together.
 
     Returns one outcome per checkpoint, in order: ``digest`` and ``files`` (its hash and the
-    hash-cache entries, when computed here), then either ``table`` (:func:`table_rows` of its
+    hash-cache entries, when computed here), then either ``table`` (column names and rows of its
     analyze() table) and ``summary``, or ``error``; ``seconds``: its share of the batch's
     analysis time; ``hashing_seconds``, ``analysis_seconds``: the time of each stage spent on
     it here (per checkpoint: the batch's analysis shared equally). The batch shares analyze_many()'s pipeline; should that fail as a whole, each
@@ -222,11 +222,6 @@ def analyze_checkpoints(
         else:
             outcome["table"], outcome["summary"] = result["table"], result["summary"]
     return outcomes
-
-
-def analyze_checkpoint(path: str, options: dict[str, Any], threads: int | None) -> dict[str, Any]:
-    """Worker: analyze one checkpoint (its hash computed here); see analyze_checkpoints()."""
-    return analyze_checkpoints([(path, None)], options, threads)[0]
 
 
 def _analyze_defaults() -> dict[str, Any]:
