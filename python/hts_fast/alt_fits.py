@@ -104,6 +104,8 @@ def fit_lognormal(evals: Any, xmin: float) -> LognormalFit:
     import scipy.optimize
     import scipy.special
 
+    from .compare import _lognormal_logpdf
+
     nan = math.nan
     x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
     x = x[x >= xmin]
@@ -114,10 +116,7 @@ def fit_lognormal(evals: Any, xmin: float) -> LognormalFit:
     logx, log_xmin = np.log(x), math.log(xmin)
 
     def loglik(mu: float, s: float) -> float:
-        z = (logx - mu) / s
-        survival = scipy.special.log_ndtr(-(log_xmin - mu) / s)
-        return float(np.sum(-0.5 * z * z - 0.5 * math.log(2 * math.pi) - math.log(s) - logx
-                            - survival))  # fmt: skip
+        return float(np.sum(_lognormal_logpdf(logx, log_xmin, mu, s)))
 
     def negative(p: np.ndarray) -> float:
         value = -loglik(p[0], math.exp(p[1]))
@@ -128,6 +127,7 @@ def fit_lognormal(evals: Any, xmin: float) -> LognormalFit:
                                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})  # fmt: skip
     mu, s = float(best.x[0]), math.exp(float(best.x[1]))
     lower = scipy.special.ndtr((log_xmin - mu) / s)
-    cdf = (scipy.special.ndtr((logx - mu) / s) - lower) / (1 - lower)
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN when xmin is beyond the mass
+        cdf = (scipy.special.ndtr((logx - mu) / s) - lower) / (1 - lower)
     D = float(np.max(np.abs(cdf - np.arange(n) / n)))
     return LognormalFit(mu, s, float(xmin), D, loglik(mu, s), n, "success")

@@ -71,20 +71,12 @@ def _lognormal_logpdf(logx: np.ndarray, log_xmin: float, mu: float, s: float) ->
 
 
 def lognormal_logpdf(x: np.ndarray, xmin: float) -> np.ndarray:
-    """ln p(x) of the lognormal truncated at xmin, (mu, s) fitted by maximum likelihood."""
-    logx = np.log(x)
-    log_xmin = math.log(xmin)
-    start = np.array([float(np.mean(logx)), math.log(max(float(np.std(logx)), 1e-3))])
+    """ln p(x) of the lognormal truncated at xmin, (mu, s) fitted by maximum likelihood
+    (hts_fast.alt_fits.fit_lognormal)."""
+    from .alt_fits import fit_lognormal
 
-    def negative(params: np.ndarray) -> float:
-        value = -float(np.sum(_lognormal_logpdf(logx, log_xmin, params[0], math.exp(params[1]))))
-        return value if math.isfinite(value) else 1e300
-
-    import scipy.optimize  # imported when needed: it costs 0.1 s to import
-
-    best = scipy.optimize.minimize(negative, start, method="Nelder-Mead",
-                                   options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})  # fmt: skip
-    return _lognormal_logpdf(logx, log_xmin, best.x[0], math.exp(best.x[1]))
+    fit = fit_lognormal(x, xmin)
+    return _lognormal_logpdf(np.log(x), math.log(xmin), fit.mu, fit.sigma)
 
 
 def _vuong(l_pl: np.ndarray, l_alt: np.ndarray) -> tuple[float, float]:
