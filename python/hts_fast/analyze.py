@@ -709,19 +709,21 @@ def _analyze_models(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
-        fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
         if fused:
             fits = fused_fits
         elif fix_fingers == "clip_xmax":
             fits, raw_alphas, fingers = _clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
             fits = _peak_fits(pooled, compat, n_threads)
-        elif fit == "PL":
-            fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled], threads=n_threads)
         elif fit in ALT_FITS:
             fits, tpl_columns = _alt_fits(pooled, fit, n_threads)
-        else:
-            fits, tpl_columns = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
+        else:  # the eigenvalues up to xmax (all of them without one) enter the fit
+            fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
+            if fit == "PL":
+                fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled],
+                                          threads=n_threads)  # fmt: skip
+            else:
+                fits, tpl_columns = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
@@ -1048,9 +1050,10 @@ def _alt_fits(
     if fit == "EXP":
         columns["Lambda"] = []
     spectra = [evals for _, evals, _ in pooled]
-    pl_fits = (fit_powerlaw_batch(spectra, threads=threads) if fit == "LOGNORMAL"
-               else fit_exponential_batch(spectra, threads=threads))  # fmt: skip
-    for (_, evals, _), pl in zip(pooled, pl_fits, strict=True):
+    # EXP: the exponential fits themselves; LOGNORMAL: the power-law fits whose xmin it takes
+    first = (fit_exponential_batch(spectra, threads=threads) if fit == "EXP"
+             else fit_powerlaw_batch(spectra, threads=threads))  # fmt: skip
+    for (_, evals, _), pl in zip(pooled, first, strict=True):
         if fit == "EXP":
             result: Any = pl
             values = {"Lambda": result.Lambda, "loglik": result.loglik,
