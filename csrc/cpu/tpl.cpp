@@ -573,18 +573,18 @@ bool ks_blocked(const KsCandidate& c, const Loses& loses, double* distance,
         }
         return true;
     };
+    // The fitted CDF at the next point w_k, walking up from (previous, cum): the TPL's is
+    // accumulated segment by segment, the power law's is closed-form.
     double cum = 0.0, previous = 0.0;
+    auto fitted_at = [&](double wk) {
+        if (c.moments == nullptr) return c.power_law(wk);
+        cum += gamma_tail_segment(c.s, *c.moments, previous, wk);
+        previous = wk;
+        return std::min(1.0, cum / c.denom);
+    };
     for (std::int64_t b = 0; b <= blocks; ++b) {
         const std::int64_t k = std::min(b * kKsBlock, last);
-        const double wk = c.w(k);
-        double f;
-        if (c.moments == nullptr) {
-            f = c.power_law(wk);
-        } else {
-            cum += gamma_tail_segment(c.s, *c.moments, previous, wk);
-            previous = wk;
-            f = std::min(1.0, cum / c.denom);
-        }
+        const double f = fitted_at(c.w(k));
         cums[static_cast<std::size_t>(b)] = cum;
         ends[static_cast<std::size_t>(b)] = f;
         if (!visit(k, f)) return false;
@@ -599,16 +599,7 @@ bool ks_blocked(const KsCandidate& c, const Loses& loses, double* distance,
         cum = cums[static_cast<std::size_t>(b)];
         previous = c.w(ka);
         for (std::int64_t k = ka + 1; k < kb; ++k) {
-            const double wk = c.w(k);
-            double f;
-            if (c.moments == nullptr) {
-                f = c.power_law(wk);
-            } else {
-                cum += gamma_tail_segment(c.s, *c.moments, previous, wk);
-                previous = wk;
-                f = std::min(1.0, cum / c.denom);
-            }
-            if (!visit(k, f)) return false;
+            if (!visit(k, fitted_at(c.w(k)))) return false;
         }
     }
     *distance = worst;
