@@ -829,14 +829,16 @@ def _float64_bytes(plan: _Planned) -> int:
 
 def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
     """Split the layers into consecutive chunks of weights to read and decompose together."""
-    largest = max((_float64_bytes(p) for p in active), default=0)
+    sizes = [_float64_bytes(p) for p in active]
+    largest = max(sizes, default=0)
     # room for `threads` layers as large as the largest, so that one big layer does not leave
     # the other threads idle at the end of its chunk
     budget = min(CHUNK_MAX_BYTES, max(CHUNK_MIN_BYTES, threads * largest))
+    if sum(sizes) <= budget:
+        return [list(active)] if active else []
     chunks: list[list[_Planned]] = [[]]
     size = 0
-    for plan in active:
-        nbytes = _float64_bytes(plan)
+    for plan, nbytes in zip(active, sizes, strict=True):
         if chunks[-1] and size + nbytes > budget and len(chunks[-1]) >= threads:
             chunks.append([])
             size = 0

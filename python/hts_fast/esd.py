@@ -280,18 +280,24 @@ def layer_spectra(
         _check_scale(value)
     # NumPy arrays go to the kernels as they are (they check each one); anything else is
     # converted first
-    arrays = [m if type(m) is np.ndarray else _as_matrix_or_error(m, idx)
-              for idx, m in enumerate(matrices)]  # fmt: skip
+    arrays = list(matrices)
+    bad: dict[int, Exception] = {}
+    for idx, m in enumerate(arrays):
+        if type(m) is not np.ndarray:
+            arrays[idx] = _as_matrix_or_error(m, idx)
+            if isinstance(arrays[idx], Exception):
+                bad[idx] = arrays[idx]
     results = _layer_spectra_call(arrays, scale_list, list(layers), list(Ns), code, method,
-                                  n_threads)  # fmt: skip
+                                  n_threads, bad)  # fmt: skip
     retry = [k for k, r in enumerate(results) if isinstance(r, _Unreadable)]
     if retry:  # arrays the kernels could not read as they are (e.g. foreign byte order)
         for k in retry:
             first, count, _ = layers[k]
             for idx in range(first, first + count):
                 arrays[idx] = _as_matrix_or_error(arrays[idx], idx)
+        bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
         again = _layer_spectra_call(arrays, scale_list, [layers[k] for k in retry],
-                                    [Ns[k] for k in retry], code, method, n_threads)  # fmt: skip
+                                    [Ns[k] for k in retry], code, method, n_threads, bad)  # fmt: skip
         for k, result in zip(retry, again, strict=True):
             results[k] = result.error if isinstance(result, _Unreadable) else result
     return results
@@ -316,11 +322,12 @@ def _as_matrix_or_error(item: Any, idx: int) -> Any:
 
 def _layer_spectra_call(
     arrays: list[Any], scales: list[float], layers: list[tuple[int, int, int | None]],
-    Ns: list[float], code: int, method: str, threads: int,
+    Ns: list[float], code: int, method: str, threads: int, bad: dict[int, Exception],
 ) -> list[Any]:  # fmt: skip
+    """One compiled layer_spectra pass; ``bad``: the matrices that could not be converted
+    (index -> its error), whose layers fail with that error without being run."""
     from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
 
-    bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
     results: list[Any] = [None] * len(layers)
     runnable, keep = arrays, list(range(len(layers)))
     if bad:  # layers holding a matrix that could not be converted fail with its error

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from ._arrays import as_float_array
-from .conv2d import conv2d_matrices
+from .conv2d import CONV2D_NORM_SCALE, conv2d_matrices
 
 COMPAT = "weightwatcher-0.7.7"
+_NATIVE_FLOATS = (np.float16, np.float32, np.float64)
 
 
 class LayerError(ValueError):
@@ -39,16 +40,19 @@ class LayerShape:
 class LayerMatrices:
     """The matrices of one layer, the multiplier applied to each, and how to pool them.
 
-    ``keep_top``: keep only this many largest pooled eigenvalues (WeightWatcher's handling of
-    3-D weights in compat mode), else all.
+    ``matrices``: a tuple of 2-D arrays, or one 3-D array whose slices are the matrices (a
+    conv2d kernel's positions). ``keep_top``: keep only this many largest pooled eigenvalues
+    (WeightWatcher's handling of 3-D weights in compat mode), else all.
     """
 
-    matrices: tuple[np.ndarray, ...]
+    matrices: tuple[np.ndarray, ...] | np.ndarray
     scale: float
     keep_top: int | None = None
 
 
 def _shape_of(weight: Any) -> tuple[int, ...]:
+    if type(weight) is np.ndarray:
+        return weight.shape
     return tuple(int(d) for d in getattr(weight, "shape", ()))
 
 
@@ -102,6 +106,9 @@ def read_weight(weight: Any, compat: str | None) -> np.ndarray:
     ``.float().numpy()``.
     Raises LayerError with the reason when the tensor cannot be read.
     """
+    if (type(weight) is np.ndarray and weight.dtype.type in _NATIVE_FLOATS and weight.size
+            and weight.dtype.isnative):  # fmt: skip
+        return weight  # the common case, checked first: a plain float array as it is
     from .loaders import LazyTensor, TensorReadError
 
     if isinstance(weight, LazyTensor):
@@ -145,6 +152,13 @@ def layer_matrices(
 ) -> LayerMatrices:
     """Return the matrices (views of ``array``) of a layer whose layer_shape() is not None."""
     if layer_type == "conv2d":
+        if array.ndim == 4 and (compat or not is_keras_conv2d(array.shape)):
+            # PyTorch layout: the kernel positions as one (rf, out, in) view, each slice
+            # transposed to in x out when out < in (conv2d_matrices' "oihw" case)
+            out_ch, in_ch, kh, kw = array.shape
+            stack = array.transpose(2, 3, 0, 1).reshape(kh * kw, out_ch, in_ch)
+            scale = CONV2D_NORM_SCALE if conv2d_norm else 1.0
+            return LayerMatrices(stack.transpose(0, 2, 1) if out_ch < in_ch else stack, scale)
         layout = "hwio" if not compat and is_keras_conv2d(array.shape) else "oihw"
         parts = conv2d_matrices(array, layout=layout, conv2d_norm=conv2d_norm)
         return LayerMatrices(parts.matrices, parts.scale)
