@@ -42,9 +42,15 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
+@lru_cache(maxsize=1)
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl's controllers of the BLAS libraries loaded when first asked."""
+    return tuple(_controller().select(user_api="blas").lib_controllers)
+
+
 _pin_lock = threading.Lock()
 _pin_depth = 0
-_pin_limiter: Any = None
+_pinned_from: list[tuple[Any, int]] = []
 
 
 @contextlib.contextmanager
@@ -52,12 +58,16 @@ def single_threaded_blas() -> Iterator[None]:
     """Pin BLAS/LAPACK libraries to one thread inside the block.
 
     Safe when several Python threads use hts_fast at once (the kernels release the GIL): the
-    first caller pins, the last one to leave restores the previous setting.
+    first caller pins, the last one to leave restores each library's previous thread count.
     """
-    global _pin_depth, _pin_limiter
+    global _pin_depth
     with _pin_lock:
         if _pin_depth == 0:
-            _pin_limiter = _controller().limit(limits=1, user_api="blas")
+            # each library's own get/set calls (a few microseconds), not a threadpoolctl
+            # limiter, which re-reads every library's state first (tens of microseconds)
+            _pinned_from[:] = [(lib, lib.num_threads) for lib in _blas_libraries()]
+            for lib, _ in _pinned_from:
+                lib.set_num_threads(1)
         _pin_depth += 1
     try:
         yield
@@ -65,8 +75,9 @@ def single_threaded_blas() -> Iterator[None]:
         with _pin_lock:
             _pin_depth -= 1
             if _pin_depth == 0:
-                _pin_limiter.restore_original_limits()
-                _pin_limiter = None
+                for lib, threads in _pinned_from:
+                    lib.set_num_threads(threads)
+                _pinned_from.clear()
 
 
 def blas_info() -> list[dict[str, Any]]:

@@ -52,6 +52,8 @@ def resolve_device(device: Device, weights: list[Any], esd_method: str) -> Liter
     """The device a batch runs on. ``"cuda"`` needs the weights on a GPU (RuntimeError
     otherwise, saying why); ``"auto"`` picks ``"cuda"`` when they are there (and
     esd_method="gram")."""
+    if device == "cpu":
+        return "cpu"
     placed = [on_gpu(w) for w in weights]
     if device == "auto":
         return "cuda" if placed and all(placed) and esd_method == "gram" else "cpu"
