@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hts_fast.esd import esd_batch, layer_spectra
 from hts_fast.fits import fit_powerlaw_batch
-from hts_fast.metrics import batch_slice_stats, layer_slice_stats
+from hts_fast.metrics import LayerSliceStats, batch_slice_stats
 
 
 def _batch():
@@ -42,14 +42,15 @@ def test_equals_the_separate_steps(method, threads):
         if keep is not None:
             pooled = pooled[-keep:]
             parts = [pooled]
-        evals, (top, bottom, lost), fit = got
+        evals, stats, fit = got
         np.testing.assert_array_equal(evals, pooled)
         assert fit == fit_powerlaw_batch([pooled])[0]
         owner = np.zeros(len(parts), dtype=np.intp)
-        expected = batch_slice_stats(parts, owner, np.array([N]), 1, compat=False)
-        got_stats = layer_slice_stats(top, bottom, lost, owner, 1, compat=False)
-        for key, value in expected.items():
-            np.testing.assert_array_equal(got_stats[key], value)
+        for compat in (False, True):
+            expected = batch_slice_stats(parts, owner, np.array([N]), 1, compat=compat)
+            got_stats = LayerSliceStats.columns([stats], compat=compat)
+            for key, value in expected.items():
+                np.testing.assert_array_equal(got_stats[key], value)
 
 
 def test_a_matrix_that_cannot_be_read_fails_only_its_layer():

@@ -139,19 +139,14 @@ void register_esd(py::module_& m) {
                 auto& r = out[g];
                 if (bad_matrix[g] >= 0) {
                     const auto where = static_cast<std::size_t>(bad_matrix[g]);
-                    result.append(py::make_tuple(py::none(), py::none(), py::none(), py::none(), -1,
-                                                 0, bad_matrix[g], py::str(unreadable[where])));
+                    result.append(py::make_tuple(py::none(), 0.0, 0.0, 0.0, 0, -1, 0,
+                                                 bad_matrix[g], py::str(unreadable[where])));
                     continue;
                 }
                 result.append(py::make_tuple(
                     py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
                                         r.pooled.data()),
-                    py::array_t<double>(static_cast<py::ssize_t>(r.top_sv.size()),
-                                        r.top_sv.data()),
-                    py::array_t<double>(static_cast<py::ssize_t>(r.bottom_sv.size()),
-                                        r.bottom_sv.data()),
-                    py::array_t<std::int64_t>(static_cast<py::ssize_t>(r.lost.size()),
-                                              r.lost.data()),
+                    r.sv_max, r.sv_min_smallest, r.sv_min_largest, r.rank_loss,
                     static_cast<int>(r.esd.error), r.esd.info, r.failed_matrix,
                     as_tuple(r.fit)));
             }
@@ -160,9 +155,10 @@ void register_esd(py::module_& m) {
         py::arg("matrices"), py::arg("scales"), py::arg("firsts"), py::arg("counts"),
         py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
         py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("threads"),
-        "Per layer (a run of matrices): ESDs pooled and sorted, per-matrix sv summaries and "
-        "the power-law fit, one thread per layer. Returns a list of (pooled, top_sv, "
-        "bottom_sv, lost, esd error code, LAPACK info, failed matrix index, fit tuple).");
+        "Per layer (a run of matrices): ESDs pooled and sorted, singular-value summaries and "
+        "the power-law fit, one thread per layer. Returns a list of (pooled, sv_max, "
+        "smallest and largest of the matrices' sv_min, rank loss, esd error code, LAPACK "
+        "info, failed matrix index, fit tuple).");
 
     m.def(
         "_half_to_double",

@@ -18,16 +18,19 @@ double decomposition_cost(const MatrixView& m) {
     return big * small * small;
 }
 
-// The per-matrix summaries of values[0, n) (ascending), as metrics.batch_slice_stats
-// computes them: sqrt of the ends, and the count of sqrt(v) <= sqrt(top) * N * eps.
-void summarize(const double* values, std::int64_t n, double N, LayerSpectrum& out) {
+// Adds one matrix's ascending eigenvalues values[0, n) to the layer's singular-value
+// summaries, as metrics.batch_slice_stats computes them: sqrt of the ends, and the count of
+// sqrt(v) <= sqrt(top) * N * eps. `first`: whether it is the layer's first matrix.
+void summarize(const double* values, std::int64_t n, double N, bool first, LayerSpectrum& out) {
     const double top = std::sqrt(values[n - 1]);
+    const double bottom = std::sqrt(values[0]);
     const double tolerance = top * N * DBL_EPSILON;
     std::int64_t lost = 0;
     for (std::int64_t j = 0; j < n; ++j) lost += std::sqrt(values[j]) <= tolerance ? 1 : 0;
-    out.top_sv.push_back(top);
-    out.bottom_sv.push_back(std::sqrt(values[0]));
-    out.lost.push_back(lost);
+    out.sv_max = first ? top : std::max(out.sv_max, top);
+    out.sv_min_smallest = first ? bottom : std::min(out.sv_min_smallest, bottom);
+    out.sv_min_largest = first ? bottom : std::max(out.sv_min_largest, bottom);
+    out.rank_loss += lost;
 }
 
 // Pools, summarizes and fits a layer whose matrices' ESDs all sit in out.pooled (in matrix
@@ -44,8 +47,12 @@ void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdRes
     const auto total = static_cast<std::int64_t>(out.pooled.size());
     if (g.keep_top < 0) {
         std::int64_t offset = 0;
+        bool first = true;
         for (std::int64_t k = 0; k < g.count; ++k) {
-            if (lengths[k] > 0) summarize(out.pooled.data() + offset, lengths[k], g.N, out);
+            if (lengths[k] > 0) {
+                summarize(out.pooled.data() + offset, lengths[k], g.N, first, out);
+                first = false;
+            }
             offset += lengths[k];
         }
     }
@@ -53,7 +60,8 @@ void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdRes
     if (g.keep_top >= 0 && g.keep_top < total)
         out.pooled.erase(out.pooled.begin(), out.pooled.end() - g.keep_top);
     if (g.keep_top >= 0 && !out.pooled.empty())
-        summarize(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()), g.N, out);
+        summarize(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()), g.N, true,
+                  out);
     out.fit = fit_powerlaw(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()),
                            options);
 }

@@ -30,10 +30,9 @@ from .layer_matrices import (
 )
 from .layers import Layer, apply_filters, discover_layers
 from .metrics import (
-    SliceSummary,
+    LayerSliceStats,
     batch_norm_metrics,
     batch_slice_stats,
-    layer_slice_stats,
     warning_label,
 )
 from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
@@ -881,7 +880,7 @@ def _layer_spectra(
     compat: str | None, threads: int,
 ) -> tuple[list[tuple[_Planned, np.ndarray, Any]], list[PowerLawFit]]:  # fmt: skip
     """_pool() and the power-law fits of a chunk in one compiled pass (esd.layer_spectra);
-    each pooled entry carries its matrices' sv summaries instead of their spectra."""
+    each pooled entry carries its LayerSliceStats instead of its matrices' spectra."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
     results = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads)
@@ -891,8 +890,8 @@ def _layer_spectra(
             detail = getattr(result, "detail", f": {result}")
             _failed_row(plan.row, f"weight{detail}", compat=bool(compat))
             continue
-        evals, summary, fit = result
-        pooled.append((plan, evals, SliceSummary(*summary)))
+        evals, stats, fit = result
+        pooled.append((plan, evals, stats))
         fits.append(fit)
     return pooled, fits
 
@@ -1155,13 +1154,8 @@ def _metric_columns(
     alpha = np.array(columns["alpha"], dtype=np.float64)
     columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
                                       compat=compat, tolerance=tolerance))  # fmt: skip
-    if isinstance(pooled[0][2], SliceSummary):  # computed with the ESDs (esd.layer_spectra)
-        summaries = [parts for _, _, parts in pooled]
-        owner = np.repeat(np.arange(len(pooled)), [len(s.top) for s in summaries])
-        columns.update(layer_slice_stats(
-            np.concatenate([s.top for s in summaries]),
-            np.concatenate([s.bottom for s in summaries]),
-            np.concatenate([s.lost for s in summaries]), owner, len(pooled), compat=compat))  # fmt: skip
+    if isinstance(pooled[0][2], LayerSliceStats):  # computed with the ESDs (esd.layer_spectra)
+        columns.update(LayerSliceStats.columns([stats for _, _, stats in pooled], compat=compat))
     else:
         slices = [part for _, _, parts in pooled for part in parts]
         owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])

@@ -257,10 +257,15 @@ def esd_batch(
 
 
 def layer_spectra(
-    matrices: Sequence[Any], scales: Sequence[float], layers: Sequence[tuple[int, int, int | None]],
-    Ns: Sequence[float], *, method: str = "svd", threads: int | None = None,
-) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], Any] | Exception]:  # fmt: skip
-    """Each layer's pooled ESD, per-matrix summaries and power-law fit, in one compiled pass.
+    matrices: Sequence[Any],
+    scales: Sequence[float],
+    layers: Sequence[tuple[int, int, int | None]],
+    Ns: Sequence[float],
+    *,
+    method: str = "svd",
+    threads: int | None = None,
+) -> list[tuple[np.ndarray, Any, Any] | Exception]:
+    """Each layer's pooled ESD, singular-value summary and power-law fit, in one compiled pass.
 
     ``layers``: (first, count, keep_top) per layer, its matrices being
     ``matrices[first:first + count]`` (keep_top: keep only that many largest pooled
@@ -269,9 +274,10 @@ def layer_spectra(
     decompositions of the others; the results equal :func:`esd_batch`, pooling with
     ``np.sort`` and :func:`hts_fast.fits.fit_powerlaw_batch` bit for bit.
 
-    Returns per layer either (pooled ascending ESD, (sqrt of each matrix's largest and
-    smallest eigenvalue, its rank-loss count), PowerLawFit) or the exception of its first
-    bad matrix (``detail``: the message after "matrix k", as esd_batch's).
+    Returns per layer either (pooled ascending ESD, :class:`hts_fast.metrics.LayerSliceStats`
+    (equal to :func:`hts_fast.metrics.batch_slice_stats` of its matrices' ESDs),
+    PowerLawFit) or the exception of its first bad matrix (``detail``: the message after
+    "matrix k", as esd_batch's).
     """
     code = _method_code(method)
     n_threads = _threads.resolve_threads(threads)
@@ -327,6 +333,7 @@ def _layer_spectra_call(
     """One compiled layer_spectra pass; ``bad``: the matrices that could not be converted
     (index -> its error), whose layers fail with that error without being run."""
     from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
+    from .metrics import LayerSliceStats
 
     results: list[Any] = [None] * len(layers)
     runnable, keep = arrays, list(range(len(layers)))
@@ -345,17 +352,14 @@ def _layer_spectra_call(
             [-1 if layers[k][2] is None else layers[k][2] for k in keep],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
             SMALL_N_MIN_TAIL, threads)  # fmt: skip
-    for k, (pooled, top, bottom, lost, error, info, where, fields) in zip(keep, outputs,
-                                                                        strict=True):  # fmt: skip
-        what = f"matrix {where}"
+    for k, (pooled, *stats, error, info, where, fields) in zip(keep, outputs, strict=True):
         if error == -1:
+            what = f"matrix {where}"
             results[k] = _Unreadable(_tagged(ValueError(f"{what}: {fields}"), what))
         elif error:
+            what = f"matrix {where}"
             results[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
         else:
-            results[k] = (
-                pooled,
-                (top, bottom, lost),
-                _to_result(fields, pooled, DEFAULT_THRESHOLD),
-            )
+            results[k] = (pooled, LayerSliceStats(*stats),
+                          _to_result(fields, pooled, DEFAULT_THRESHOLD))  # fmt: skip
     return results

@@ -54,13 +54,25 @@ def batch_slice_stats(
     return layer_slice_stats(tops, bottoms, lost, owner, num_layers, compat=compat)
 
 
-class SliceSummary(NamedTuple):
-    """Per matrix of one layer: sqrt of its largest and smallest eigenvalue (sv_max, sv_min)
-    and its rank-loss count, as batch_slice_stats() computes them."""
+class LayerSliceStats(NamedTuple):
+    """One layer's singular-value summary over its matrices, as batch_slice_stats() computes
+    it: sv_max; the smallest and the largest of the matrices' smallest singular values
+    (sv_min by default and in compat mode); and the summed rank losses."""
 
-    top: np.ndarray
-    bottom: np.ndarray
-    lost: np.ndarray
+    sv_max: float
+    sv_min_smallest: float
+    sv_min_largest: float
+    rank_loss: int
+
+    @staticmethod
+    def columns(stats: list[LayerSliceStats], *, compat: bool) -> dict[str, np.ndarray]:
+        """sv_max, sv_min and rank_loss arrays of these layers (as batch_slice_stats)."""
+        sv_max, smallest, largest, lost = zip(*stats, strict=True)
+        return {
+            "sv_max": np.array(sv_max, dtype=np.float64),
+            "sv_min": np.array(largest if compat else smallest, dtype=np.float64),
+            "rank_loss": np.array(lost, dtype=np.int64),
+        }
 
 
 def layer_slice_stats(

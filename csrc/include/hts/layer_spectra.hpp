@@ -22,11 +22,15 @@ struct LayerGroup {
 
 struct LayerSpectrum {
     std::vector<double> pooled;  // ascending
-    // Per matrix (one entry for a kept top): sqrt of its largest and smallest eigenvalue,
-    // and how many of its singular values are <= sqrt(largest) * N * eps (rank loss).
-    std::vector<double> top_sv;
-    std::vector<double> bottom_sv;
-    std::vector<std::int64_t> lost;
+    // Over the layer's matrices (the kept top counts as one): the largest singular value;
+    // the smallest and the largest of their smallest singular values (WeightWatcher reports
+    // the latter as sv_min); and the sum of their rank losses, a matrix's rank loss being
+    // how many of its singular values are <= its largest * N * eps. Singular values are
+    // the square roots of the eigenvalues.
+    double sv_max = 0.0;
+    double sv_min_smallest = 0.0;
+    double sv_min_largest = 0.0;
+    std::int64_t rank_loss = 0;
     EsdResult esd;                   // the first failing matrix's error, if any
     std::int64_t failed_matrix = -1;  // its index in the batch (-1: none)
     PowerLawFitResult fit;            // of `pooled`; not computed when a matrix failed
