@@ -21,7 +21,8 @@ import threadpoolctl
 from hts_fast import _threads
 from hts_fast._arrays import as_matrix
 from hts_fast._core_loader import core
-from hts_fast.analyze import _extract, _plan
+from hts_fast._planning import plan_layers
+from hts_fast.analyze import _extract
 
 from .conftest import _timings, quiet_call, record
 from .models import models
@@ -38,7 +39,7 @@ def state(name: str) -> dict[str, np.ndarray]:
 
 
 def _matrices(model: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
-    plans = [p for p in _plan(model, None, 8, 15000, 50000, None) if not p.skip_reason]
+    plans = [p for p in plan_layers(model, None, 8, 15000, 50000, None) if not p.skip_reason]
     _, matrices, scales = _extract(plans, None, True, "gram")
     return matrices, scales
 
@@ -103,7 +104,7 @@ def _svd_seconds(model: dict[str, np.ndarray]) -> float:
     """Median time of the compat path's float64 gesdd calls alone: the same matrices, the
     compiled batch call on all cores, nothing else (no extraction, pooling, fits, table)."""
     compat = "weightwatcher-0.7.7"
-    plans = [p for p in _plan(model, None, 8, 15000, 50000, compat) if not p.skip_reason]
+    plans = [p for p in plan_layers(model, None, 8, 15000, 50000, compat) if not p.skip_reason]
     _, matrices, scales = _extract(plans, compat, True, "svd")
     arrays = [as_matrix(m, "matrix") for m in matrices]
     threads = _threads.available_cores()

@@ -7,7 +7,9 @@ import math
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast.analyze import EXTRA_COLUMNS, WW_COLUMNS
+from hts_fast._planning import Planned
+from hts_fast._table import EXTRA_COLUMNS, WW_COLUMNS
+from hts_fast.layers import discover_layers
 
 torch = pytest.importorskip("torch")
 
@@ -198,8 +200,7 @@ def test_chunked_reading_gives_the_same_table(monkeypatch):
     whole = hts_fast.analyze(state, threads=2)
     monkeypatch.setattr(module, "CHUNK_MIN_BYTES", 10_000)  # about one layer per chunk
     chunked = hts_fast.analyze(state, threads=2)
-    chunks = module._chunks([module._Planned(layer, None) for layer in
-                             module.discover_layers(state)], 2)  # fmt: skip
+    chunks = module._chunks([Planned(layer, None) for layer in discover_layers(state)], 2)
     assert len(chunks) == 4  # two layers (one per thread) per chunk
     assert whole.equals(chunked)
     # a bad layer in a prefetched chunk fails alone

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from ._build_info import build_info
 from ._core_loader import core as _core
-from .analyze import analyze, analyze_many, describe, summary
+from ._planning import describe
+from ._table import summary
+from .analyze import analyze, analyze_many
 from .bootstrap import AlphaInterval, bootstrap_alpha
 from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .curves import fit_curves

@@ -1,367 +1,76 @@
-"""analyze(), describe() and summary(): the WeightWatcher-style layer table of a model."""
+"""analyze() and analyze_many(): the WeightWatcher-style layer table of models.
+
+The pipeline: plan the layers (``_planning``), read and cut them into matrices chunk by chunk,
+compute the ESDs (with the plain power-law fit in the same compiled pass where it applies),
+run the fits of the options (``_option_fits``), compute the metric columns and build the table
+(``_table``).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from . import _threads, esd_randomized, marchenko_pastur
-from ._frame import frame_from_columns
+from ._option_fits import (
+    alpha_ci_columns,
+    alternative_fits,
+    check_alpha_ci,
+    clipped_fits,
+    peak_fits,
+    tpl_fits,
+)
+from ._planning import Owner, Planned, check_compat, plan_layers
+from ._table import (
+    ALPHA_CI_COLUMNS,
+    ALT_FIT_COLUMNS,
+    ALT_FITS,
+    DETX_COLUMNS,
+    MP_COLUMNS,
+    OPTION_INT_COLUMNS,
+    PEFT_COLUMN,
+    PHASE_COLUMN,
+    RANDOM_MP_COLUMNS,
+    RANDOMIZE_COLUMNS,
+    TPL_COLUMNS,
+    base_row,
+    failed_row,
+    fit_columns,
+    skipped_frame,
+    summary_of_columns,
+    table_columns,
+    to_frame,
+    to_rows,
+)
 from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
 from .device import check_device, device_matrices, device_spectra, resolve_device
 from .esd import EsdMethod, esd_batch, layer_spectra
-from .fits import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
+from .fits import PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
-    COMPAT,
     LayerError,
-    LayerShape,
     layer_matrices,
-    layer_shape,
-    not_a_matrix_reason,
     read_weight,
 )
-from .layers import Layer, apply_filters, discover_layers
 from .metrics import (
     LayerSliceStats,
     batch_norm_metrics,
     batch_slice_stats,
-    warning_label,
 )
-from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
+from .peft import LoraProduct, check_peft
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
-from .xmax import Xmax, cdf_xmax, check_xmax, fitted_evals
+from .xmax import Xmax, check_xmax, fitted_evals
 
-#: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
-WW_COLUMNS = [
-    "layer_id", "name", "D", "M", "N", "Q", "alpha", "alpha_weighted", "entropy", "has_esd",
-    "lambda_max", "layer_type", "log_alpha_norm", "log_norm", "log_spectral_norm", "longname",
-    "matrix_rank", "norm", "num_evals", "num_pl_spikes", "rank_loss", "rf", "sigma",
-    "spectral_norm", "stable_rank", "status", "sv_max", "sv_min", "warning", "weak_rank_loss",
-    "xmax", "xmin",
-]  # fmt: skip
-#: Our columns, after WeightWatcher's.
-EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
-#: WeightWatcher's extra columns with peft=True/"with_base" and randomize=True (its columns are
-#: sorted by name).
-PEFT_COLUMN = "peft"
-RANDOMIZE_COLUMNS = ["max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist"]
-MP_COLUMNS = ["num_spikes", "sigma_mp", "mp_softrank", "W_scale", "bulk_max", "bulk_min"]
-#: randomize=True also fits the shuffled spectra (num_traps repeats rand_num_spikes, 0.7.7)
-RANDOM_MP_COLUMNS = ["rand_num_spikes", "num_traps", "rand_sigma_mp", "rand_mp_softrank",
-                     "rand_W_scale", "rand_bulk_max", "rand_bulk_min"]  # fmt: skip
-DETX_COLUMNS = ["detX_num", "detX_val", "detX_val_unrescaled", "num_ERG_spikes", "ERG_gap"]
-#: integer columns of those options (ERG_gap too in compat mode; NaN-able by default)
-OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
-                      "num_ERG_spikes"}  # fmt: skip
-INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
-               "rf", "weak_rank_loss"}  # fmt: skip
-#: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
-#: tail) and the standard errors of alpha and Lambda from the observed Fisher information
-TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
-#: fits for model comparison (hts_fast.alt_fits) and their columns: the exponential tail's rate
-#: is the Lambda column; the lognormal is fitted above the power law's xmin
-ALT_FITS = ("EXP", "LOGNORMAL")
-ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
-                   "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
-#: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
-PHASE_COLUMN = "phase"
-STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
-                  PHASE_COLUMN}  # fmt: skip
-SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
-                   "stable_rank", "mp_softrank"]  # fmt: skip
-DESCRIBE_COLUMNS = ["layer_id", "name", "M", "N", "Q", "layer_type", "longname", "num_evals",
-                    "rf", "analyzed", "skip_reason"]  # fmt: skip
 #: Eigenvalues below this count as weak rank loss (WeightWatcher's default tolerance).
 WEAK_RANK_TOLERANCE = 1e-6
-
-
-@dataclass
-class _Planned:
-    """A layer and what the size tests decided about it."""
-
-    layer: Layer
-    shape: LayerShape | None
-    skip_reason: str = ""
-    row: dict[str, Any] = field(default_factory=dict)
-    peft: bool = False  # a LoRA product row
-    extra: dict[str, Any] = field(default_factory=dict)  # columns of analyze() options
-
-
-#: A layer's place in the flat list of matrices: (plan, first index, count, keep_top).
-_Owner = tuple[_Planned, int, int, "int | None"]
-
-
-def _check_compat(compat: str | None) -> str | None:
-    if compat not in (None, COMPAT):
-        msg = f"compat must be None or {COMPAT!r}, got {compat!r}"
-        raise ValueError(msg)
-    return compat
-
-
-def _plan(
-    model: Any, layers: Any, min_evals: int, max_evals: int, max_N: int, compat: str | None,
-    peft: bool | str = False,
-) -> list[_Planned]:  # fmt: skip
-    """Discover the layers and apply WeightWatcher's support tests in its order (2.4).
-
-    With ``peft``, LoRA pairs then become product rows (hts_fast.peft), in WeightWatcher's
-    row order in compat mode and in layer-id order otherwise.
-    """
-    found = discover_layers(model, compat)
-    filtered = apply_filters(found, layers)
-    plans = []
-    seen_weights: dict[int, Layer] = {}
-    for pos, layer in enumerate(found):
-        shape = None
-        if layer.weight is not None and layer.layer_type not in ("unknown", "norm"):
-            shape = layer_shape(layer.weight, layer.layer_type, compat)
-        reason = ""
-        if pos in filtered:
-            reason = f"filtered: {filtered[pos]}"
-        elif layer.weight is None:
-            reason = "no weight"
-        elif layer.layer_type == "unknown":
-            reason = "layer type unknown"
-        elif layer.layer_type == "norm":
-            reason = "normalization layers are not analyzed"
-        elif shape is None:
-            reason = not_a_matrix_reason(layer.weight, layer.layer_type)
-        elif min_evals and shape.M * shape.rf < min_evals:
-            reason = f"too few eigenvalues: M*rf = {shape.M * shape.rf} < min_evals = {min_evals}"
-        elif max_evals and shape.M * shape.rf > max_evals:
-            reason = f"too many eigenvalues: M*rf = {shape.M * shape.rf} > max_evals = {max_evals}"
-        elif max_N < shape.N:
-            reason = f"N = {shape.N} > max_N = {max_N}"
-        elif not compat:
-            # A weight shared by several layers (tied embeddings) is analyzed once.
-            key = _weight_identity(layer.weight)
-            if key in seen_weights:
-                first = seen_weights[key]
-                reason = f"shares its weight with layer {first.layer_id} ({first.longname})"
-            else:
-                seen_weights[key] = layer
-        plans.append(_Planned(layer, shape, reason))
-    if peft:
-        scaling = None if compat else adapter_scaling(model)
-        plans = _pair_lora(plans, peft_only=peft is True, scaling=scaling, compat=compat)
-    return plans
-
-
-def _lora_plan(plan: _Planned, product: LoraProduct, old: str, new: str) -> _Planned:
-    layer = plan.layer
-    renamed = Layer(layer.layer_id, layer.name.replace(old, new), layer.longname.replace(old, new),
-                    layer.layer_type, product, layer.source)  # fmt: skip
-    return _Planned(renamed, product.layer_shape(), peft=True)
-
-
-def _pair_lora(
-    plans: list[_Planned], *, peft_only: bool, scaling: LoraScaling | None, compat: str | None
-) -> list[_Planned]:
-    """Replace each analyzed lora_A/lora_B pair by its B·A row (and W + B·A row).
-
-    Walks the analyzed layers as WeightWatcher's PEFT iterator does: W is the last analyzed
-    non-LoRA layer before the pair; with ``peft_only`` the other layers are not analyzed.
-    """
-    result: list[_Planned] = []
-    pending: list[_Planned] = []  # lora_A rows waiting for their lora_B
-    last_a: _Planned | None = None
-    last_w: Any = None
-    for plan in plans:
-        role = "" if plan.skip_reason else lora_role(plan.layer.layer_type, plan.layer.longname)
-        if not role:
-            if not plan.skip_reason:
-                last_w = plan.layer.weight
-                if peft_only:
-                    plan.skip_reason = "peft=True analyzes only the LoRA products"
-            result.append(plan)
-        elif role == "other":
-            plan.skip_reason = "LoRA tensor that is neither lora_A nor lora_B"
-            result.append(plan)
-        elif role == "A":
-            if last_a is not None:
-                last_a.skip_reason = "lora_A without a lora_B after it"
-                result.append(last_a)
-            last_a = plan
-        elif last_a is None:
-            plan.skip_reason = "lora_B without a lora_A before it"
-            result.append(plan)
-        else:
-            a_plan, base = last_a, None if peft_only else last_w
-            try:
-                product = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight)
-            except LayerError as exc:
-                for p in (a_plan, plan):
-                    p.skip_reason = f"LoRA pair not analyzed: {exc}"
-                result.extend((a_plan, plan))
-                last_a = None
-                continue
-            scale = (
-                scaling.scale(module_of(a_plan.layer.longname), product.rank) if scaling else 1.0
-            )
-            product.scale = scale
-            pending.append(_lora_plan(a_plan, product, "lora_A", "lora_BA"))
-            with_base = None
-            if base is not None:
-                try:
-                    with_base = LoraProduct.pair(a_plan.layer.weight, plan.layer.weight, base,
-                                                 scale)  # fmt: skip
-                except LayerError as exc:
-                    plan.skip_reason = f"W + B·A not analyzed: {exc}"
-            a_plan.skip_reason = f"analyzed as {pending[-1].layer.longname}"
-            result.append(a_plan)
-            if with_base is None:
-                if not plan.skip_reason:
-                    plan.skip_reason = f"analyzed in {pending[-1].layer.longname}"
-                result.append(plan)
-            else:
-                result.append(_Planned(plan.layer, plan.shape, "replaced by its W + B·A row"))
-                pending.append(_lora_plan(plan, with_base, "lora_B", "lora_W_plus_AB"))
-            # WeightWatcher yields the pair's rows last-in first-out
-            result.extend(reversed(pending) if compat else pending)
-            pending, last_a = [], None
-    if last_a is not None:
-        last_a.skip_reason = "lora_A without a lora_B after it"
-        result.append(last_a)
-    return result
-
-
-def _weight_identity(weight: Any) -> Any:
-    """A key equal for two layers that hold the very same weight memory."""
-    from .loaders import LazyTensor
-
-    if isinstance(weight, LazyTensor):
-        return weight.identity if weight.identity is not None else id(weight)
-    if isinstance(weight, np.ndarray):
-        return ("numpy", weight.__array_interface__["data"][0], weight.shape, weight.strides,
-                weight.dtype.str)  # fmt: skip
-    if type(weight).__module__.startswith("torch") and hasattr(weight, "data_ptr"):
-        if weight.device.type == "meta" or weight.layout != __import__("torch").strided:
-            return id(weight)
-        return ("torch", str(weight.device), weight.data_ptr(), tuple(weight.shape),
-                tuple(weight.stride()), str(weight.dtype))  # fmt: skip
-    return id(weight)
-
-
-def _base_row(plan: _Planned, esd_method: str) -> dict[str, Any]:
-    layer, shape = plan.layer, plan.shape
-    assert shape is not None
-    return {
-        "layer_id": layer.layer_id, "name": layer.name, "longname": layer.longname,
-        "layer_type": layer.layer_type, "N": shape.N, "M": shape.M, "rf": shape.rf,
-        "Q": shape.N / shape.M if shape.M else -1.0, "esd_method": esd_method,
-    }  # fmt: skip
-
-
-def _failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, Any]:
-    """A layer whose spectrum could not be computed: NaN metrics, -1 for counts."""
-    nan = math.nan
-    for col in WW_COLUMNS:
-        if col not in row:
-            row[col] = -1 if col in INT_COLUMNS else nan
-    row.update(has_esd=False, status="failed", status_reason=reason, fit_method="",
-               warning=warning_label(nan, True, compat=compat))  # fmt: skip
-    return row
-
-
-def _fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
-    failed = fit.status != "success"
-    if failed and compat:  # WeightWatcher's defaults for a failed fit
-        alpha, D, sigma, xmin, spikes, xmax = -1.0, -1.0, -1.0, -1.0, -1, math.nan
-    else:
-        alpha, D, sigma, xmin, spikes, xmax = (
-            fit.alpha, fit.D, fit.sigma, fit.xmin, fit.num_pl_spikes, fit.xmax)  # fmt: skip
-        if failed:
-            spikes = -1
-        elif compat and fit.method == "small_n" and fit.num_fit < 8 and fit.xmin_index == 0:
-            # WeightWatcher computes sigma before its small-n fallback sets alpha
-            sigma = -1.0 / math.sqrt(fit.num_fit)
-    return {
-        "alpha": alpha, "D": D, "sigma": sigma, "xmin": xmin, "xmax": xmax,
-        "num_pl_spikes": spikes, "status": "failed" if failed else "success",
-        "status_reason": f"power-law fit failed: {fit.reason}" if failed else "",
-        "fit_method": fit.method, "warning": warning_label(alpha, failed, compat=compat),
-    }  # fmt: skip
-
-
-#: pandas' default string dtype (what dtype="str" means), built once: parsing the name per
-#: column costs more than building the column.
-_STRING_DTYPE = pd.array([], dtype="str").dtype
-#: Its array class: _from_sequence is the ExtensionArray constructor pd.array() dispatches
-#: to, without pd.array's type inference (about half the cost per column).
-_STRING_ARRAY = _STRING_DTYPE.construct_array_type()
-
-
-def _column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str] = ()) -> list[str]:
-    """The table's columns: WeightWatcher's, with those its options add, sorted by name after
-    layer_id and name as WeightWatcher sorts them; then ours."""
-    return [*WW_COLUMNS[:2], *sorted([*WW_COLUMNS[2:], *option_columns]), *EXTRA_COLUMNS,
-            *our_columns]  # fmt: skip
-
-
-def _table_columns(
-    rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
-    option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
-    our_columns: Sequence[str] = (), compat: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The table's columns with WeightWatcher's dtypes: NumPy arrays, and lists of str.
-
-    ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
-    layer); ``columns`` hold arrays of the analyzed layers' values, which sit at positions
-    ``analyzed``.
-    """
-    n = len(rows)
-    at = np.array(analyzed, dtype=np.intp)
-    data: dict[str, Any] = {}
-    for col in _column_names(option_columns, our_columns):
-        if col in columns and len(at) == n:
-            values = columns[col]
-        else:
-            is_int = col in INT_COLUMNS or col in int_columns
-            # an option column of a failed layer
-            missing = -1 if is_int else "" if col in STRING_COLUMNS else math.nan
-            values = [row.get(col, missing) for row in rows]
-            if col in columns:
-                values = np.array(values, dtype=object)
-                values[at] = columns[col]
-        if col in INT_COLUMNS or col in int_columns:
-            data[col] = np.asarray(values, dtype=np.int64)
-        elif col in ("has_esd", PEFT_COLUMN):
-            data[col] = np.asarray(values, dtype=bool)
-        elif col in STRING_COLUMNS:
-            data[col] = [str(v) for v in values]
-        else:
-            data[col] = np.asarray(values, dtype=np.float64)
-    if compat and n and all(s == "failed" for s in data["status"]):
-        # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
-        for col in ("alpha", "D", "sigma", "xmin"):
-            if (data[col] == -1).all():
-                data[col] = data[col].astype(np.int64)
-    return data
-
-
-def _to_frame(columns: dict[str, Any]) -> pd.DataFrame:
-    """The DataFrame of _table_columns()' result (str columns in pandas' string dtype)."""
-    return frame_from_columns({
-        col: _STRING_ARRAY._from_sequence(values, dtype=_STRING_DTYPE)
-        if isinstance(values, list) else values
-        for col, values in columns.items()
-    })  # fmt: skip
-
-
-def _to_rows(columns: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """_table_columns()' result as column names and rows of plain Python values."""
-    lists = [values.tolist() if isinstance(values, np.ndarray) else values
-             for values in columns.values()]  # fmt: skip
-    return list(columns), list(zip(*lists, strict=True))
 
 
 def analyze(
@@ -552,7 +261,7 @@ class _Options:
     alpha_ci: bool | float = False
 
     def __post_init__(self) -> None:
-        _check_compat(self.compat)
+        check_compat(self.compat)
         object.__setattr__(self, "peft", check_peft(self.peft))
         fit, fix_fingers = self.fit, self.fix_fingers
         if fit not in ("PL", "TPL", "E_TPL", *ALT_FITS):
@@ -574,7 +283,7 @@ class _Options:
         xmax = check_xmax(self.xmax, fit=fit, compat=self.compat, fix_fingers=fix_fingers)
         object.__setattr__(self, "xmax", xmax)
         check_device(self.device, esd_method=self.esd_method, compat=self.compat)
-        object.__setattr__(self, "alpha_ci", _check_alpha_ci(self.alpha_ci, self))
+        object.__setattr__(self, "alpha_ci", check_alpha_ci(self.alpha_ci, self))
         if self.esd_method == "randomized":
             esd_randomized.check_options(compat=self.compat, peft=self.peft,
                                          randomize=self.randomize, mp_fit=self.mp_fit,
@@ -582,54 +291,13 @@ class _Options:
                                          compare=self.compare)  # fmt: skip
 
 
-#: our columns with alpha_ci: the bootstrap interval of alpha (hts_fast.bootstrap_alpha)
-ALPHA_CI_COLUMNS = ["alpha_ci_low", "alpha_ci_high"]
-#: resamples per layer for alpha_ci
-ALPHA_CI_RESAMPLES = 1000
-
-
-def _check_alpha_ci(alpha_ci: Any, opt: _Options) -> float | None:
-    """The interval's level (True: 0.95), or None; only for the plain power-law fit."""
-    if alpha_ci is False or alpha_ci is None:
-        return None
-    level = 0.95 if alpha_ci is True else float(alpha_ci)
-    if not 0 < level < 1:
-        msg = f"alpha_ci must be True, False or a level in (0, 1), got {alpha_ci!r}"
-        raise ValueError(msg)
-    if opt.fit != "PL" or opt.fix_fingers or opt.xmax not in (None, "force"):
-        msg = "alpha_ci bootstraps the plain power-law fit: use it with fit='PL', no fix_fingers"
-        raise ValueError(msg)
-    return level
-
-
-def _alpha_ci_columns(
-    pooled: list[tuple[_Planned, np.ndarray, Any]], fits: list[PowerLawFit], level: float,
-    seed: int | None, threads: int,
-) -> dict[str, list[float]]:  # fmt: skip
-    """Bootstrap interval of each fitted layer's alpha; layer k's resamples are seeded by
-    (seed, layer_id), so a layer's interval does not depend on the other layers."""
-    from .bootstrap import bootstrap_alpha
-
-    out: dict[str, list[float]] = {col: [] for col in ALPHA_CI_COLUMNS}
-    for (plan, evals, _), fit in zip(pooled, fits, strict=True):
-        low = high = math.nan
-        if fit.status == "success":
-            state = np.random.SeedSequence([seed or 0, plan.layer.layer_id]).generate_state(1)
-            interval = bootstrap_alpha(evals, resamples=ALPHA_CI_RESAMPLES, level=level,
-                                       seed=int(state[0]), threads=threads)  # fmt: skip
-            low, high = interval.low, interval.high
-        out["alpha_ci_low"].append(low)
-        out["alpha_ci_high"].append(high)
-    return out
-
-
 @dataclass
 class _Model:
     """One model of a batch: its index in the batch, its layers and the analyzed ones."""
 
     index: int
-    plans: list[_Planned]
-    active: list[_Planned]
+    plans: list[Planned]
+    active: list[Planned]
 
 
 def _analyze_models(
@@ -651,7 +319,7 @@ def _analyze_models(
     with timer.stage("extract"):
         for k, model in enumerate(models):
             try:
-                plans = _plan(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N, compat,
+                plans = plan_layers(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N, compat,
                               opt.peft)  # fmt: skip
             except Exception as exc:
                 if raise_errors:
@@ -665,7 +333,7 @@ def _analyze_models(
     # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
     # the next chunk is read by a background thread while this one is decomposed, and a
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
+    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]] = []
     # the plain power-law fit runs inside the ESD threads, layer by layer (esd.layer_spectra)
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
@@ -673,7 +341,7 @@ def _analyze_models(
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
-    def read(k: int) -> tuple[list[_Owner], list[np.ndarray], list[float]]:
+    def read(k: int) -> tuple[list[Owner], list[np.ndarray], list[float]]:
         return _extract(chunks[k], compat, opt.conv2d_norm, opt.esd_method, device)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read") as reader:
@@ -711,18 +379,18 @@ def _analyze_models(
         if fused:
             fits = fused_fits
         elif fix_fingers == "clip_xmax":
-            fits, raw_alphas, fingers = _clipped_fits(pooled, opt.max_fingers, compat, n_threads)
+            fits, raw_alphas, fingers = clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
-            fits = _peak_fits(pooled, compat, n_threads)
+            fits = peak_fits(pooled, compat, n_threads)
         elif fit in ALT_FITS:
-            fits, tpl_columns = _alt_fits(pooled, fit, n_threads)
+            fits, tpl_columns = alternative_fits(pooled, fit, n_threads)
         else:  # the eigenvalues up to xmax (all of them without one) enter the fit
             fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
             if fit == "PL":
                 fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled],
                                           threads=n_threads)  # fmt: skip
             else:
-                fits, tpl_columns = _tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
+                fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
@@ -758,7 +426,7 @@ def _analyze_models(
             ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
         if opt.alpha_ci:
             ours += ALPHA_CI_COLUMNS
-            columns.update(_alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
+            columns.update(alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
         if opt.compare:
             ours += COMPARE_COLUMNS
             tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
@@ -776,12 +444,12 @@ def _analyze_models(
         for n, member in enumerate(batch):
             table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
             if as_rows:
-                results[member.index] = {"table": _to_rows(table),
+                results[member.index] = {"table": to_rows(table),
                                          "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
                 continue
-            frame = _to_frame(table)
+            frame = to_frame(table)
             frame.attrs["compat"] = compat
-            frame.attrs["skipped"] = _skipped_frame(member.plans)
+            frame.attrs["skipped"] = skipped_frame(member.plans)
             if spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
                 position = {id(plan): k for k, plan in enumerate(member.active)}
                 spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
@@ -798,7 +466,7 @@ def _analyze_models(
 
 
 def _model_table(
-    member: _Model, pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]],
+    member: _Model, pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]],
     picked: list[int], columns: dict[str, Any], layout: dict[str, Any], *, compat: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One model's table columns from the batch's (its analyzed layers at ``picked``)."""
@@ -809,7 +477,7 @@ def _model_table(
         take = np.array(picked, dtype=np.intp)
         own = {col: values[take] if isinstance(values, np.ndarray)
                else [values[at] for at in picked] for col, values in columns.items()}  # fmt: skip
-    return _table_columns([p.row for p in member.active],
+    return table_columns([p.row for p in member.active],
                           [position[id(pooled[at][0])] for at in picked], own, **layout,
                           compat=compat)  # fmt: skip
 
@@ -822,11 +490,11 @@ CHUNK_MIN_BYTES = 128 * 2**20
 CHUNK_MAX_BYTES = 256 * 2**20
 
 
-def _float64_bytes(plan: _Planned) -> int:
+def _float64_bytes(plan: Planned) -> int:
     return 8 * math.prod(getattr(plan.layer.weight, "shape", ()) or (0,))
 
 
-def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
+def _chunks(active: list[Planned], threads: int) -> list[list[Planned]]:
     """Split the layers into consecutive chunks of weights to read and decompose together."""
     sizes = [_float64_bytes(p) for p in active]
     largest = max(sizes, default=0)
@@ -835,7 +503,7 @@ def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
     budget = min(CHUNK_MAX_BYTES, max(CHUNK_MIN_BYTES, threads * largest))
     if sum(sizes) <= budget:
         return [list(active)] if active else []
-    chunks: list[list[_Planned]] = [[]]
+    chunks: list[list[Planned]] = [[]]
     size = 0
     for plan, nbytes in zip(active, sizes, strict=True):
         if chunks[-1] and size + nbytes > budget and len(chunks[-1]) >= threads:
@@ -847,15 +515,15 @@ def _chunks(active: list[_Planned], threads: int) -> list[list[_Planned]]:
 
 
 def _extract(
-    active: list[_Planned], compat: str | None, conv2d_norm: bool, esd_method: str,
+    active: list[Planned], compat: str | None, conv2d_norm: bool, esd_method: str,
     device: str = "cpu",
-) -> tuple[list[_Owner], list[np.ndarray], list[float]]:  # fmt: skip
+) -> tuple[list[Owner], list[np.ndarray], list[float]]:  # fmt: skip
     """Read each layer's weight and cut it into matrices; failures become failed rows."""
     matrices: list[np.ndarray] = []
     scales: list[float] = []
-    owners: list[_Owner] = []
+    owners: list[Owner] = []
     for plan in active:
-        plan.row = _base_row(plan, esd_method)
+        plan.row = base_row(plan, esd_method)
         try:
             if device == "cuda":
                 parts = device_matrices(plan.layer.weight, plan.layer.layer_type,
@@ -867,7 +535,7 @@ def _extract(
                 parts = layer_matrices(array, plan.layer.layer_type, compat=compat,
                                        conv2d_norm=conv2d_norm)  # fmt: skip
         except (LayerError, TypeError, ValueError) as exc:
-            _failed_row(plan.row, str(exc), compat=bool(compat))
+            failed_row(plan.row, str(exc), compat=bool(compat))
             continue
         owners.append((plan, len(matrices), len(parts.matrices), parts.keep_top))
         matrices.extend(parts.matrices)
@@ -876,9 +544,9 @@ def _extract(
 
 
 def _layer_spectra(
-    owners: list[_Owner], matrices: list[np.ndarray], scales: list[float], method: str,
+    owners: list[Owner], matrices: list[np.ndarray], scales: list[float], method: str,
     compat: str | None, threads: int,
-) -> tuple[list[tuple[_Planned, np.ndarray, Any]], list[PowerLawFit]]:  # fmt: skip
+) -> tuple[list[tuple[Planned, np.ndarray, Any]], list[PowerLawFit]]:  # fmt: skip
     """_pool() and the power-law fits of a chunk in one compiled pass (esd.layer_spectra);
     each pooled entry carries its LayerSliceStats instead of its matrices' spectra."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
@@ -888,7 +556,7 @@ def _layer_spectra(
     for (plan, _, _, _), result in zip(owners, results, strict=True):
         if isinstance(result, Exception):
             detail = getattr(result, "detail", f": {result}")
-            _failed_row(plan.row, f"weight{detail}", compat=bool(compat))
+            failed_row(plan.row, f"weight{detail}", compat=bool(compat))
             continue
         evals, stats, fit = result
         pooled.append((plan, evals, stats))
@@ -897,16 +565,16 @@ def _layer_spectra(
 
 
 def _pool(
-    owners: list[_Owner], spectra: list[Any], compat: str | None
-) -> list[tuple[_Planned, np.ndarray, list[np.ndarray]]]:
+    owners: list[Owner], spectra: list[Any], compat: str | None
+) -> list[tuple[Planned, np.ndarray, list[np.ndarray]]]:
     """Concatenate each layer's spectra into its sorted ESD; a failed matrix fails its layer."""
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]] = []
+    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]] = []
     for plan, first, count, keep_top in owners:
         parts = spectra[first : first + count]
         error = next((p for p in parts if isinstance(p, Exception)), None)
         if error is not None:
             detail = getattr(error, "detail", f": {error}")  # esd_batch's message, renamed
-            _failed_row(plan.row, f"weight{detail}", compat=bool(compat))
+            failed_row(plan.row, f"weight{detail}", compat=bool(compat))
             continue
         evals = np.sort(np.concatenate(parts)) if count > 1 else parts[0]
         if keep_top is not None:
@@ -916,173 +584,9 @@ def _pool(
     return pooled
 
 
-#: WeightWatcher's clip_xmax constants: a clipped fit wins when alpha drops by more than
-#: FINGER_THRESHOLD; the search stops once alpha <= FINGER_MIN_ALPHA.
-FINGER_THRESHOLD, FINGER_MIN_ALPHA = 1.0, 2.0
-
-
-def _clipped_fits(
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], max_fingers: int,
-    compat: str | None, threads: int,
-) -> tuple[list[PowerLawFit], list[float], list[int]]:  # fmt: skip
-    """fix_fingers="clip_xmax": every layer's fit with its largest eigenvalues clipped."""
-    arrays: list[np.ndarray] = []
-    plans = []  # per layer: (first index in arrays, number of fingers tried)
-    for _, evals, _ in pooled:
-        x = evals[evals > DEFAULT_THRESHOLD]
-        limit = max_fingers
-        if compat and (max_fingers < 0 or max_fingers < len(evals) / 2):
-            limit = 10  # WeightWatcher resets it unless it is >= half the ESD
-        plans.append((len(arrays), limit))
-        arrays.append(x)
-        arrays.extend(x[:-idx] for idx in range(2, max(limit, 2)) if idx < len(x))
-    fits = fit_powerlaw_batch(arrays, threads=threads)
-    rows, raw, fingers = [], [], []
-    for (_, evals, _), (first_at, limit) in zip(pooled, plans, strict=True):
-        first = fits[first_at]
-        best, count, failed = first, 0, first.status != "success" or limit <= 2
-        idx = 1
-        for idx in range(2, limit):
-            k = first_at + idx - 1
-            trial = fits[k] if idx < len(arrays[first_at]) else None
-            if trial is None or trial.status != "success":
-                failed = True
-                break
-            if trial.alpha + FINGER_THRESHOLD < first.alpha:
-                best, count = trial, (idx - 1 if compat else idx)
-                break
-            if trial.alpha <= FINGER_MIN_ALPHA:
-                break
-        if compat and len(arrays[first_at]) - (idx + 3) < 2:
-            failed = True  # WeightWatcher's check refits of the 3 next clippings would raise
-        if failed and not compat and first.status == "success":
-            best, count, failed = first, 0, False  # nothing could be clipped: the raw fit
-        if failed:
-            rows.append(PowerLawFit.failed("clip_xmax: a clipped fit failed"))
-            raw.append(first.alpha if first.status == "success" else math.nan)
-            fingers.append(-1)
-            continue
-        # the spikes are counted on the whole ESD, xmax is the clipped one's
-        spikes = int(len(evals) - np.searchsorted(evals, best.xmin, side="left"))
-        rows.append(replace(best, num_pl_spikes=spikes))
-        raw.append(first.alpha)
-        fingers.append(count)
-    return rows, raw, fingers
-
-
-def _peak_fits(
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], compat: str | None,
-    threads: int,
-) -> list[PowerLawFit]:  # fmt: skip
-    """fix_fingers="xmin_peak": the power-law fit with xmin restricted to the peak's range."""
-    from .fits import powerlaw_curve
-    from .tpl_search import peak_xmin_range
-
-    if compat:  # WeightWatcher hands WWFit a (low, high) xmin and the fit fails
-        reason = "fix_fingers='xmin_peak' needs the powerlaw package in WeightWatcher 0.7.7"
-        return [PowerLawFit.failed(reason) for _ in pooled]
-    rows = []
-    for _, evals, _ in pooled:
-        x = evals[evals > DEFAULT_THRESHOLD]
-        try:
-            curve = powerlaw_curve(x, threads=threads)
-        except ValueError as exc:
-            rows.append(PowerLawFit.failed(str(exc)))
-            continue
-        low, high = peak_xmin_range(x)
-        inside = np.flatnonzero((curve.xmins >= low) & (curve.xmins < high) & (curve.alphas > 1))
-        if len(inside) == 0:
-            rows.append(PowerLawFit.failed(f"no xmin candidate with alpha > 1 in [{low:.6g}, "
-                                           f"{high:.6g})"))  # fmt: skip
-            continue
-        k = int(inside[np.argmin(curve.Ds[inside])])  # the first on ties
-        xmin = float(curve.xmins[k])
-        rows.append(PowerLawFit(alpha=float(curve.alphas[k]), xmin=xmin, xmax=float(x[-1]),
-                                D=float(curve.Ds[k]), sigma=float(curve.sigmas[k]),
-                                num_pl_spikes=int(len(x) - k), num_fit=len(x),
-                                method="xmin_peak", status="success",
-                                xmin_index=k))  # fmt: skip
-    return rows
-
-
-def _tpl_fits(
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fit: str, compat: str | None,
-    threads: int, xmax: Xmax = None,
-) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
-    """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN), and their
-    Lambda, log-likelihood and standard-error columns (TPL_COLUMNS); fit_method records the
-    E_TPL range variant. ``xmax``: see hts_fast.xmax."""
-    from .tpl_search import fit_truncated_powerlaw
-
-    variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
-    label = f"E_TPL[{variant}]" if variant else "TPL"
-    rows: list[PowerLawFit] = []
-    extra: dict[str, list[float]] = {col: [] for col in ("Lambda", *TPL_COLUMNS)}
-    for _, evals, _ in pooled:
-        search = fit_truncated_powerlaw(evals, variant=variant, threads=threads,
-                                        alpha_above_one=bool(compat),
-                                        cdf_xmax=cdf_xmax(evals, xmax, compat))  # fmt: skip
-        tpl = search.fit
-        if tpl.status == "failed":
-            rows.append(PowerLawFit.failed(tpl.reason))
-            for values in extra.values():
-                values.append(math.nan)
-            continue
-        index = int(np.searchsorted(evals, tpl.xmin))
-        rows.append(PowerLawFit(alpha=tpl.alpha, xmin=tpl.xmin, xmax=float(evals[-1]), D=tpl.D,
-                                sigma=math.nan, num_pl_spikes=tpl.n, num_fit=tpl.n,
-                                method=label, status="success", reason="",
-                                xmin_index=index))  # fmt: skip
-        for col, value in (("Lambda", tpl.Lambda), ("loglik", tpl.loglik),
-                           ("alpha_se", tpl.alpha_se), ("Lambda_se", tpl.Lambda_se)):  # fmt: skip
-            extra[col].append(value)
-    return rows, extra
-
-
-def _alt_fits(
-    pooled: list[tuple[_Planned, np.ndarray, Any]], fit: str, threads: int
-) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
-    """Exponential (xmin by KS) or lognormal (above the power law's xmin) fits as PowerLawFit
-    rows (alpha and sigma NaN) and their own columns (ALT_FIT_COLUMNS)."""
-    from .alt_fits import fit_exponential_batch, fit_lognormal
-
-    rows: list[PowerLawFit] = []
-    columns: dict[str, list[float]] = {col: [] for col in ALT_FIT_COLUMNS[fit]}
-    if fit == "EXP":
-        columns["Lambda"] = []
-    spectra = [evals for _, evals, _ in pooled]
-    # EXP: the exponential fits themselves; LOGNORMAL: the power-law fits whose xmin it takes
-    first = (fit_exponential_batch(spectra, threads=threads) if fit == "EXP"
-             else fit_powerlaw_batch(spectra, threads=threads))  # fmt: skip
-    for (_, evals, _), pl in zip(pooled, first, strict=True):
-        if fit == "EXP":
-            result: Any = pl
-            values = {"Lambda": result.Lambda, "loglik": result.loglik,
-                      "Lambda_se": result.Lambda_se}  # fmt: skip
-        elif pl.status != "success":
-            result = None
-            values = {}
-        else:
-            result = fit_lognormal(evals, pl.xmin)
-            values = {"lognormal_mu": result.mu, "lognormal_sigma": result.sigma,
-                      "loglik": result.loglik}  # fmt: skip
-        for col, out in columns.items():
-            out.append(values.get(col, math.nan))
-        if result is None or result.status != "success":
-            reason = result.reason if result is not None else f"power-law fit: {pl.reason}"
-            rows.append(PowerLawFit.failed(f"{fit} fit failed: {reason}"))
-            continue
-        index = int(np.searchsorted(evals, result.xmin))
-        rows.append(PowerLawFit(alpha=math.nan, xmin=result.xmin, xmax=float(evals[-1]),
-                                D=result.D, sigma=math.nan, num_pl_spikes=result.n,
-                                num_fit=result.n, method=fit, status="success", reason="",
-                                xmin_index=index))  # fmt: skip
-    return rows, columns
-
-
 def _randomize(
-    owners: list[_Owner], matrices: list[np.ndarray], scales: list[float],
-    done: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], *, compat: bool,
+    owners: list[Owner], matrices: list[np.ndarray], scales: list[float],
+    done: list[tuple[Planned, np.ndarray, list[np.ndarray]]], *, compat: bool,
     seed: int | None, esd_method: str, threads: int, stream: Any = None,
 ) -> None:  # fmt: skip
     """Shuffled-weights columns of the chunk's analyzed layers, stored in ``plan.extra``."""
@@ -1111,7 +615,7 @@ def _randomize(
 
 
 def _spectral_columns(
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], columns: dict[str, Any], *,
+    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]], columns: dict[str, Any], *,
     compat: bool, mp: bool, randomized: bool, det: bool,
 ) -> dict[str, list[Any]]:  # fmt: skip
     """Marchenko-Pastur fits (of the ESD and of the shuffled ESD) and detX, per layer."""
@@ -1142,13 +646,13 @@ def _spectral_columns(
 
 
 def _metric_columns(
-    pooled: list[tuple[_Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
+    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
     compat: bool, tolerance: float,
 ) -> dict[str, Any]:  # fmt: skip
     """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order."""
     if not pooled:
         return {}
-    fit_rows = [_fit_columns(fit, compat=compat) for fit in fits]
+    fit_rows = [fit_columns(fit, compat=compat) for fit in fits]
     columns: dict[str, Any] = {key: [r[key] for r in fit_rows] for key in fit_rows[0]}
     N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
     alpha = np.array(columns["alpha"], dtype=np.float64)
@@ -1162,93 +666,3 @@ def _metric_columns(
         columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
     columns["has_esd"] = [True] * len(pooled)
     return columns
-
-
-#: The skipped-layers table's columns.
-SKIPPED_COLUMNS = ["layer_id", "name", "longname", "layer_type", "skip_reason"]
-_NO_SKIPPED = pd.DataFrame([], columns=SKIPPED_COLUMNS)  # copied: building one costs 0.1 ms
-
-
-def _skipped_frame(plans: list[_Planned]) -> pd.DataFrame:
-    """The layers not analyzed and why (an empty table when every layer was)."""
-    if not any(p.skip_reason for p in plans):
-        return _NO_SKIPPED.copy()
-    rows = [
-        {"layer_id": p.layer.layer_id, "name": p.layer.name, "longname": p.layer.longname,
-         "layer_type": p.layer.layer_type, "skip_reason": p.skip_reason}
-        for p in plans if p.skip_reason
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
-
-
-def describe(
-    model: Any,
-    *,
-    layers: Sequence[Any] | Any | None = None,
-    min_evals: int = 8,
-    max_evals: int = 15000,
-    max_N: int = 50000,
-    compat: Literal["weightwatcher-0.7.7"] | None = None,
-    peft: bool | Literal["with_base"] = False,
-) -> pd.DataFrame:
-    """Return the layer table without computing any spectrum.
-
-    Every layer is listed: ``layer_id, name, M, N, Q, layer_type, longname, num_evals, rf``
-    (WeightWatcher's describe() columns; ``num_evals`` = M*rf) plus ``analyzed`` and
-    ``skip_reason``. Shapes are read from the tensors' metadata only.
-    """
-    compat = _check_compat(compat)
-    peft = check_peft(peft)
-    rows = []
-    for plan in _plan(model, layers, min_evals, max_evals, max_N, compat, peft):
-        shape = plan.shape
-        N, M, rf = (shape.N, shape.M, shape.rf) if shape else (-1, -1, -1)
-        rows.append({
-            "layer_id": plan.layer.layer_id, "name": plan.layer.name, "M": M, "N": N,
-            "Q": N / M if M > 0 else -1.0, "layer_type": plan.layer.layer_type,
-            "longname": plan.layer.longname, "num_evals": _num_evals(plan, compat), "rf": rf,
-            "analyzed": not plan.skip_reason, "skip_reason": plan.skip_reason,
-        })  # fmt: skip
-    return pd.DataFrame(rows, columns=DESCRIBE_COLUMNS)
-
-
-def _num_evals(plan: _Planned, compat: str | None) -> int:
-    """How many eigenvalues the layer's ESD will have: M*rf, or a LoRA product's rank."""
-    weight, shape = plan.layer.weight, plan.shape
-    if shape is None:
-        return -1
-    if isinstance(weight, LoraProduct) and (weight.base is None or compat):
-        return weight.rank
-    return shape.M * shape.rf
-
-
-def summary(details: pd.DataFrame) -> dict[str, float]:
-    """Mean of each summary metric over the layers (WeightWatcher's get_summary()).
-
-    Columns: log_norm, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm,
-    stable_rank (and mp_softrank when present). In compat mode failed fits count with
-    WeightWatcher's alpha of -1; by default only successful fits are averaged.
-    """
-    wanted = {"status", *SUMMARY_COLUMNS}
-    # one conversion of the whole table: pandas' per-column access costs more than the means
-    # on small tables
-    values = details.to_numpy(dtype=object)
-    columns = {col: values[:, k] for k, col in enumerate(details.columns) if col in wanted}
-    return summary_of_columns(columns, compat=details.attrs.get("compat"))
-
-
-def summary_of_columns(columns: dict[str, Any], *, compat: str | None) -> dict[str, float]:
-    """summary() of a table given as columns (name -> sequence of one value per layer)."""
-    status = columns.get("status")
-    keep = None
-    if compat is None and status is not None:
-        keep = np.array([s == "success" for s in status], dtype=bool)
-    means = {}
-    for col in SUMMARY_COLUMNS:
-        if col in columns:
-            values = np.asarray(columns[col], dtype=np.float64)
-            if keep is not None:
-                values = values[keep]
-            values = values[~np.isnan(values)]  # as pandas' mean, NaN skipped
-            means[col] = float(values.mean()) if len(values) else math.nan
-    return means

@@ -152,7 +152,7 @@ def _write(table: pd.DataFrame, out: Path) -> None:
 
 
 def _print_analysis(path: Path, table: pd.DataFrame) -> None:
-    from .analyze import summary
+    from ._table import summary
 
     with pd.option_context("display.width", 200, "display.max_columns", None,
                            "display.max_rows", None, "display.float_format", "{:.4g}".format):  # fmt: skip
@@ -175,7 +175,8 @@ def _print_analysis(path: Path, table: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    from .analyze import analyze, describe
+    from ._planning import describe
+    from .analyze import analyze
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -138,7 +138,8 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 def model_report(model: Any, out: str | Path, **options: Any) -> Path:
     """Analyze ``model`` and write its plots and ``report.html`` into ``out``; return the page."""
-    from .analyze import analyze, summary
+    from ._table import summary
+    from .analyze import analyze
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,220 @@
+"""The result table: WeightWatcher 0.7.7's columns and dtypes, each layer's row values, the
+DataFrame (or plain rows for scans), the skipped-layers table and summary()."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._frame import frame_from_columns
+from ._planning import Planned
+from .fits import PowerLawFit
+from .metrics import warning_label
+
+#: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
+WW_COLUMNS = [
+    "layer_id", "name", "D", "M", "N", "Q", "alpha", "alpha_weighted", "entropy", "has_esd",
+    "lambda_max", "layer_type", "log_alpha_norm", "log_norm", "log_spectral_norm", "longname",
+    "matrix_rank", "norm", "num_evals", "num_pl_spikes", "rank_loss", "rf", "sigma",
+    "spectral_norm", "stable_rank", "status", "sv_max", "sv_min", "warning", "weak_rank_loss",
+    "xmax", "xmin",
+]  # fmt: skip
+
+#: Our columns, after WeightWatcher's.
+EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
+#: WeightWatcher's extra columns with peft=True/"with_base" and randomize=True (its columns are
+#: sorted by name).
+PEFT_COLUMN = "peft"
+RANDOMIZE_COLUMNS = ["max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist"]
+MP_COLUMNS = ["num_spikes", "sigma_mp", "mp_softrank", "W_scale", "bulk_max", "bulk_min"]
+#: randomize=True also fits the shuffled spectra (num_traps repeats rand_num_spikes, 0.7.7)
+RANDOM_MP_COLUMNS = ["rand_num_spikes", "num_traps", "rand_sigma_mp", "rand_mp_softrank",
+                     "rand_W_scale", "rand_bulk_max", "rand_bulk_min"]  # fmt: skip
+DETX_COLUMNS = ["detX_num", "detX_val", "detX_val_unrescaled", "num_ERG_spikes", "ERG_gap"]
+#: integer columns of those options (ERG_gap too in compat mode; NaN-able by default)
+OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
+                      "num_ERG_spikes"}  # fmt: skip
+INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
+               "rf", "weak_rank_loss"}  # fmt: skip
+#: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
+#: tail) and the standard errors of alpha and Lambda from the observed Fisher information
+TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
+#: fits for model comparison (hts_fast.alt_fits) and their columns: the exponential tail's rate
+#: is the Lambda column; the lognormal is fitted above the power law's xmin
+ALT_FITS = ("EXP", "LOGNORMAL")
+ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
+                   "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
+#: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
+PHASE_COLUMN = "phase"
+STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
+                  PHASE_COLUMN}  # fmt: skip
+SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
+                   "stable_rank", "mp_softrank"]  # fmt: skip
+
+
+def base_row(plan: Planned, esd_method: str) -> dict[str, Any]:
+    layer, shape = plan.layer, plan.shape
+    assert shape is not None
+    return {
+        "layer_id": layer.layer_id, "name": layer.name, "longname": layer.longname,
+        "layer_type": layer.layer_type, "N": shape.N, "M": shape.M, "rf": shape.rf,
+        "Q": shape.N / shape.M if shape.M else -1.0, "esd_method": esd_method,
+    }  # fmt: skip
+
+
+def failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, Any]:
+    """A layer whose spectrum could not be computed: NaN metrics, -1 for counts."""
+    nan = math.nan
+    for col in WW_COLUMNS:
+        if col not in row:
+            row[col] = -1 if col in INT_COLUMNS else nan
+    row.update(has_esd=False, status="failed", status_reason=reason, fit_method="",
+               warning=warning_label(nan, True, compat=compat))  # fmt: skip
+    return row
+
+
+def fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
+    failed = fit.status != "success"
+    if failed and compat:  # WeightWatcher's defaults for a failed fit
+        alpha, D, sigma, xmin, spikes, xmax = -1.0, -1.0, -1.0, -1.0, -1, math.nan
+    else:
+        alpha, D, sigma, xmin, spikes, xmax = (
+            fit.alpha, fit.D, fit.sigma, fit.xmin, fit.num_pl_spikes, fit.xmax)  # fmt: skip
+        if failed:
+            spikes = -1
+        elif compat and fit.method == "small_n" and fit.num_fit < 8 and fit.xmin_index == 0:
+            # WeightWatcher computes sigma before its small-n fallback sets alpha
+            sigma = -1.0 / math.sqrt(fit.num_fit)
+    return {
+        "alpha": alpha, "D": D, "sigma": sigma, "xmin": xmin, "xmax": xmax,
+        "num_pl_spikes": spikes, "status": "failed" if failed else "success",
+        "status_reason": f"power-law fit failed: {fit.reason}" if failed else "",
+        "fit_method": fit.method, "warning": warning_label(alpha, failed, compat=compat),
+    }  # fmt: skip
+
+
+#: pandas' default string dtype (what dtype="str" means), built once: parsing the name per
+#: column costs more than building the column.
+_STRING_DTYPE = pd.array([], dtype="str").dtype
+#: Its array class: _from_sequence is the ExtensionArray constructor pd.array() dispatches
+#: to, without pd.array's type inference (about half the cost per column).
+_STRING_ARRAY = _STRING_DTYPE.construct_array_type()
+
+
+def column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str] = ()) -> list[str]:
+    """The table's columns: WeightWatcher's, with those its options add, sorted by name after
+    layer_id and name as WeightWatcher sorts them; then ours."""
+    return [*WW_COLUMNS[:2], *sorted([*WW_COLUMNS[2:], *option_columns]), *EXTRA_COLUMNS,
+            *our_columns]  # fmt: skip
+
+
+def table_columns(
+    rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
+    option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
+    our_columns: Sequence[str] = (), compat: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The table's columns with WeightWatcher's dtypes: NumPy arrays, and lists of str.
+
+    ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
+    layer); ``columns`` hold arrays of the analyzed layers' values, which sit at positions
+    ``analyzed``.
+    """
+    n = len(rows)
+    at = np.array(analyzed, dtype=np.intp)
+    data: dict[str, Any] = {}
+    for col in column_names(option_columns, our_columns):
+        if col in columns and len(at) == n:
+            values = columns[col]
+        else:
+            is_int = col in INT_COLUMNS or col in int_columns
+            # an option column of a failed layer
+            missing = -1 if is_int else "" if col in STRING_COLUMNS else math.nan
+            values = [row.get(col, missing) for row in rows]
+            if col in columns:
+                values = np.array(values, dtype=object)
+                values[at] = columns[col]
+        if col in INT_COLUMNS or col in int_columns:
+            data[col] = np.asarray(values, dtype=np.int64)
+        elif col in ("has_esd", PEFT_COLUMN):
+            data[col] = np.asarray(values, dtype=bool)
+        elif col in STRING_COLUMNS:
+            data[col] = [str(v) for v in values]
+        else:
+            data[col] = np.asarray(values, dtype=np.float64)
+    if compat and n and all(s == "failed" for s in data["status"]):
+        # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
+        for col in ("alpha", "D", "sigma", "xmin"):
+            if (data[col] == -1).all():
+                data[col] = data[col].astype(np.int64)
+    return data
+
+
+def to_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """The DataFrame of table_columns()' result (str columns in pandas' string dtype)."""
+    return frame_from_columns({
+        col: _STRING_ARRAY._from_sequence(values, dtype=_STRING_DTYPE)
+        if isinstance(values, list) else values
+        for col, values in columns.items()
+    })  # fmt: skip
+
+
+def to_rows(columns: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """table_columns()' result as column names and rows of plain Python values."""
+    lists = [values.tolist() if isinstance(values, np.ndarray) else values
+             for values in columns.values()]  # fmt: skip
+    return list(columns), list(zip(*lists, strict=True))
+
+
+#: our columns with alpha_ci: the bootstrap interval of alpha (hts_fast.bootstrap_alpha)
+ALPHA_CI_COLUMNS = ["alpha_ci_low", "alpha_ci_high"]
+#: The skipped-layers table's columns.
+SKIPPED_COLUMNS = ["layer_id", "name", "longname", "layer_type", "skip_reason"]
+_NO_SKIPPED = pd.DataFrame([], columns=SKIPPED_COLUMNS)  # copied: building one costs 0.1 ms
+
+
+def skipped_frame(plans: list[Planned]) -> pd.DataFrame:
+    """The layers not analyzed and why (an empty table when every layer was)."""
+    if not any(p.skip_reason for p in plans):
+        return _NO_SKIPPED.copy()
+    rows = [
+        {"layer_id": p.layer.layer_id, "name": p.layer.name, "longname": p.layer.longname,
+         "layer_type": p.layer.layer_type, "skip_reason": p.skip_reason}
+        for p in plans if p.skip_reason
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
+
+
+def summary(details: pd.DataFrame) -> dict[str, float]:
+    """Mean of each summary metric over the layers (WeightWatcher's get_summary()).
+
+    Columns: log_norm, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm,
+    stable_rank (and mp_softrank when present). In compat mode failed fits count with
+    WeightWatcher's alpha of -1; by default only successful fits are averaged.
+    """
+    wanted = {"status", *SUMMARY_COLUMNS}
+    # one conversion of the whole table: pandas' per-column access costs more than the means
+    # on small tables
+    values = details.to_numpy(dtype=object)
+    columns = {col: values[:, k] for k, col in enumerate(details.columns) if col in wanted}
+    return summary_of_columns(columns, compat=details.attrs.get("compat"))
+
+
+def summary_of_columns(columns: dict[str, Any], *, compat: str | None) -> dict[str, float]:
+    """summary() of a table given as columns (name -> sequence of one value per layer)."""
+    status = columns.get("status")
+    keep = None
+    if compat is None and status is not None:
+        keep = np.array([s == "success" for s in status], dtype=bool)
+    means = {}
+    for col in SUMMARY_COLUMNS:
+        if col in columns:
+            values = np.asarray(columns[col], dtype=np.float64)
+            if keep is not None:
+                values = values[keep]
+            values = values[~np.isnan(values)]  # as pandas' mean, NaN skipped
+            means[col] = float(values.mean()) if len(values) else math.nan
+    return means
