@@ -41,6 +41,7 @@ Owner = tuple[Planned, int, int, "int | None"]
 
 
 def check_compat(compat: str | None) -> str | None:
+    """Return ``compat`` when it is None or WeightWatcher 0.7.7's name; ValueError otherwise."""
     if compat not in (None, COMPAT):
         msg = f"compat must be None or {COMPAT!r}, got {compat!r}"
         raise ValueError(msg)
@@ -97,6 +98,7 @@ def plan_layers(
 
 
 def lora_plan(plan: Planned, product: LoraProduct, old: str, new: str) -> Planned:
+    """The row of a LoRA product, named after ``plan``'s layer with ``old`` replaced by ``new``."""
     layer = plan.layer
     renamed = Layer(layer.layer_id, layer.name.replace(old, new), layer.longname.replace(old, new),
                     layer.layer_type, product, layer.source)  # fmt: skip

@@ -57,6 +57,7 @@ SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log
 
 
 def base_row(plan: Planned, esd_method: str) -> dict[str, Any]:
+    """A layer's values known before its spectrum: ids, names, type, N, M, rf, Q, esd_method."""
     layer, shape = plan.layer, plan.shape
     assert shape is not None
     return {
