@@ -98,13 +98,29 @@ class LognormalFit:
     reason: str = ""
 
 
+def truncated_lognormal_logpdf(
+    logx: np.ndarray, log_xmin: float, mu: float, s: float
+) -> np.ndarray:
+    """ln p(x) at ``logx`` = ln x of the lognormal (mu, s) truncated to x >= e**log_xmin."""
+    import scipy.special
+
+    z = (logx - mu) / s
+    log_survival = scipy.special.log_ndtr(-(log_xmin - mu) / s)
+    return -0.5 * z * z - 0.5 * math.log(2 * math.pi) - math.log(s) - logx - log_survival
+
+
+def lognormal_logpdf(x: np.ndarray, xmin: float) -> np.ndarray:
+    """ln p(x) of the lognormal truncated at xmin, (mu, s) fitted by maximum likelihood
+    (:func:`fit_lognormal`)."""
+    fit = fit_lognormal(x, xmin)
+    return truncated_lognormal_logpdf(np.log(x), math.log(xmin), fit.mu, fit.sigma)
+
+
 def fit_lognormal(evals: Any, xmin: float) -> LognormalFit:
     """The lognormal truncated at ``xmin`` fitted to ``evals >= xmin`` by maximum likelihood
     (Nelder-Mead on (mu, ln sigma)); D against its truncated CDF."""
     import scipy.optimize
     import scipy.special
-
-    from .compare import _lognormal_logpdf
 
     nan = math.nan
     x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
@@ -116,7 +132,7 @@ def fit_lognormal(evals: Any, xmin: float) -> LognormalFit:
     logx, log_xmin = np.log(x), math.log(xmin)
 
     def loglik(mu: float, s: float) -> float:
-        return float(np.sum(_lognormal_logpdf(logx, log_xmin, mu, s)))
+        return float(np.sum(truncated_lognormal_logpdf(logx, log_xmin, mu, s)))
 
     def negative(p: np.ndarray) -> float:
         value = -loglik(p[0], math.exp(p[1]))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.special
 
+from .alt_fits import lognormal_logpdf
 from .truncated import fit_truncated_powerlaw_at
 
 COLUMNS = ["pl_exp_R", "pl_exp_p", "pl_lognormal_R", "pl_lognormal_p", "pl_tpl_R", "pl_tpl_p"]
@@ -62,21 +63,6 @@ def exponential_logpdf(x: np.ndarray, xmin: float) -> np.ndarray:
     """ln p(x) of the exponential tail fitted by maximum likelihood (closed form)."""
     lam = 1.0 / (float(np.mean(x)) - xmin)
     return math.log(lam) - lam * (x - xmin)
-
-
-def _lognormal_logpdf(logx: np.ndarray, log_xmin: float, mu: float, s: float) -> np.ndarray:
-    z = (logx - mu) / s
-    log_survival = scipy.special.log_ndtr(-(log_xmin - mu) / s)
-    return -0.5 * z * z - 0.5 * math.log(2 * math.pi) - math.log(s) - logx - log_survival
-
-
-def lognormal_logpdf(x: np.ndarray, xmin: float) -> np.ndarray:
-    """ln p(x) of the lognormal truncated at xmin, (mu, s) fitted by maximum likelihood
-    (hts_fast.alt_fits.fit_lognormal)."""
-    from .alt_fits import fit_lognormal
-
-    fit = fit_lognormal(x, xmin)
-    return _lognormal_logpdf(np.log(x), math.log(xmin), fit.mu, fit.sigma)
 
 
 def _vuong(l_pl: np.ndarray, l_alt: np.ndarray) -> tuple[float, float]:
