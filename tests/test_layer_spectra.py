@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hts_fast._core_loader import core
 from hts_fast.esd import esd_batch, layer_spectra
 from hts_fast.fits import fit_powerlaw_batch
 from hts_fast.metrics import LayerSliceStats, batch_slice_stats
@@ -42,9 +43,12 @@ def test_equals_the_separate_steps(method, threads):
         if keep is not None:
             pooled = pooled[-keep:]
             parts = [pooled]
-        evals, stats, fit = got
+        evals, stats, fit, norms = got
         np.testing.assert_array_equal(evals, pooled)
         assert fit == fit_powerlaw_batch([pooled])[0]
+        alpha = fit.alpha if fit.status == "success" else np.nan
+        expected_norms = core.norm_metrics_batch([pooled], [N], [alpha], 1e-6, False, 1)
+        assert norms == tuple(values[0] for values in expected_norms)
         owner = np.zeros(len(parts), dtype=np.intp)
         for compat in (False, True):
             expected = batch_slice_stats(parts, owner, np.array([N]), 1, compat=compat)

@@ -87,7 +87,7 @@ void register_esd(py::module_& m) {
            const std::vector<std::int64_t>& firsts, const std::vector<std::int64_t>& counts,
            const std::vector<std::int64_t>& keep_tops, const std::vector<double>& Ns, int method,
            double threshold, std::int64_t small_n_cutoff, std::int64_t small_n_min_tail,
-           int threads) {
+           double tolerance, bool compat, int threads) {
             if (scales.size() != matrices.size())
                 throw py::value_error("one scale per matrix is required");
             const std::size_t num = firsts.size();
@@ -127,26 +127,32 @@ void register_esd(py::module_& m) {
             }
             const PowerLawOptions options =
                 make_options(threshold, small_n_cutoff, small_n_min_tail);
+            NormOptions norm_options;
+            norm_options.tolerance = tolerance;
+            norm_options.compat = compat;
             std::vector<LayerSpectrum> out(num);
             {
                 py::gil_scoped_release release;  // `matrices` keeps the inputs alive
                 layer_spectra(views.data(), scales.data(), runnable.data(),
                               static_cast<std::int64_t>(num), static_cast<EsdMethod>(method),
-                              options, out.data(), threads);
+                              options, norm_options, out.data(), threads);
             }
             py::list result;
             for (std::size_t g = 0; g < num; ++g) {
                 auto& r = out[g];
                 if (bad_matrix[g] >= 0) {
                     const auto where = static_cast<std::size_t>(bad_matrix[g]);
-                    result.append(py::make_tuple(py::none(), 0.0, 0.0, 0.0, 0, -1, 0,
-                                                 bad_matrix[g], py::str(unreadable[where])));
+                    result.append(py::make_tuple(py::none(), 0.0, 0.0, 0.0, 0, py::none(), -1,
+                                                 0, bad_matrix[g], py::str(unreadable[where])));
                     continue;
                 }
                 result.append(py::make_tuple(
                     py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
                                         r.pooled.data()),
                     r.sv_max, r.sv_min_smallest, r.sv_min_largest, r.rank_loss,
+                    py::make_tuple(r.norms.norm, r.norms.lambda_max, r.norms.matrix_rank,
+                                   r.norms.weak_rank_loss, r.norms.entropy,
+                                   r.norms.alpha_norm_sum),
                     static_cast<int>(r.esd.error), r.esd.info, r.failed_matrix,
                     as_tuple(r.fit)));
             }
@@ -154,11 +160,13 @@ void register_esd(py::module_& m) {
         },
         py::arg("matrices"), py::arg("scales"), py::arg("firsts"), py::arg("counts"),
         py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
-        py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("threads"),
-        "Per layer (a run of matrices): ESDs pooled and sorted, singular-value summaries and "
-        "the power-law fit, one thread per layer. Returns a list of (pooled, sv_max, "
-        "smallest and largest of the matrices' sv_min, rank loss, esd error code, LAPACK "
-        "info, failed matrix index, fit tuple).");
+        py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("tolerance"),
+        py::arg("compat"), py::arg("threads"),
+        "Per layer (a run of matrices): ESDs pooled and sorted, singular-value summaries, "
+        "the power-law fit and the norm metrics, one thread per layer. Returns a list of "
+        "(pooled, sv_max, smallest and largest of the matrices' sv_min, rank loss, norm "
+        "metrics tuple as norm_metrics_batch's, esd error code, LAPACK info, failed matrix "
+        "index, fit tuple).");
 
     m.def(
         "_half_to_double",

@@ -36,7 +36,8 @@ void summarize(const double* values, std::int64_t n, double N, bool first, Layer
 // Pools, summarizes and fits a layer whose matrices' ESDs all sit in out.pooled (in matrix
 // order); `results` are its matrices' decomposition results.
 void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdResult* results,
-                  const PowerLawOptions& options, LayerSpectrum& out) {
+                  const PowerLawOptions& options, const NormOptions& norm_options,
+                  LayerSpectrum& out) {
     for (std::int64_t k = 0; k < g.count; ++k) {
         if (results[k].error != EsdError::none) {  // the first failing matrix, by index
             out.esd = results[k];
@@ -62,15 +63,21 @@ void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdRes
     if (g.keep_top >= 0 && !out.pooled.empty())
         summarize(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()), g.N, true,
                   out);
-    out.fit = fit_powerlaw(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()),
-                           options);
+    const auto n = static_cast<std::int64_t>(out.pooled.size());
+    out.fit = fit_powerlaw(out.pooled.data(), n, options);
+    if (n == 0) return;
+    // the alpha of the table's alpha column: WeightWatcher's -1 for a failed fit in compat
+    // mode, NaN by default
+    const bool fitted = out.fit.error == FitError::none;
+    const double alpha = fitted ? out.fit.alpha : norm_options.compat ? -1.0 : std::nan("");
+    out.norms = norm_metrics(out.pooled.data(), n, g.N, alpha, norm_options);
 }
 
 }  // namespace
 
 void layer_spectra(const MatrixView* matrices, const double* scales, const LayerGroup* groups,
                    std::int64_t num_groups, EsdMethod method, const PowerLawOptions& options,
-                   LayerSpectrum* out, int threads) {
+                   const NormOptions& norm_options, LayerSpectrum* out, int threads) {
     // Matrices are decomposed one per task, the most expensive first (as esd_batch), each
     // into its place in its layer's buffer; whichever thread finishes a layer's last matrix
     // pools and fits that layer. Every step of a layer is a pure function of its own inputs,
@@ -123,7 +130,8 @@ void layer_spectra(const MatrixView* matrices, const double* scales, const Layer
         // acq_rel: the thread that finishes the layer sees every other matrix's values
         if (remaining[static_cast<std::size_t>(g)].fetch_sub(1, std::memory_order_acq_rel) == 1) {
             const std::size_t f = static_cast<std::size_t>(first_task[static_cast<std::size_t>(g)]);
-            finish_layer(groups[g], lengths.data() + f, results.data() + f, options, layer);
+            finish_layer(groups[g], lengths.data() + f, results.data() + f, options, norm_options,
+                         layer);
         }
     });
 }

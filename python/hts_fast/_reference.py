@@ -174,3 +174,36 @@ def tpl_loglik(x: Any, xmin: float, alpha: float, lam: float) -> float:
     return (
         -alpha * (log_ratio + n * math.log(xmin)) - lam * math.fsum(tail - xmin) - n * log_z_shifted
     )
+
+
+def norm_metrics(
+    evals: Any, N: float, alpha: float, *, compat: bool, tolerance: float = 1e-6
+) -> dict[str, float]:
+    """WeightWatcher's norm metrics of one ascending ESD, written out term by term.
+
+    norm = sum of the eigenvalues; lambda_max the largest; matrix_rank the number of singular
+    values sqrt(v) above sqrt(lambda_max) * N * eps; weak_rank_loss the number of eigenvalues
+    below ``tolerance``; entropy = -sum(p ln p) / ln(rank) over p = v / norm (compat:
+    WeightWatcher adds 1e-10 to each p and to the rank; otherwise 0 terms drop out and a rank
+    <= 1 has entropy 0); alpha_norm_sum = sum(v ** alpha).
+    """
+    values = [float(v) for v in np.asarray(evals, dtype=np.float64)]
+    norm = math.fsum(values)
+    lambda_max = max(values)
+    tolerance_sv = math.sqrt(lambda_max) * N * float(np.finfo(np.float64).eps)
+    rank = sum(1 for v in values if math.sqrt(v) > tolerance_sv)
+    if compat:
+        ps = [v / norm + 1e-10 for v in values]
+        entropy = -math.fsum(p * math.log(p) for p in ps) / math.log(rank + 1e-10)
+    else:
+        ps = [v / norm for v in values]
+        plogp = math.fsum(p * math.log(p) for p in ps if p > 0)
+        entropy = -plogp / math.log(rank) if rank > 1 else 0.0
+    return {
+        "norm": norm,
+        "lambda_max": lambda_max,
+        "matrix_rank": rank,
+        "weak_rank_loss": sum(1 for v in values if v < tolerance),
+        "entropy": entropy,
+        "alpha_norm_sum": math.fsum(v**alpha for v in values),
+    }

@@ -60,9 +60,11 @@ from .layer_matrices import (
     read_weight,
 )
 from .metrics import (
+    NORM_SUM_DTYPES,
     LayerSliceStats,
     batch_norm_metrics,
     batch_slice_stats,
+    norm_columns,
 )
 from .peft import LoraProduct, check_peft
 from .phases import phases
@@ -338,6 +340,7 @@ def _analyze_models(
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
     fused_fits: list[PowerLawFit] = []
+    fused_norms: list[tuple[Any, ...]] = []  # norm sums computed with them
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
@@ -352,10 +355,12 @@ def _analyze_models(
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
             with timer.stage("esd+fit" if fused else "esd"):
                 if fused:
-                    done, chunk_fits = _layer_spectra(owners, matrices, scales, opt.esd_method,
-                                                      compat, n_threads)  # fmt: skip
+                    done, chunk_fits, chunk_norms = _layer_spectra(
+                        owners, matrices, scales, opt.esd_method, compat, n_threads,
+                        opt.tolerance)  # fmt: skip
                     pooled.extend(done)
                     fused_fits.extend(chunk_fits)
+                    fused_norms.extend(chunk_norms)
                 elif device == "cuda":
                     spectra = device_spectra(matrices, scales)
                 elif opt.esd_method == "randomized":
@@ -392,7 +397,8 @@ def _analyze_models(
             else:
                 fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
-        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance)
+        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
+                                  norms=fused_norms if fused else None)  # fmt: skip
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
             esd_randomized.patch_columns(pooled, columns)
         option_columns = []
@@ -545,23 +551,26 @@ def _extract(
 
 def _layer_spectra(
     owners: list[Owner], matrices: list[np.ndarray], scales: list[float], method: str,
-    compat: str | None, threads: int,
-) -> tuple[list[tuple[Planned, np.ndarray, Any]], list[PowerLawFit]]:  # fmt: skip
-    """_pool() and the power-law fits of a chunk in one compiled pass (esd.layer_spectra);
-    each pooled entry carries its LayerSliceStats instead of its matrices' spectra."""
+    compat: str | None, threads: int, tolerance: float,
+) -> tuple[list[tuple[Planned, np.ndarray, Any]], list[PowerLawFit], list[tuple[Any, ...]]]:  # fmt: skip
+    """_pool(), the power-law fits and the norm sums of a chunk in one compiled pass
+    (esd.layer_spectra); each pooled entry carries its LayerSliceStats instead of its
+    matrices' spectra."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
-    results = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads)
-    pooled, fits = [], []
+    results = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads,
+                            tolerance=tolerance, compat=bool(compat))  # fmt: skip
+    pooled, fits, norms = [], [], []
     for (plan, _, _, _), result in zip(owners, results, strict=True):
         if isinstance(result, Exception):
             detail = getattr(result, "detail", f": {result}")
             failed_row(plan.row, f"weight{detail}", compat=bool(compat))
             continue
-        evals, stats, fit = result
+        evals, stats, fit, sums = result
         pooled.append((plan, evals, stats))
         fits.append(fit)
-    return pooled, fits
+        norms.append(sums)
+    return pooled, fits, norms
 
 
 def _pool(
@@ -647,17 +656,24 @@ def _spectral_columns(
 
 def _metric_columns(
     pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
-    compat: bool, tolerance: float,
+    compat: bool, tolerance: float, norms: list[tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order."""
+    """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order
+    (``norms``: their norm sums when the ESD pass computed them, see esd.layer_spectra)."""
     if not pooled:
         return {}
     fit_rows = [fit_columns(fit, compat=compat) for fit in fits]
     columns: dict[str, Any] = {key: [r[key] for r in fit_rows] for key in fit_rows[0]}
     N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
     alpha = np.array(columns["alpha"], dtype=np.float64)
-    columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
-                                      compat=compat, tolerance=tolerance))  # fmt: skip
+    if norms is None:
+        columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
+                                          compat=compat, tolerance=tolerance))  # fmt: skip
+    else:
+        sums = [np.array(values, dtype=dtype) for values, dtype in
+                zip(zip(*norms, strict=True), NORM_SUM_DTYPES, strict=True)]  # fmt: skip
+        lengths = np.array([len(evals) for _, evals, _ in pooled], dtype=np.int64)
+        columns.update(norm_columns(*sums, lengths, alpha))
     if isinstance(pooled[0][2], LayerSliceStats):  # computed with the ESDs (esd.layer_spectra)
         columns.update(LayerSliceStats.columns([stats for _, _, stats in pooled], compat=compat))
     else:

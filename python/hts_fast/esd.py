@@ -264,8 +264,11 @@ def layer_spectra(
     *,
     method: str = "svd",
     threads: int | None = None,
-) -> list[tuple[np.ndarray, Any, Any] | Exception]:
-    """Each layer's pooled ESD, singular-value summary and power-law fit, in one compiled pass.
+    tolerance: float = 1e-6,
+    compat: bool = False,
+) -> list[tuple[np.ndarray, Any, Any, tuple[Any, ...]] | Exception]:
+    """Each layer's pooled ESD, singular-value summary, power-law fit and norm sums, in one
+    compiled pass.
 
     ``layers``: (first, count, keep_top) per layer, its matrices being
     ``matrices[first:first + count]`` (keep_top: keep only that many largest pooled
@@ -276,8 +279,11 @@ def layer_spectra(
 
     Returns per layer either (pooled ascending ESD, :class:`hts_fast.metrics.LayerSliceStats`
     (equal to :func:`hts_fast.metrics.batch_slice_stats` of its matrices' ESDs),
-    PowerLawFit) or the exception of its first bad matrix (``detail``: the message after
-    "matrix k", as esd_batch's).
+    PowerLawFit, norm sums (norm, lambda_max, matrix_rank, weak_rank_loss, entropy,
+    sum(evals**alpha)) as :func:`hts_fast.metrics.batch_norm_metrics` computes them with the
+    fit's alpha, NaN when it failed or -1 with ``compat``; ``tolerance``: weak rank loss)
+    or the exception of its first bad matrix (``detail``: the message after "matrix k", as
+    esd_batch's).
     """
     code = _method_code(method)
     n_threads = _threads.resolve_threads(threads)
@@ -293,8 +299,9 @@ def layer_spectra(
             arrays[idx] = _as_matrix_or_error(m, idx)
             if isinstance(arrays[idx], Exception):
                 bad[idx] = arrays[idx]
+    norm_options = (float(tolerance), bool(compat))
     results = _layer_spectra_call(arrays, scale_list, list(layers), list(Ns), code, method,
-                                  n_threads, bad)  # fmt: skip
+                                  n_threads, bad, norm_options)  # fmt: skip
     retry = [k for k, r in enumerate(results) if isinstance(r, _Unreadable)]
     if retry:  # arrays the kernels could not read as they are (e.g. foreign byte order)
         for k in retry:
@@ -303,7 +310,8 @@ def layer_spectra(
                 arrays[idx] = _as_matrix_or_error(arrays[idx], idx)
         bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
         again = _layer_spectra_call(arrays, scale_list, [layers[k] for k in retry],
-                                    [Ns[k] for k in retry], code, method, n_threads, bad)  # fmt: skip
+                                    [Ns[k] for k in retry], code, method, n_threads, bad,
+                                    norm_options)  # fmt: skip
         for k, result in zip(retry, again, strict=True):
             results[k] = result.error if isinstance(result, _Unreadable) else result
     return results
@@ -329,9 +337,11 @@ def _as_matrix_or_error(item: Any, idx: int) -> Any:
 def _layer_spectra_call(
     arrays: list[Any], scales: list[float], layers: list[tuple[int, int, int | None]],
     Ns: list[float], code: int, method: str, threads: int, bad: dict[int, Exception],
+    norm_options: tuple[float, bool],
 ) -> list[Any]:  # fmt: skip
     """One compiled layer_spectra pass; ``bad``: the matrices that could not be converted
-    (index -> its error), whose layers fail with that error without being run."""
+    (index -> its error), whose layers fail with that error without being run;
+    ``norm_options``: (weak rank-loss tolerance, compat)."""
     from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
     from .metrics import LayerSliceStats
 
@@ -351,8 +361,9 @@ def _layer_spectra_call(
             runnable, scales, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
             [-1 if layers[k][2] is None else layers[k][2] for k in keep],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
-            SMALL_N_MIN_TAIL, threads)  # fmt: skip
-    for k, (pooled, *stats, error, info, where, fields) in zip(keep, outputs, strict=True):
+            SMALL_N_MIN_TAIL, *norm_options, threads)  # fmt: skip
+    for k, (pooled, *stats, norms, error, info, where, fields) in zip(keep, outputs,
+                                                                      strict=True):  # fmt: skip
         if error == -1:
             what = f"matrix {where}"
             results[k] = _Unreadable(_tagged(ValueError(f"{what}: {fields}"), what))
@@ -361,5 +372,5 @@ def _layer_spectra_call(
             results[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
         else:
             results[k] = (pooled, LayerSliceStats(*stats),
-                          _to_result(fields, pooled, DEFAULT_THRESHOLD))  # fmt: skip
+                          _to_result(fields, pooled, DEFAULT_THRESHOLD), norms)  # fmt: skip
     return results

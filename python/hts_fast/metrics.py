@@ -91,48 +91,59 @@ def layer_slice_stats(
     }
 
 
-def batch_norm_metrics(
-    spectra: list[np.ndarray], N: np.ndarray, alpha: np.ndarray, *, compat: bool,
-    tolerance: float,
+#: dtypes of the norm sums (norm, lambda_max, matrix_rank, weak_rank_loss, entropy,
+#: sum of evals**alpha)
+NORM_SUM_DTYPES = (np.float64, np.float64, np.int64, np.int64, np.float64, np.float64)
+
+
+def norm_columns(
+    norm: np.ndarray, lambda_max: np.ndarray, matrix_rank: np.ndarray,
+    weak_rank_loss: np.ndarray, entropy: np.ndarray, alpha_norm_sum: np.ndarray,
+    num_evals: np.ndarray, alpha: np.ndarray,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per-layer metrics of many ascending ESDs (units: eigenvalues of the scaled W^T W).
+    """The table's norm columns from the per-layer sums of the norm_metrics kernel.
 
     norm = sum(evals) (squared Frobenius norm), log_norm = log10(norm), spectral_norm =
     lambda_max, alpha_weighted = alpha * log10(lambda_max), log_alpha_norm =
-    log10(sum(evals**alpha)), stable_rank = norm / lambda_max, matrix_rank = #{sqrt(evals) >
-    sqrt(lambda_max) * N * eps64}, weak_rank_loss = #{evals < tolerance}, and the normalized
-    matrix entropy -sum(p ln p) / ln(rank) with p = evals / norm (compat: WeightWatcher adds
-    1e-10 to every p and to the rank; default: exact, 0 for rank <= 1). A few NumPy passes
-    over all eigenvalues at once instead of a Python loop per layer.
+    log10(sum(evals**alpha)), stable_rank = norm / lambda_max; matrix_rank, weak_rank_loss
+    and entropy as the kernel returns them.
     """
-    lengths = np.array([len(s) for s in spectra], dtype=np.intp)
-    starts = _starts(lengths)
-    flat = np.concatenate(spectra)
-    norm = np.add.reduceat(flat, starts)
-    spectral = flat[starts + lengths - 1]
-    log_spectral = np.log10(spectral)
-    sv = np.sqrt(flat)
-    tol = np.repeat(np.sqrt(spectral) * N * EPS64, lengths)
-    rank = np.add.reduceat((sv > tol).astype(np.int64), starts)
-    p = flat / np.repeat(norm, lengths)
-    if compat:
-        p = p + WW_ENTROPY_EPSILON
-        entropy = -np.add.reduceat(p * np.log(p), starts) / np.log(rank + WW_ENTROPY_EPSILON)
-    else:
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-        entropy = np.where(rank > 1, -np.add.reduceat(plogp, starts) / np.log(np.maximum(rank, 2)),
-                           0.0)  # fmt: skip
+    log_spectral = np.log10(lambda_max)
     return {
-        "num_evals": lengths.astype(np.int64),
-        "lambda_max": spectral,
-        "weak_rank_loss": np.add.reduceat((flat < tolerance).astype(np.int64), starts),
+        "num_evals": np.asarray(num_evals, dtype=np.int64),
+        "lambda_max": lambda_max,
+        "weak_rank_loss": weak_rank_loss,
         "norm": norm,
         "log_norm": np.log10(norm),
-        "spectral_norm": spectral,
+        "spectral_norm": lambda_max,
         "log_spectral_norm": log_spectral,
         "alpha_weighted": alpha * log_spectral,
-        "log_alpha_norm": np.log10(np.add.reduceat(flat ** np.repeat(alpha, lengths), starts)),
-        "stable_rank": norm / spectral,
-        "matrix_rank": rank,
+        "log_alpha_norm": np.log10(alpha_norm_sum),
+        "stable_rank": norm / lambda_max,
+        "matrix_rank": matrix_rank,
         "entropy": entropy,
     }
+
+
+def batch_norm_metrics(
+    spectra: list[np.ndarray], N: np.ndarray, alpha: np.ndarray, *, compat: bool,
+    tolerance: float, threads: int | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-layer metrics of many ascending ESDs (units: eigenvalues of the scaled W^T W).
+
+    The compiled kernel (``csrc/cpu/norm_metrics.cpp``) sums each ESD once: norm =
+    sum(evals), lambda_max, matrix_rank = #{sqrt(evals) > sqrt(lambda_max) * N * eps64},
+    weak_rank_loss = #{evals < tolerance}, the normalized matrix entropy -sum(p ln p) /
+    ln(rank) with p = evals / norm (compat: WeightWatcher adds 1e-10 to every p and to the
+    rank; default: exact, 0 for rank <= 1) and sum(evals**alpha); :func:`norm_columns` makes
+    the table's columns of them. ``hts_fast._reference.norm_metrics`` is the readable oracle.
+    """
+    from . import _threads
+    from ._core_loader import core
+
+    sums = core.norm_metrics_batch(
+        [np.ascontiguousarray(s, dtype=np.float64) for s in spectra],
+        [float(n) for n in N], [float(a) for a in alpha], float(tolerance), bool(compat),
+        _threads.resolve_threads(threads))  # fmt: skip
+    return norm_columns(*sums, np.array([len(s) for s in spectra], dtype=np.int64),
+                        np.asarray(alpha, dtype=np.float64))  # fmt: skip

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hts/esd.hpp"
+#include "hts/norm_metrics.hpp"
 #include "hts/powerlaw.hpp"
 
 namespace hts {
@@ -34,6 +35,8 @@ struct LayerSpectrum {
     EsdResult esd;                   // the first failing matrix's error, if any
     std::int64_t failed_matrix = -1;  // its index in the batch (-1: none)
     PowerLawFitResult fit;            // of `pooled`; not computed when a matrix failed
+    // of `pooled`, with the fitted alpha (NaN, or -1 in compat mode, when the fit failed)
+    NormMetrics norms;
 };
 
 // Every layer of `groups`, spread over `threads` threads, the most expensive layers first;
@@ -41,6 +44,6 @@ struct LayerSpectrum {
 // ESDs equal esd_batch's, the fits fit_powerlaw's of the pooled ESD.
 void layer_spectra(const MatrixView* matrices, const double* scales, const LayerGroup* groups,
                    std::int64_t num_groups, EsdMethod method, const PowerLawOptions& options,
-                   LayerSpectrum* out, int threads);
+                   const NormOptions& norm_options, LayerSpectrum* out, int threads);
 
 }  // namespace hts

@@ -1,0 +1,55 @@
+#include "hts/norm_metrics.hpp"
+
+#include <cfloat>
+#include <cmath>
+
+#include "hts/parallel.hpp"
+
+namespace hts {
+namespace {
+
+// WeightWatcher adds this to every p and to the rank before taking logs (compat).
+constexpr double kEntropyEpsilon = 1e-10;
+
+}  // namespace
+
+NormMetrics norm_metrics(const double* values, std::int64_t n, double N, double alpha,
+                         const NormOptions& options) {
+    NormMetrics m;
+    m.lambda_max = values[n - 1];
+    const double rank_tolerance = std::sqrt(m.lambda_max) * N * DBL_EPSILON;
+    for (std::int64_t j = 0; j < n; ++j) {
+        const double v = values[j];
+        m.norm += v;
+        m.matrix_rank += std::sqrt(v) > rank_tolerance ? 1 : 0;
+        m.weak_rank_loss += v < options.tolerance ? 1 : 0;
+        m.alpha_norm_sum += std::pow(v, alpha);
+    }
+    // the entropy of p = v / norm, normalized by the log of the rank
+    double plogp = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+        double p = values[j] / m.norm;
+        if (options.compat) {
+            p += kEntropyEpsilon;
+            plogp += p * std::log(p);
+        } else if (p > 0) {
+            plogp += p * std::log(p);
+        }
+    }
+    const auto rank = static_cast<double>(m.matrix_rank);
+    if (options.compat)
+        m.entropy = -plogp / std::log(rank + kEntropyEpsilon);
+    else
+        m.entropy = m.matrix_rank > 1 ? -plogp / std::log(rank) : 0.0;
+    return m;
+}
+
+void norm_metrics_batch(const double* const* values, const std::int64_t* counts,
+                        const double* Ns, const double* alphas, std::int64_t num_spectra,
+                        const NormOptions& options, NormMetrics* out, int threads) {
+    parallel_for(num_spectra, threads, [&](std::int64_t k, int) {
+        out[k] = norm_metrics(values[k], counts[k], Ns[k], alphas[k], options);
+    });
+}
+
+}  // namespace hts
