@@ -1,5 +1,6 @@
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 
 #include "bindings.hpp"
@@ -24,14 +25,20 @@ void* capsule_pointer(const py::object& capsule, const char* what) {
 void register_lapack(py::module_& m) {
     m.def(
         "_register_lapack",
-        [](const py::object& dgesdd, const py::object& dsyevd, const py::object& dsyrk) {
+        [](const py::object& dgesdd, const py::object& dsyevd, const py::object& dsyrk,
+           std::uintptr_t dsyevd_2stage) {
             LapackFunctions f;
             f.dgesdd = reinterpret_cast<dgesdd_fn>(capsule_pointer(dgesdd, "dgesdd"));
             f.dsyevd = reinterpret_cast<dsyevd_fn>(capsule_pointer(dsyevd, "dsyevd"));
             f.dsyrk = reinterpret_cast<dsyrk_fn>(capsule_pointer(dsyrk, "dsyrk"));
+            f.dsyevd_2stage = reinterpret_cast<dsyevd_2stage_fn>(dsyevd_2stage);
             set_lapack(f);
         },
-        "Install SciPy's LAPACK/BLAS function pointers (capsules from cython_lapack/blas).");
+        py::arg("dgesdd"), py::arg("dsyevd"), py::arg("dsyrk"), py::arg("dsyevd_2stage") = 0,
+        "Install SciPy's LAPACK/BLAS function pointers (capsules from cython_lapack/blas) "
+        "and, optionally, the address of the dsyevd_2stage symbol (0: none).");
+    m.def("_two_stage_ready", [] { return lapack_ready() && lapack().dsyevd_2stage != nullptr; },
+          "Whether large symmetric eigensolves use dsyevd_2stage.");
     m.def("_lapack_ready", &lapack_ready, "Whether LAPACK functions are installed.");
 }
 

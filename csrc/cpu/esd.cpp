@@ -129,6 +129,43 @@ bool all_finite(const double* data, std::int64_t count) {
 // The block size is fixed, so the summation order never depends on the thread count.
 constexpr std::int64_t kGramBlock = 512;
 
+// One eigenvalues-only symmetric eigensolve (dsyevd_2stage for large orders when installed,
+// else dsyevd), of ws.gram (the `uplo` triangle, order x order) into ws.values; the workspace
+// sizes are queried once per shape. Returns LAPACK's info.
+lapack_int call_syevd(const LapackFunctions& f, bool two_stage, char* jobz, char* uplo,
+                      lapack_int* order, EsdWorkspace& ws, double* work, lapack_int* lwork,
+                      lapack_int* iwork, lapack_int* liwork) {
+    lapack_int info = 0;
+    if (two_stage)
+        f.dsyevd_2stage(jobz, uplo, order, ws.gram.data(), order, ws.values.data(), work, lwork,
+                        iwork, liwork, &info, 1, 1);
+    else
+        f.dsyevd(jobz, uplo, order, ws.gram.data(), order, ws.values.data(), work, lwork, iwork,
+                 liwork, &info);
+    return info;
+}
+
+lapack_int symmetric_eigenvalues(const LapackFunctions& f, char uplo, lapack_int order,
+                                 EsdWorkspace& ws, const MatrixView& w) {
+    const bool two_stage = f.dsyevd_2stage != nullptr && order >= kTwoStageMinOrder;
+    char jobz = 'N';
+    if (!ws_matches(ws, w, EsdMethod::gram)) {
+        lapack_int lwork = -1, liwork = -1, iquery = 0;
+        double query = 0.0;
+        const lapack_int info = call_syevd(f, two_stage, &jobz, &uplo, &order, ws, &query,
+                                           &lwork, &iquery, &liwork);
+        if (info != 0) return info;
+        remember_query(ws, w, EsdMethod::gram,
+                       std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query))),
+                       std::max<lapack_int>(1, iquery));
+    }
+    lapack_int lwork = ws.lwork, liwork = ws.liwork;
+    ws.work.resize(static_cast<std::size_t>(lwork));
+    ws.iwork.resize(static_cast<std::size_t>(liwork));
+    return call_syevd(f, two_stage, &jobz, &uplo, &order, ws, ws.work.data(), &lwork,
+                      ws.iwork.data(), &liwork);
+}
+
 EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
     const std::int64_t k = std::min(w.rows, w.cols);
     const bool tall = w.rows >= w.cols;  // Gram of the columns (W^T W) or of the rows (W W^T)
@@ -174,24 +211,8 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
             }
         }
     }
-    char jobz = 'N';
-    lapack_int lwork = -1, liwork = -1, info = 0, iquery = 0;
-    double query = 0.0;
     ws.values.resize(static_cast<std::size_t>(k));
-    if (!ws_matches(ws, w, EsdMethod::gram)) {
-        f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), &query,
-                 &lwork, &iquery, &liwork, &info);
-        if (info != 0) return {EsdError::lapack_failed, info};
-        remember_query(ws, w, EsdMethod::gram,
-                       std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query))),
-                       std::max<lapack_int>(1, iquery));
-    }
-    lwork = ws.lwork;
-    liwork = ws.liwork;
-    ws.work.resize(static_cast<std::size_t>(lwork));
-    ws.iwork.resize(static_cast<std::size_t>(liwork));
-    f.dsyevd(&jobz, &uplo, &order, ws.gram.data(), &order, ws.values.data(), ws.work.data(),
-             &lwork, ws.iwork.data(), &liwork, &info);
+    const lapack_int info = symmetric_eigenvalues(f, uplo, order, ws, w);
     if (info != 0) return {EsdError::lapack_failed, info};
     // Eigenvalues of a PSD matrix: negative ones are rounding noise of size eps*lambda_max.
     for (std::int64_t j = 0; j < k; ++j)

@@ -26,7 +26,11 @@ def build_info() -> dict[str, Any]:
         "build_type": compile_info["build_type"],
         "hardware_threads": compile_info["hardware_threads"],
         "default_threads": _threads.available_cores(),
-        "lapack": {"source": LAPACK_SOURCE, "ready": bool(core._lapack_ready())},
+        "lapack": {
+            "source": LAPACK_SOURCE,
+            "ready": bool(core._lapack_ready()),
+            "dsyevd_2stage": bool(core._two_stage_ready()),
+        },
         "blas": _threads.blas_info(),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,

@@ -1,0 +1,41 @@
+"""Gram ESDs of order >= 2,048 use LAPACK's two-stage dsyevd when SciPy's OpenBLAS has it
+(hts_fast._lapack); the eigenvalues stay those of the gesdd route to ~1e-14."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import hts_fast
+import numpy as np
+import pytest
+from hts_fast import _lapack
+from hts_fast._core_loader import core
+
+ORDER = 2048
+
+
+def test_found_in_scipys_openblas_and_reported():
+    found = _lapack._two_stage_address() != 0
+    assert bool(core._two_stage_ready()) == found
+    assert hts_fast.build_info()["lapack"]["dsyevd_2stage"] == found
+    if not found:
+        pytest.skip("this SciPy's OpenBLAS has no dsyevd_2stage: dsyevd is used")
+
+
+def test_large_gram_esd_equals_the_svd_route():
+    w = np.random.default_rng(3).standard_t(4.0, (ORDER + 100, ORDER)).astype(np.float32)
+    gram = hts_fast.esd(w, method="gram", threads=1)
+    svd = hts_fast.esd(w, method="svd", threads=1)
+    assert np.max(np.abs(gram - svd)) <= 1e-12 * svd[-1]
+
+
+def test_switch_off_gives_dsyevd():
+    code = ("import hts_fast; from hts_fast._core_loader import core, LAPACK_SOURCE; "
+            "print(core._two_stage_ready(), LAPACK_SOURCE)")  # fmt: skip
+    env = {**os.environ, "HTS_FAST_TWO_STAGE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert out.startswith("False ")
+    assert "2stage" not in out
