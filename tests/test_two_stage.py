@@ -39,3 +39,27 @@ def test_switch_off_gives_dsyevd():
                          check=True).stdout  # fmt: skip
     assert out.startswith("False ")
     assert "2stage" not in out
+
+
+@pytest.mark.parametrize("order", [5, 300, ORDER])
+def test_symmetric_eigenvalues_equal_scipy(order):
+    import scipy.linalg
+    from hts_fast.esd import symmetric_eigenvalues
+
+    rng = np.random.default_rng(order)
+    x = rng.standard_normal((order, order))
+    a = (x + x.T) / 2  # symmetric, eigenvalues of both signs
+    before = a.copy()
+    got = symmetric_eigenvalues(a)
+    np.testing.assert_array_equal(a, before)  # the input is not overwritten
+    want = scipy.linalg.eigvalsh(a)
+    assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
+
+
+def test_symmetric_eigenvalues_bad_input():
+    from hts_fast.esd import symmetric_eigenvalues
+
+    with pytest.raises(ValueError, match="square"):
+        symmetric_eigenvalues(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="contains NaN or Inf values"):
+        symmetric_eigenvalues(np.full((3, 3), np.nan))

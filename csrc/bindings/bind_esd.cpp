@@ -169,6 +169,25 @@ void register_esd(py::module_& m) {
         "index, fit tuple).");
 
     m.def(
+        "symmetric_eigenvalues",
+        [](py::array_t<double, py::array::c_style> a) {
+            if (a.ndim() != 2 || a.shape(0) != a.shape(1))
+                throw py::value_error("expected a square matrix");
+            if (!a.writeable()) throw py::value_error("the matrix must be writeable (it is overwritten)");
+            const std::int64_t order = a.shape(0);
+            py::array_t<double> values(static_cast<py::ssize_t>(order));
+            EsdResult r;
+            {
+                py::gil_scoped_release release;  // `a` and `values` are kept alive by the caller
+                r = symmetric_eigenvalues(a.mutable_data(), order, values.mutable_data());
+            }
+            return py::make_tuple(values, static_cast<int>(r.error), r.info);
+        },
+        py::arg("a"),
+        "Eigenvalues (ascending) of a symmetric float64 C-ordered matrix, which is overwritten; "
+        "returns (values, error code, LAPACK info).");
+
+    m.def(
         "_half_to_double",
         [](const py::array_t<std::uint16_t, py::array::c_style | py::array::forcecast>& bits) {
             py::array_t<double> out(bits.size());

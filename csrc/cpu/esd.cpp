@@ -129,41 +129,39 @@ bool all_finite(const double* data, std::int64_t count) {
 // The block size is fixed, so the summation order never depends on the thread count.
 constexpr std::int64_t kGramBlock = 512;
 
-// One eigenvalues-only symmetric eigensolve (dsyevd_2stage for large orders when installed,
-// else dsyevd), of ws.gram (the `uplo` triangle, order x order) into ws.values; the workspace
-// sizes are queried once per shape. Returns LAPACK's info.
-lapack_int call_syevd(const LapackFunctions& f, bool two_stage, char* jobz, char* uplo,
-                      lapack_int* order, EsdWorkspace& ws, double* work, lapack_int* lwork,
-                      lapack_int* iwork, lapack_int* liwork) {
+// One eigenvalues-only symmetric eigensolve of `a` (the `uplo` triangle, order x order,
+// overwritten) into `values`: dsyevd_2stage for large orders when installed, else dsyevd.
+// lwork = liwork = -1 asks for the workspace sizes. Returns LAPACK's info.
+lapack_int call_syevd(const LapackFunctions& f, char uplo, lapack_int order, double* a,
+                      double* values, double* work, lapack_int lwork, lapack_int* iwork,
+                      lapack_int liwork) {
+    char jobz = 'N';
     lapack_int info = 0;
-    if (two_stage)
-        f.dsyevd_2stage(jobz, uplo, order, ws.gram.data(), order, ws.values.data(), work, lwork,
-                        iwork, liwork, &info, 1, 1);
+    if (f.dsyevd_2stage != nullptr && order >= kTwoStageMinOrder)
+        f.dsyevd_2stage(&jobz, &uplo, &order, a, &order, values, work, &lwork, iwork, &liwork,
+                        &info, 1, 1);
     else
-        f.dsyevd(jobz, uplo, order, ws.gram.data(), order, ws.values.data(), work, lwork, iwork,
-                 liwork, &info);
+        f.dsyevd(&jobz, &uplo, &order, a, &order, values, work, &lwork, iwork, &liwork, &info);
     return info;
 }
 
-lapack_int symmetric_eigenvalues(const LapackFunctions& f, char uplo, lapack_int order,
-                                 EsdWorkspace& ws, const MatrixView& w) {
-    const bool two_stage = f.dsyevd_2stage != nullptr && order >= kTwoStageMinOrder;
-    char jobz = 'N';
+// call_syevd() of ws.gram into ws.values, the workspace sizes queried once per shape of W.
+lapack_int gram_eigenvalues(const LapackFunctions& f, char uplo, lapack_int order,
+                            EsdWorkspace& ws, const MatrixView& w) {
     if (!ws_matches(ws, w, EsdMethod::gram)) {
-        lapack_int lwork = -1, liwork = -1, iquery = 0;
+        lapack_int iquery = 0;
         double query = 0.0;
-        const lapack_int info = call_syevd(f, two_stage, &jobz, &uplo, &order, ws, &query,
-                                           &lwork, &iquery, &liwork);
+        const lapack_int info = call_syevd(f, uplo, order, ws.gram.data(), ws.values.data(),
+                                           &query, -1, &iquery, -1);
         if (info != 0) return info;
         remember_query(ws, w, EsdMethod::gram,
                        std::max<lapack_int>(1, static_cast<lapack_int>(std::ceil(query))),
                        std::max<lapack_int>(1, iquery));
     }
-    lapack_int lwork = ws.lwork, liwork = ws.liwork;
-    ws.work.resize(static_cast<std::size_t>(lwork));
-    ws.iwork.resize(static_cast<std::size_t>(liwork));
-    return call_syevd(f, two_stage, &jobz, &uplo, &order, ws, ws.work.data(), &lwork,
-                      ws.iwork.data(), &liwork);
+    ws.work.resize(static_cast<std::size_t>(ws.lwork));
+    ws.iwork.resize(static_cast<std::size_t>(ws.liwork));
+    return call_syevd(f, uplo, order, ws.gram.data(), ws.values.data(), ws.work.data(),
+                      ws.lwork, ws.iwork.data(), ws.liwork);
 }
 
 EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
@@ -212,7 +210,7 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
         }
     }
     ws.values.resize(static_cast<std::size_t>(k));
-    const lapack_int info = symmetric_eigenvalues(f, uplo, order, ws, w);
+    const lapack_int info = gram_eigenvalues(f, uplo, order, ws, w);
     if (info != 0) return {EsdError::lapack_failed, info};
     // Eigenvalues of a PSD matrix: negative ones are rounding noise of size eps*lambda_max.
     for (std::int64_t j = 0; j < k; ++j)
@@ -221,6 +219,24 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
 }
 
 }  // namespace
+
+EsdResult symmetric_eigenvalues(double* a, std::int64_t order, double* out) {
+    if (order <= 0) return {EsdError::empty, 0};
+    if (order * order > kMaxLapackInt) return {EsdError::too_large, 0};
+    if (!all_finite(a, order * order)) return {EsdError::non_finite, 0};
+    const LapackFunctions& f = lapack();
+    const auto n = static_cast<lapack_int>(order);
+    lapack_int iquery = 0;
+    double query = 0.0;
+    lapack_int info = call_syevd(f, 'U', n, a, out, &query, -1, &iquery, -1);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    std::vector<double> work(static_cast<std::size_t>(std::max(1.0, std::ceil(query))));
+    std::vector<lapack_int> iwork(static_cast<std::size_t>(std::max<lapack_int>(1, iquery)));
+    info = call_syevd(f, 'U', n, a, out, work.data(), static_cast<lapack_int>(work.size()),
+                      iwork.data(), static_cast<lapack_int>(iwork.size()));
+    if (info != 0) return {EsdError::lapack_failed, info};
+    return {};
+}
 
 EsdResult esd_into(const MatrixView& w, EsdMethod method, double scale, double* out,
                    EsdWorkspace& workspace) {

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _threads
-from ._arrays import as_matrix
+from ._arrays import as_float_array, as_matrix
 from ._core_loader import core
 
 EsdMethod = Literal["svd", "gram", "randomized"]
@@ -374,3 +374,23 @@ def _layer_spectra_call(
             results[k] = (pooled, LayerSliceStats(*stats),
                           _to_result(fields, pooled, DEFAULT_THRESHOLD), norms)  # fmt: skip
     return results
+
+
+def symmetric_eigenvalues(a: Any) -> np.ndarray:
+    """Eigenvalues of a real symmetric matrix, ascending (float64; its units squared if ``a``
+    is a Gram matrix), by the Gram route's compiled eigensolver: LAPACK dsyevd, or the
+    two-stage dsyevd for orders >= 2,048 when SciPy's OpenBLAS has it (see README "Layout").
+
+    ``a`` is assumed symmetric: only one triangle is read; ``a`` itself is not modified.
+    BLAS runs on one thread, so the result does not depend on the thread count. Raises
+    ValueError for a non-square, empty or non-finite matrix or when LAPACK fails.
+    """
+    matrix = np.array(as_float_array(a, "a"), dtype=np.float64, order="C", copy=True)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        msg = f"a must be a square matrix, got shape {matrix.shape}"
+        raise ValueError(msg)
+    with _threads.single_threaded_blas():
+        values, code, info = core.symmetric_eigenvalues(matrix)
+    if code:
+        raise _error_for(code, info, "matrix", matrix.shape, "gram")
+    return values

@@ -54,6 +54,11 @@ struct EsdWorkspace {
     int liwork = 0;
 };
 
+// Writes the eigenvalues of the symmetric order x order float64 matrix `a`, ascending, to
+// `out` (order values), by the Gram route's eigensolver (dsyevd, or dsyevd_2stage for large
+// orders when installed). Only one triangle of `a` is read; `a` is overwritten.
+EsdResult symmetric_eigenvalues(double* a, std::int64_t order, double* out);
+
 // Writes the min(rows, cols) eigenvalues of (scale*W)^T (scale*W), ascending, to `out`.
 EsdResult esd_into(const MatrixView& w, EsdMethod method, double scale, double* out,
                    EsdWorkspace& workspace);
