@@ -62,7 +62,7 @@ void host_tpl_batch(const double* values, const long long* offsets, const long l
         const long long off = offsets[segment[p]];
         const tplhd::Result r =
             tplhd::fit(values + off, offsets[segment[p] + 1] - off, xmins[p], rules);
-        const double f[7] = {r.alpha, r.lambda_, r.xmin, r.loglik, r.D, r.alpha_se, r.lambda_se};
+        const double f[7] = {r.alpha, r.lambda, r.xmin, r.loglik, r.D, r.alpha_se, r.lambda_se};
         const long long o[5] = {r.n, r.iterations, r.status, r.error, r.bad_index};
         for (int k = 0; k < 7; ++k) out_f[7 * p + k] = f[k];
         for (int k = 0; k < 5; ++k) out_i[5 * p + k] = o[k];

@@ -164,7 +164,7 @@ extern "C" __global__ void hts_tpl_fit(const double* values, const long long* of
         double* f = out_f + p * HTS_TPL_OUT_F;
         long long* o = out_i + p * HTS_TPL_OUT_I;
         f[0] = r.alpha;
-        f[1] = r.lambda_;
+        f[1] = r.lambda;
         f[2] = r.xmin;
         f[3] = r.loglik;
         f[4] = r.D;
