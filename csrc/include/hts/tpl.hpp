@@ -11,18 +11,20 @@
 // has alpha_PL > 2 and a model mean xmin (alpha_PL - 1)/(alpha_PL - 2) <= the sample mean.
 #pragma once
 
+#include "hts/tpl_math.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <vector>
 
 namespace hts {
 
-// Search box of the fit. alpha outside it, or lambda xmin outside (kTplMuMin, kTplMuMax),
-// ends the search on the bound (status alpha_bound / lambda_bound).
-constexpr double kTplAlphaMin = -100.0;
-constexpr double kTplAlphaMax = 100.0;
-constexpr double kTplMuMin = 1e-250;  // lambda * xmin
-constexpr double kTplMuMax = 1e15;
+// Search box of the fit (tpl_math.hpp's). alpha outside it, or lambda xmin outside
+// (kTplMuMin, kTplMuMax), ends the search on the bound (status alpha_bound / lambda_bound).
+constexpr double kTplAlphaMin = tplhd::kAlphaMin;
+constexpr double kTplAlphaMax = tplhd::kAlphaMax;
+constexpr double kTplMuMin = tplhd::kMuMin;  // lambda * xmin
+constexpr double kTplMuMax = tplhd::kMuMax;
 
 enum class TplStatus : int {
     converged = 0,      // interior maximum: the gradient vanishes
