@@ -217,3 +217,24 @@ def test_a_stuck_checkpoint_times_out(tmp_path, monkeypatch):
     assert (result.done, result.failed) == (3, 1)
     assert "timed out" in result.errors[str(zoo / "run01")]
     monkeypatch.delenv("HTS_FAST_TEST_HANG_MARKER")
+
+
+def test_a_checkpoint_is_analyzed_from_the_bytes_it_was_hashed_from(tmp_path):
+    from hts_fast.loaders.safetensors_files import preread
+    from hts_fast.scan import hash_checkpoint
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "one.safetensors"
+    save_file({"fc.weight": rng.standard_normal((48, 24)).astype(np.float32)}, str(path))
+    kept: dict[str, bytes] = {}
+    digest, _ = hash_checkpoint(path, kept)
+    assert kept == {str(path): path.read_bytes()}
+    expected = hts_fast.analyze(str(path), esd_method="gram")
+    # the file changes on disk after it was hashed: the analysis still sees the hashed bytes
+    save_file({"fc.weight": np.eye(48, 24, dtype=np.float32)}, str(path))
+    with preread(kept):
+        seen = hts_fast.analyze(str(path), esd_method="gram")
+    pd.testing.assert_frame_equal(seen, expected)
+    assert digest != hash_checkpoint(path)[0]
+    assert not hts_fast.analyze(str(path), esd_method="gram").equals(expected)  # block left

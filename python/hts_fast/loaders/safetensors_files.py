@@ -10,9 +10,13 @@ errors; the other tensors stay readable.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,29 @@ MAX_HEADER_BYTES = 100_000_000
 #: Tensors up to this size are read into memory; larger ones are memory-mapped (mapping a
 #: file costs more than reading a small tensor).
 SMALL_TENSOR_BYTES = 1 << 20
+
+
+#: Files whose bytes the caller has already read (path -> bytes): read from memory instead.
+_PREREAD: dict[str, bytes] = {}
+_preread_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def preread(contents: Mapping[str, bytes]) -> Iterator[None]:
+    """Within the block, a SafetensorsFile of one of these paths (as ``str(Path(path))``) is
+    parsed from the bytes given rather than read from disk again. A scan hashes a small
+    checkpoint's bytes as it reads them and analyzes those very bytes: one read, and the hash
+    stored is the hash of what was analyzed."""
+    added = {str(Path(p)): data for p, data in contents.items()}
+    with _preread_lock:
+        added = {p: d for p, d in added.items() if p not in _PREREAD}
+        _PREREAD.update(added)
+    try:
+        yield
+    finally:
+        with _preread_lock:
+            for p in added:
+                _PREREAD.pop(p, None)
 
 
 def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
@@ -66,8 +93,10 @@ class SafetensorsFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        size = self.path.stat().st_size
-        with open(self.path, "rb") as f:
+        #: the file's bytes when the caller had read them already (see preread), else None
+        self._bytes = _PREREAD.get(str(self.path))
+        size = self.path.stat().st_size if self._bytes is None else len(self._bytes)
+        with self._open() as f:
             prefix = f.read(8)
             if len(prefix) < 8:
                 self._fail(f"truncated: {size} bytes, no header length")
@@ -88,6 +117,12 @@ class SafetensorsFile:
         self._tensors = {
             name: self._entry(name, spec, duplicates) for name, spec in sorted(header.items())
         }
+
+    def _open(self) -> io.BufferedIOBase:
+        """The file, opened for reading (from memory if its bytes were read already)."""
+        if self._bytes is not None:
+            return io.BytesIO(self._bytes)
+        return open(self.path, "rb")
 
     def _fail(self, reason: str) -> None:
         raise TensorReadError(f"{self.path}: {reason}")
@@ -141,6 +176,10 @@ class SafetensorsFile:
         nbytes = count * DTYPES[dtype][0]
         if count == 0:
             raw = np.zeros(shape, dtype=storage)
+        elif self._bytes is not None:
+            start = self.data_start + begin
+            raw = np.frombuffer(self._bytes, dtype=storage, count=count, offset=start)
+            raw = raw.reshape(shape)
         elif nbytes <= SMALL_TENSOR_BYTES:
             with open(self.path, "rb") as f:
                 f.seek(self.data_start + begin)
