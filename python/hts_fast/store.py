@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS layers (checkpoint_id INTEGER NOT NULL REFERENCES che
 CREATE TABLE IF NOT EXISTS summaries (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, content_hash TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS layers_by_checkpoint ON layers (checkpoint_id);
 """
 
@@ -98,6 +98,8 @@ class Store:
         self.db.executescript(SCHEMA)
         self.db.commit()
         self._known: dict[str, set[str]] = {}
+        #: (table, column names) -> the INSERT statement of those columns (its columns exist)
+        self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def close(self) -> None:
         self.db.commit()  # hashes cached while only skipping checkpoints
@@ -151,17 +153,28 @@ class Store:
             self._known[table] = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
         return self._known[table]
 
+    def _insert_sql(self, table: str, names: list[str], values: list[tuple[Any, ...]]) -> str:
+        """The INSERT statement of these columns, adding the missing ones to the table first;
+        the same text for the same columns, so SQLite's statement cache reuses it."""
+        key = (table, tuple(names))
+        sql = self._inserts.get(key)
+        if sql is None:
+            existing = self._columns(table)
+            for k, col in enumerate(names):
+                if col not in existing:
+                    existing.add(col)
+                    self.db.execute(
+                        f'ALTER TABLE {table} ADD COLUMN "{col}" {_sql_type(values, k)}'
+                    )
+            quoted = ", ".join(f'"{c}"' for c in ["checkpoint_id", *names])
+            marks = ", ".join("?" * (len(names) + 1))
+            sql = self._inserts[key] = f"INSERT INTO {table} ({quoted}) VALUES ({marks})"
+        return sql
+
     def _insert_rows(self, table: str, checkpoint_id: int, rows: TableRows) -> None:
         names, values = rows
-        existing = self._columns(table)
-        for k, col in enumerate(names):
-            if col not in existing:
-                existing.add(col)
-                self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {_sql_type(values, k)}')
-        quoted = ", ".join(f'"{c}"' for c in ["checkpoint_id", *names])
-        marks = ", ".join("?" * (len(names) + 1))
-        self.db.executemany(f"INSERT INTO {table} ({quoted}) VALUES ({marks})",
-                            ((checkpoint_id, *row) for row in values))  # fmt: skip
+        sql = self._insert_sql(table, names, values)
+        self.db.executemany(sql, [(checkpoint_id, *row) for row in values])
 
     def save(
         self, path: str, content_hash: str, options: str, *,
@@ -178,7 +191,8 @@ class Store:
         try:
             self._save(path, content_hash, options, rows, summary, error, seconds, files)
         except BaseException:
-            self._known.clear()  # a rolled-back ALTER TABLE leaves the cache stale
+            self._known.clear()  # a rolled-back ALTER TABLE leaves the caches stale
+            self._inserts.clear()
             raise
 
     def _save(
