@@ -238,3 +238,55 @@ def test_a_checkpoint_is_analyzed_from_the_bytes_it_was_hashed_from(tmp_path):
     pd.testing.assert_frame_equal(seen, expected)
     assert digest != hash_checkpoint(path)[0]
     assert not hts_fast.analyze(str(path), esd_method="gram").equals(expected)  # block left
+
+
+def _files_zoo(root: Path, count: int = 24) -> Path:
+    """``count`` small safetensors files (checkpoints this process may analyze itself)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(2)
+    root.mkdir()
+    for k in range(count):
+        save_file({"fc1.weight": rng.standard_t(4, (48, 24)).astype(np.float32),
+                   "fc2.weight": rng.standard_normal((24, 48)).astype(np.float32)},
+                  str(root / f"ckpt{k:02d}.safetensors"))  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize("workers_start", [True, False])
+def test_this_process_analyzes_while_the_workers_start(tmp_path, monkeypatch, workers_start):
+    import threading
+
+    import hts_fast.scan as scan_module
+
+    zoo = _files_zoo(tmp_path / "zoo")  # 24 checkpoints: 8 batches of 3 with 2 workers
+    scan([zoo], tmp_path / "serial.sqlite")
+    real_start, real_safe = scan_module._start_workers, scan_module._in_process_safe
+    here: list[object] = []  # the batches this process took (each asks _in_process_safe)
+    three_done, workers_up = threading.Event(), threading.Event()
+
+    def start_after_three(pool: object, workers: int, ready: list) -> None:
+        if not workers_start:
+            return  # the workers never come: this process analyzes everything
+        three_done.wait(60)
+        real_start(pool, workers, ready)
+        for future in list(ready):
+            future.result(timeout=60)
+        workers_up.set()
+
+    def safe(batch: list) -> bool:
+        here.append(batch)
+        if len(here) == 3:
+            three_done.set()
+        if len(here) > 3 and workers_start:
+            workers_up.wait(60)  # batch 4 is analyzed here; then the workers take over
+        return real_safe(batch)
+
+    monkeypatch.setattr(scan_module, "_start_workers", start_after_three)
+    monkeypatch.setattr(scan_module, "_in_process_safe", safe)
+    result = scan([zoo], tmp_path / "shared.sqlite", workers=2)
+    assert (result.done, result.failed) == (24, 0)
+    assert len(here) == (4 if workers_start else 8)
+    serial, shared = _tables(tmp_path / "serial.sqlite"), _tables(tmp_path / "shared.sqlite")
+    for name in serial:
+        pd.testing.assert_frame_equal(serial[name], shared[name])

@@ -20,14 +20,17 @@ import concurrent.futures
 import fnmatch
 import functools
 import hashlib
+import itertools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -469,6 +472,11 @@ def _parallel(
 ) -> None:  # fmt: skip
     """Keep ``workers`` processes busy; store each result as it arrives, in this process.
 
+    While the worker processes start (an interpreter and hts_fast's imports each, about a
+    second), this process analyzes the first batches itself, as long as they are files that
+    our own readers parse (safetensors, npy, npz: no native reader that could crash it), and
+    no timeout applies; a zoo done before any worker is up never waits for them.
+
     A worker that dies (a crash in a native library, e.g. HDF5 on a corrupted file, or a
     kill) breaks the pool: the checkpoints it had in flight are set aside and a new pool
     takes the rest. The set-aside checkpoints then run again one per task (a new pool after
@@ -478,8 +486,9 @@ def _parallel(
     rebuilt the same way.
     """
     suspects: list[Item] = []
-    while _run_pool(todo, workers, options, threads, record, suspects, timeout):
-        pass
+    share = timeout is None
+    while _run_pool(todo, workers, options, threads, record, suspects, timeout, share=share):
+        share = False
     retry = iter([[item] for item in suspects])
     last: list[Item] = []
     while _run_pool(retry, workers, options, threads, record, last, timeout):
@@ -488,17 +497,100 @@ def _parallel(
         record(item, _alone(item, options, threads, timeout))
 
 
+#: Checkpoint files this process may analyze itself while its workers start: read by our own
+#: Python readers, so a damaged file raises an error rather than crashing the process.
+IN_PROCESS_SUFFIXES = (".safetensors", ".npy", ".npz")
+
+
+def _in_process_safe(batch: list[Item]) -> bool:
+    """Whether every checkpoint of the batch is a file with an IN_PROCESS_SUFFIXES suffix."""
+    return all(
+        path.lower().endswith(IN_PROCESS_SUFFIXES) and os.path.isfile(path) for path, _ in batch
+    )
+
+
+def _worker_ready() -> int:
+    """A worker's first task: returns its process id once it has started and imported
+    hts_fast (unpickling this function imports it)."""
+    return os.getpid()
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int, ready: list[Future[int]]) -> None:
+    """Start the pool's processes (submit blocks while they start) with one _worker_ready
+    task each, appended to ``ready``; a pool broken or shut down meanwhile is left as is."""
+    try:
+        for _ in range(workers):
+            ready.append(pool.submit(_worker_ready))
+    except (BrokenProcessPool, RuntimeError):
+        return
+
+
+def _analyze_while_starting(
+    pool: ProcessPoolExecutor, todo: Iterator[list[Item]], workers: int,
+    options: dict[str, Any], threads: int, record: Record,
+) -> list[Item] | None:  # fmt: skip
+    """Analyze batches of ``todo`` here while a thread starts the workers of ``pool``, until
+    one is ready or a batch is not _in_process_safe; return that next batch, or None if
+    ``todo`` ran out first."""
+    ready: list[Future[int]] = []
+    starter = threading.Thread(target=_start_workers, args=(pool, workers, ready),
+                               name="hts_fast-start", daemon=True)  # fmt: skip
+    starter.start()
+    try:
+        for batch in todo:
+            if any(f.done() for f in ready) or not _in_process_safe(batch):
+                return batch
+            _record_batch(batch, analyze_checkpoints(batch, options, threads), record)
+        return None
+    finally:
+        starter.join()
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # spawn: no fork of a process that has BLAS and reader threads
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    """A pool of ``workers`` processes (see _context) that see this process's environment as
+    it is now (test hooks, thread settings), as spawned processes would."""
+    return ProcessPoolExecutor(workers, mp_context=_context(), initializer=_take_environment,
+                               initargs=(dict(os.environ),))  # fmt: skip
+
+
+@functools.cache
+def _context() -> BaseContext:
+    """Where worker processes come from: a fork server where the platform has one, else spawn;
+    never a fork of this process (it may hold BLAS and reader threads).
+
+    The fork server is a fresh interpreter started on first use that imports hts_fast.scan
+    once; each worker is then a fork of it: about 20 ms instead of about a second of
+    interpreter start and imports per worker, for the workers of every pool of this process
+    (the pools that replace a broken one, later scans) too.
+    """
+    if "forkserver" in get_all_start_methods():
+        context = get_context("forkserver")
+        context.set_forkserver_preload(["hts_fast.scan"])
+        return context
+    return get_context("spawn")
+
+
+def _take_environment(environ: dict[str, str]) -> None:
+    """Worker initializer: this process's environment becomes ``environ`` (a forked worker
+    otherwise has the fork server's, from when it started)."""
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _run_pool(
     todo: Iterator[list[Item]], workers: int, options: dict[str, Any], threads: int,
-    record: Record, suspects: list[Item], timeout: float | None = None,
+    record: Record, suspects: list[Item], timeout: float | None = None, *, share: bool = False,
 ) -> bool:  # fmt: skip
-    """Run ``todo`` on one pool; return True if the pool broke before the work was done."""
+    """Run ``todo`` on one pool; return True if the pool broke before the work was done.
+    ``share``: this process analyzes too while the workers start (_analyze_while_starting).
+    """
     with _pool(workers) as pool:
+        if share:
+            first = _analyze_while_starting(pool, todo, workers, options, threads, record)
+            if first is None:  # all done here: the workers are not needed
+                _kill(pool)
+                return False
+            todo = itertools.chain([first], todo)
         running: dict[Future[list[dict[str, Any]]], list[Item]] = {}
         started: dict[Future[list[dict[str, Any]]], float] = {}
 
