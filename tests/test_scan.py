@@ -261,17 +261,15 @@ def test_this_process_analyzes_while_the_workers_start(tmp_path, monkeypatch, wo
 
     zoo = _files_zoo(tmp_path / "zoo")  # 24 checkpoints: 8 batches of 3 with 2 workers
     scan([zoo], tmp_path / "serial.sqlite")
-    real_start, real_safe = scan_module._start_workers, scan_module._in_process_safe
+    real_start, real_safe = scan_module._start_server, scan_module._in_process_safe
     here: list[object] = []  # the batches this process took (each asks _in_process_safe)
     three_done, workers_up = threading.Event(), threading.Event()
 
-    def start_after_three(pool: object, workers: int, ready: list) -> None:
+    def start_after_three(ready: threading.Event) -> None:
         if not workers_start:
             return  # the workers never come: this process analyzes everything
         three_done.wait(60)
-        real_start(pool, workers, ready)
-        for future in list(ready):
-            future.result(timeout=60)
+        real_start(ready)
         workers_up.set()
 
     def safe(batch: list) -> bool:
@@ -282,7 +280,7 @@ def test_this_process_analyzes_while_the_workers_start(tmp_path, monkeypatch, wo
             workers_up.wait(60)  # batch 4 is analyzed here; then the workers take over
         return real_safe(batch)
 
-    monkeypatch.setattr(scan_module, "_start_workers", start_after_three)
+    monkeypatch.setattr(scan_module, "_start_server", start_after_three)
     monkeypatch.setattr(scan_module, "_in_process_safe", safe)
     result = scan([zoo], tmp_path / "shared.sqlite", workers=2)
     assert (result.done, result.failed) == (24, 0)

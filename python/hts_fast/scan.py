@@ -509,41 +509,35 @@ def _in_process_safe(batch: list[Item]) -> bool:
     )
 
 
-def _worker_ready() -> int:
-    """A worker's first task: returns its process id once it has started and imported
-    hts_fast (unpickling this function imports it)."""
-    return os.getpid()
-
-
-def _start_workers(pool: ProcessPoolExecutor, workers: int, ready: list[Future[int]]) -> None:
-    """Start the pool's processes (submit blocks while they start) with one _worker_ready
-    task each, appended to ``ready``; a pool broken or shut down meanwhile is left as is."""
+def _start_server(ready: threading.Event) -> None:
+    """Start the fork server of the worker pools (see _context) and wait until it has
+    imported hts_fast (a first process forked from it has run); then set ``ready``, also
+    when that failed (the pool then reports the failure). Without a fork server (spawn), set
+    ``ready`` at once: each spawned worker starts on its own."""
     try:
-        for _ in range(workers):
-            ready.append(pool.submit(_worker_ready))
-    except (BrokenProcessPool, RuntimeError):
-        return
+        context = _context()
+        if context.get_start_method() == "forkserver":
+            process = context.Process(target=os.getpid, daemon=True)
+            process.start()
+            process.join()
+    finally:
+        ready.set()
 
 
 def _analyze_while_starting(
-    pool: ProcessPoolExecutor, todo: Iterator[list[Item]], workers: int,
-    options: dict[str, Any], threads: int, record: Record,
+    todo: Iterator[list[Item]], options: dict[str, Any], threads: int, record: Record
 ) -> list[Item] | None:  # fmt: skip
-    """Analyze batches of ``todo`` here while a thread starts the workers of ``pool``, until
-    one is ready or a batch is not _in_process_safe; return that next batch, or None if
-    ``todo`` ran out first."""
-    ready: list[Future[int]] = []
-    starter = threading.Thread(target=_start_workers, args=(pool, workers, ready),
-                               name="hts_fast-start", daemon=True)  # fmt: skip
-    starter.start()
-    try:
-        for batch in todo:
-            if any(f.done() for f in ready) or not _in_process_safe(batch):
-                return batch
-            _record_batch(batch, analyze_checkpoints(batch, options, threads), record)
-        return None
-    finally:
-        starter.join()
+    """Analyze batches of ``todo`` here while a thread starts the workers' fork server, until
+    it is ready or a batch is not _in_process_safe; return that next batch, or None if
+    ``todo`` ran out first (then no worker is started at all)."""
+    ready = threading.Event()
+    threading.Thread(target=_start_server, args=(ready,), name="hts_fast-start",
+                     daemon=True).start()  # fmt: skip
+    for batch in todo:
+        if ready.is_set() or not _in_process_safe(batch):
+            return batch
+        _record_batch(batch, analyze_checkpoints(batch, options, threads), record)
+    return None
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -584,13 +578,12 @@ def _run_pool(
     """Run ``todo`` on one pool; return True if the pool broke before the work was done.
     ``share``: this process analyzes too while the workers start (_analyze_while_starting).
     """
+    if share:
+        first = _analyze_while_starting(todo, options, threads, record)
+        if first is None:  # all done here: no worker needed
+            return False
+        todo = itertools.chain([first], todo)
     with _pool(workers) as pool:
-        if share:
-            first = _analyze_while_starting(pool, todo, workers, options, threads, record)
-            if first is None:  # all done here: the workers are not needed
-                _kill(pool)
-                return False
-            todo = itertools.chain([first], todo)
         running: dict[Future[list[dict[str, Any]]], list[Item]] = {}
         started: dict[Future[list[dict[str, Any]]], float] = {}
 
