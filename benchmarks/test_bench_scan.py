@@ -10,7 +10,7 @@ Two overhead figures are printed per scan: the stage split of ScanResult.stage_s
 summed over processes that run at the same time), and the part of the wall time that is not
 analysis: 1 - (analysis alone) / (scan), where "analysis alone" is the same batches through
 the same pipeline in this process with no discovery, hashing, store, queueing or worker
-start (test_analysis_alone, run first).
+start (test_analysis_alone, run first; its fastest of 3 rounds).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def test_analysis_alone(benchmark, zoo, esd_method):
             _analyze_batch(paths[k : k + BATCH_CHECKPOINTS], options, as_rows=True)
         return len(paths)
 
-    assert benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0) == CHECKPOINTS
-    _alone[esd_method] = benchmark.stats.stats.median
+    assert benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0) == CHECKPOINTS
+    _alone[esd_method] = benchmark.stats.stats.min  # the fastest: the overhead is not hidden
 
 
 @pytest.mark.parametrize("esd_method", ["svd", "gram"])

@@ -17,6 +17,7 @@ only with ``retry_failed``. Worker processes analyze; this process is the only w
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fnmatch
 import functools
 import hashlib
@@ -403,7 +404,7 @@ def scan(
     text = canonical_options(options)
     threads = max(1, _threads.available_cores() // max(1, workers))
     progress = _Progress(len(checkpoints), quiet)
-    with Store(store_path) as store:
+    with _opened(store_path, result.timer) as store:
         with result.timer.stage("discovery"):
             ledger = _Ledger(store, text, retry_failed)
 
@@ -450,6 +451,19 @@ def scan(
         progress.finish()
     result.seconds = time.perf_counter() - start
     return result
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str], timer: StageTimer) -> Iterator[Store]:
+    """The store at ``path``, its opening and closing (schema, final commit, the WAL's
+    checkpoint into the database) counted in the ``store`` stage."""
+    with timer.stage("store"):
+        store = Store(path)
+    try:
+        yield store
+    finally:
+        with timer.stage("store"):
+            store.close()
 
 
 def _hash_here(path: str, store: Store) -> str:
