@@ -48,29 +48,32 @@ _HASH_CHUNK = 1 << 20
 PREREAD_BYTES = 8 << 20
 
 
-def _is_model_folder(folder: Path) -> bool:
-    return any(next(folder.glob(pattern), None) is not None for pattern in FOLDER_MARKERS)
+def _is_model_folder(names: list[str]) -> bool:
+    """Whether a folder holding these entries is a model (an entry matches FOLDER_MARKERS)."""
+    return any(fnmatch.filter(names, pattern) for pattern in FOLDER_MARKERS)
 
 
 def discover(
     paths: Sequence[str | os.PathLike[str]], include: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> list[Path]:  # fmt: skip
-    """Return the checkpoints under ``paths`` (files and model folders), sorted, unique."""
+    """Return the checkpoints under ``paths`` (files and model folders), sorted, unique.
+    Each folder is listed once (os.scandir: no stat per regular file)."""
     found: set[Path] = set()
 
-    def visit(p: Path) -> None:
-        if p.is_file() and p.suffix.lower() in SUFFIXES:
-            found.add(p)
-        elif p.is_dir():
-            model = _is_model_folder(p)
-            if model:
-                found.add(p)
-            for child in sorted(p.iterdir()):
-                # a model folder's own files are that model; its subfolders (a Trainer's
-                # checkpoint-500/, ...) may hold more checkpoints
-                if not model or child.is_dir():
-                    visit(child)
+    def visit(folder: Path) -> None:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+        model = _is_model_folder([e.name for e in entries])
+        if model:
+            found.add(folder)
+        for entry in entries:
+            # a model folder's own files are that model; its subfolders (a Trainer's
+            # checkpoint-500/, ...) may hold more checkpoints
+            if entry.is_dir():
+                visit(Path(entry.path))
+            elif not model and entry.is_file() and Path(entry.name).suffix.lower() in SUFFIXES:
+                found.add(Path(entry.path))
 
     for path in paths:
         p = Path(path)
@@ -79,7 +82,7 @@ def discover(
             raise FileNotFoundError(msg)
         if p.is_file():
             found.add(p)  # named explicitly: taken whatever its suffix
-        else:
+        elif p.is_dir():
             visit(p)
 
     def wanted(p: Path) -> bool:
@@ -339,7 +342,10 @@ def _work(
     """Each checkpoint to analyze with its size in bytes; counts the ones skipped."""
     for p in checkpoints:
         with result.timer.stage("discovery"):
-            digest, size = cached_content_hash(p, ledger.cached_hash)
+            if ledger.hashes:
+                digest, size = cached_content_hash(p, ledger.cached_hash)
+            else:  # a new store: nothing to look up, only the size for batching
+                digest, size = None, sum(f.stat().st_size for f in _weight_files(p))
             known = digest is not None and ledger.stored(str(p), digest)
         if known:
             result.skipped += 1
