@@ -80,16 +80,58 @@ def test_deterministic_for_any_thread_count(layer):
     assert not np.array_equal(one[0], hts_fast.esd(layer, method="randomized", k=6, seed=4))
 
 
-def test_certification_grows_k_until_the_fit_is_interior(layer, layer_ref):
-    ref = layer_ref
-    full = hts_fast.fit_powerlaw(ref)
-    got = er.certified_spectrum(layer, k0=16)
-    assert len(got.ks) > 1
-    assert got.ks[0] == 16
-    fit = hts_fast.fit_powerlaw(got.spectrum.values)
-    assert fit.alpha == pytest.approx(full.alpha, rel=1e-2)
+def separated_tail(m: int, tail: int = 150, seed: int = 1) -> np.ndarray:
+    """A flat bulk in [1, 2] and a Pareto tail above 6 (density exponent 3)."""
+    rng = np.random.default_rng(seed)
+    return np.r_[1.0 + rng.random(m - tail), 6.0 * (1 - rng.random(tail)) ** (-1 / 2.0)]
+
+
+def assert_same_fit(values: np.ndarray, ref: np.ndarray) -> None:
+    fit, full = hts_fast.fit_powerlaw(values), hts_fast.fit_powerlaw(ref)
+    assert fit.alpha == pytest.approx(full.alpha, rel=1e-8)
+    assert fit.xmin == pytest.approx(full.xmin, rel=1e-8)
     assert fit.num_pl_spikes == full.num_pl_spikes
-    assert got.spectrum.values[-1] == pytest.approx(ref[-1], rel=1e-6)
+    assert values[-1] == pytest.approx(ref[-1], rel=1e-8)
+
+
+def test_krylov_route_certifies_a_separated_tail():
+    w = planted(1024, 2752, separated_tail(1024), seed=1)
+    ref = exact(w)
+    got = er.certified_spectrum(w, k0=8)
+    spec = got.spectrum
+    assert spec.route == "krylov-gram"
+    assert not spec.complete
+    assert got.ks[-1] == len(spec.values) < 1024
+    top = ref[-len(spec.values) :]
+    np.testing.assert_array_less(np.abs(spec.values - top), spec.bounds + 1e-13 * ref[-1])
+    np.testing.assert_allclose(spec.values, top, rtol=1e-8)
+    assert spec.frobenius_sq == pytest.approx(ref.sum(), rel=1e-12)
+    assert_same_fit(spec.values, ref)
+
+
+@pytest.mark.parametrize(("shape", "seed"), [((1024, 2752), 0), ((1024, 2048), 1),
+                                             ((1536, 1024), 2)])  # fmt: skip
+def test_certified_fit_equals_exact_fit_on_heavy_tailed_layers(shape, seed):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_t(3.0, size=shape) / np.sqrt(shape[0])).astype(np.float32)
+    ref = exact(w)
+    got = er.certified_spectrum(w, k0=16)
+    assert_same_fit(got.spectrum.values, ref)
+    if got.spectrum.complete:
+        np.testing.assert_allclose(got.spectrum.values, ref, rtol=1e-8, atol=1e-10 * ref[-1])
+
+
+def test_light_tailed_matrix_falls_back_to_the_whole_spectrum():
+    """A Gaussian (Marchenko-Pastur) layer: no separated top, so the Krylov basis is
+    abandoned and the dense route returns every eigenvalue."""
+    w = np.random.default_rng(5).standard_normal((1024, 2048)).astype(np.float32)
+    ref = exact(w)
+    got = er.certified_spectrum(w)
+    assert got.spectrum.route == "dense"
+    assert got.spectrum.complete
+    assert got.ks[-1] == 1024
+    np.testing.assert_allclose(got.spectrum.values, ref, rtol=1e-10)
+    assert_same_fit(got.spectrum.values, ref)
 
 
 def test_analyze_randomized_matches_exact_on_heavy_tailed_layer(layer, monkeypatch):

@@ -34,8 +34,13 @@ DEFAULT_OVERSAMPLE = 8
 DEFAULT_POWER_ITERS = 16
 #: A Krylov basis of more than this fraction of the space costs more than a dense eigensolve.
 DENSE_FRACTION = 0.5
-#: analyze(): the first k is n_evals / INITIAL_K_DIVISOR (at least MIN_K).
-INITIAL_K_DIVISOR, MIN_K = 8, 64
+#: certified_spectrum(): Krylov block of INITIAL_K + oversample columns; a certified top of
+#: fewer than MIN_K values is not fitted.
+INITIAL_K, MIN_K = 128, 64
+#: certified_spectrum(): the Krylov basis stops at DENSE_FRACTION of the space (then dense),
+#: or once it holds ABANDON_FRACTION of the space while fewer than 1/ABANDON_RATIO of its
+#: columns are certified eigenvalues (convergence too slow to pay off).
+ABANDON_FRACTION, ABANDON_RATIO = 0.125, 16
 #: analyze(): a top-k fit is accepted when at least max(MIN_BELOW, k * BELOW_FRACTION)
 #: computed eigenvalues lie below its xmin; otherwise k grows.
 MIN_BELOW, BELOW_FRACTION = 32, 0.25
@@ -128,6 +133,35 @@ def _ritz_bounds(theta: np.ndarray, res: np.ndarray, want: int) -> np.ndarray:
     return bounds
 
 
+def _ritz(
+    v: np.ndarray, av: np.ndarray, want: int, m: int, n: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Rayleigh-Ritz on span(v) (orthonormal columns, ``av`` = A v): the top ``want`` Ritz
+    values (descending, units of A) and their absolute error bounds (:func:`_ritz_bounds`
+    plus the rounding floor)."""
+    h = v.T @ av
+    theta, y = np.linalg.eigh((h + h.T) * 0.5)
+    theta, y = theta[::-1], y[:, ::-1]
+    want = min(want, len(theta))
+    yk = y[:, : min(want + 1, len(theta))]
+    residual = av @ yk - (v @ yk) * theta[: yk.shape[1]]
+    res = np.linalg.norm(residual, axis=0)
+    bounds = _ritz_bounds(theta, res, want) + _rounding_floor(m, n, theta[0])
+    return theta[:want], bounds
+
+
+def _next_block(basis: list[np.ndarray], images: list[np.ndarray], apply: Any) -> None:
+    """Append the next Krylov block (the last images orthogonalized against the basis) and
+    its image to ``basis`` and ``images``."""
+    v = np.hstack(basis)
+    z = images[-1]
+    z = z - v @ (v.T @ z)
+    z = z - v @ (v.T @ z)  # twice is enough (Kahan-Parlett)
+    z = _orthonormal(z)
+    basis.append(z)
+    images.append(apply(z))
+
+
 def _krylov(
     apply: Any, m: int, n: int, k: int, block: int, steps: int, tol: float,
     rng: np.random.Generator, cap: float,
@@ -138,25 +172,11 @@ def _krylov(
     q = _orthonormal(rng.standard_normal((m, block)))
     basis, images = [q], [apply(q)]
     for step in range(steps + 1):
-        v, av = np.hstack(basis), np.hstack(images)
-        h = v.T @ av
-        theta, y = np.linalg.eigh((h + h.T) * 0.5)
-        theta, y = theta[::-1], y[:, ::-1]
-        want = min(k + 1, len(theta))
-        yk = y[:, :want]
-        residual = av @ yk - (v @ yk) * theta[:want]
-        res = np.linalg.norm(residual, axis=0)
-        bounds = _ritz_bounds(theta, res, k) + _rounding_floor(m, n, theta[0])
-        full = v.shape[1] + block > cap
-        if np.all(bounds <= tol * np.abs(theta[:k])) or step == steps or full:
-            ok = bool(np.all(bounds <= tol * np.abs(theta[:k])))
-            return theta[:k], bounds, ok, step
-        z = images[-1]
-        z = z - v @ (v.T @ z)
-        z = z - v @ (v.T @ z)  # twice is enough (Kahan-Parlett)
-        z = _orthonormal(z)
-        basis.append(z)
-        images.append(apply(z))
+        theta, bounds = _ritz(np.hstack(basis), np.hstack(images), k, m, n)
+        ok = bool(np.all(bounds <= tol * np.abs(theta)))
+        if ok or step == steps or sum(b.shape[1] for b in basis) + block > cap:
+            return theta, bounds, ok, step
+        _next_block(basis, images, apply)
     raise AssertionError  # pragma: no cover - the loop always returns
 
 
@@ -307,28 +327,104 @@ def certified_spectrum(
     W: Any, *, scale: float = 1.0, seed: int = 0, tol: float = DEFAULT_TOL,
     k0: int | None = None,
 ) -> CertifiedSpectrum:  # fmt: skip
-    """Grow k until the power-law fit of the top-k eigenvalues is certified.
+    """Grow one Krylov basis until the power-law fit of its certified top eigenvalues is
+    accepted; fall back to the whole spectrum.
 
-    A fit on the top-k is accepted when its xmin has at least max(32, k/4) computed
-    eigenvalues below it (the KS minimum is then interior, not at the edge of the
-    computed range), or when the computed range reaches the fit threshold. Otherwise k
-    becomes max(2k, 4/3 * (num_pl_spikes + 32)) and the top-k is recomputed, up to the whole
-    spectrum (the dense route, also taken when the Krylov iteration does not certify).
+    The float64 Gram matrix of the smaller side is built once. A block Krylov basis (block
+    k0 + oversample columns, k0 = INITIAL_K by default) grows by one block at a time; after
+    each block the Ritz values certified to ``tol`` (the longest run from the top: k of
+    them) are fitted, and the fit is accepted by the edge rule of :func:`_accepted` (at
+    least max(32, k/4) certified eigenvalues below xmin, or the certified range reaches
+    the fit threshold). The basis stops at DENSE_FRACTION of the space, or early when
+    convergence is too slow (ABANDON_FRACTION, ABANDON_RATIO); then the Gram matrix
+    is handed to LAPACK dsyevd (``route="dense"``, every eigenvalue, as
+    esd(method="gram")). The edge rule is a stopping rule, not a proof (module docstring).
+
+    Returns
+    -------
+    CertifiedSpectrum
+        The spectrum (``complete`` on the dense route) and every k whose fit was tried.
     """
-    s_shape = np.shape(W)
-    n_evals = min(s_shape)
-    k = min(n_evals, k0 or max(MIN_K, n_evals // INITIAL_K_DIVISOR))
-    ks = []
+    matrix = as_matrix(W, "W")
+    if not np.all(np.isfinite(matrix)):
+        msg = f"W (shape {matrix.shape}) contains NaN or Inf values"
+        raise ValueError(msg)
+    first = k0 if k0 is not None else INITIAL_K
+    _check_k(first, min(matrix.shape))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-krylov") as pool:
+        return pool.submit(_certify, matrix, float(scale), seed, tol, int(first)).result()
+
+
+def _certified_run(theta: np.ndarray, bounds: np.ndarray, tol: float) -> int:
+    """Number of leading (largest) Ritz values whose bound is within ``tol`` relative."""
+    ok = bounds <= tol * np.abs(theta)
+    return len(ok) if ok.all() else int(np.argmin(ok))
+
+
+def _certify(matrix: np.ndarray, scale: float, seed: int, tol: float, k0: int) -> CertifiedSpectrum:
+    """certified_spectrum() in one thread with single-threaded BLAS."""
+    w = np.asarray(matrix, dtype=np.float64) * scale
+    s = _small_side(w)
+    m, n = s.shape
+    block = min(m, k0 + DEFAULT_OVERSAMPLE)
+    ks: list[int] = []
+    with _threads.single_threaded_blas():
+        frob = float(np.einsum("ij,ij->", w, w))
+        g = _gram(s)
+        if 2 * block <= DENSE_FRACTION * m:
+            found = _grow_and_fit(g, m, n, block, tol, np.random.default_rng(seed), ks)
+            if found is not None:
+                values, bounds, steps = found
+                spec = TopSpectrum(values, bounds, m, frob, False, "krylov-gram", steps)
+                return CertifiedSpectrum(spec, tuple(ks))
+        ks.append(m)
+        return CertifiedSpectrum(_dense_gram(g, m, n, frob), tuple(ks))
+
+
+def _grow_and_fit(
+    g: np.ndarray, m: int, n: int, block: int, tol: float, rng: np.random.Generator,
+    ks: list[int],
+) -> tuple[np.ndarray, np.ndarray, int] | None:  # fmt: skip
+    """Grow a block Krylov basis of the Gram matrix ``g`` and fit its certified top after
+    every block (every k fitted is appended to ``ks``). Returns the accepted values
+    (ascending), their bounds and the block steps taken, or None when the basis reached its
+    cap or was abandoned."""
+    cap = DENSE_FRACTION * m
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return g @ x
+
+    q = _orthonormal(rng.standard_normal((m, block)))
+    basis, images = [q], [apply(q)]
+    step, k = 0, 0
     while True:
-        ks.append(k)
-        spec = top_eigenvalues(W, k, seed=seed, tol=tol, scale=scale, on_failure="dense")
-        if spec.complete:
-            return CertifiedSpectrum(spec, tuple(ks))
-        fit = fit_powerlaw_batch([spec.values], threads=1)[0]
-        if _accepted(spec.values, fit):
-            return CertifiedSpectrum(spec, tuple(ks))
-        spikes = fit.num_pl_spikes if fit.status == "success" else k
-        k = min(n_evals, max(2 * k, math.ceil((spikes + MIN_BELOW) / (1 - BELOW_FRACTION))))
+        size = block * len(basis)
+        want = min(size - block // 2, 2 * k + block)  # residuals only where they may pass
+        theta, bounds = _ritz(np.hstack(basis), np.hstack(images), want, m, n)
+        k = _certified_run(theta, bounds, tol)
+        if k >= MIN_K and (not ks or k > ks[-1]):
+            ks.append(k)
+            values = np.maximum(theta[:k][::-1], 0.0)
+            fit = fit_powerlaw_batch([values], threads=1)[0]
+            if _accepted(values, fit):
+                return values, bounds[:k][::-1].copy(), step
+        slow = size >= ABANDON_FRACTION * m and k * ABANDON_RATIO < size
+        if size + block > cap or slow:
+            return None
+        _next_block(basis, images, apply)
+        step += 1
+
+
+def _dense_gram(g: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
+    """Every eigenvalue of the float64 Gram matrix ``g`` by LAPACK dsyevd (``g`` is
+    overwritten), as a complete TopSpectrum with the rounding-floor bound; scipy raises
+    LinAlgError if dsyevd fails."""
+    from scipy.linalg import eigvalsh  # sizes its workspace: blocked dsytrd, unlike lapack.dsyevd
+
+    values = eigvalsh(g, driver="evd", overwrite_a=True, check_finite=False)
+    values = np.maximum(np.sort(values), 0.0)
+    bound = _rounding_floor(m, n, float(values[-1]))
+    return TopSpectrum(values, np.full(m, bound), m, frob, True, "dense", 0)
 
 
 #: Where analyze() keeps a layer's CertifiedSpectrum (in its plan's ``extra``).
