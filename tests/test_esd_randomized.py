@@ -179,3 +179,18 @@ def test_dense_eigensolve_equals_dsyevd(monkeypatch, two_stage):
         got = _eig2stage.eigvalsh(arr)
         tol = 1e-12 if arr.dtype == np.float64 else 1e-6
         np.testing.assert_allclose(got, ref, rtol=0, atol=tol * ref[-1])
+
+
+def test_certified_fit_equals_exact_fit_on_minilm_matrices():
+    try:
+        model = load_minilm()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    mats = [w for name, w in model.items() if w.ndim == 2 and min(w.shape) >= 384
+            and name.startswith(("encoder.layer.0.", "encoder.layer.5."))]  # fmt: skip
+    assert len(mats) == 12
+    for w in mats:
+        ref = exact(w)
+        got = er.certified_spectrum(w)
+        assert_same_fit(got.spectrum.values, ref)
+        assert got.spectrum.frobenius_sq == pytest.approx(ref.sum(), rel=1e-12)

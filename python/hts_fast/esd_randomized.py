@@ -400,7 +400,9 @@ def _certified_run(theta: np.ndarray, bounds: np.ndarray, tol: float) -> int:
 
 def _certify(matrix: np.ndarray, scale: float, seed: int, tol: float, k0: int) -> CertifiedSpectrum:
     """certified_spectrum() in one thread with single-threaded BLAS."""
-    w = np.asarray(matrix, dtype=np.float64) * scale
+    w = np.asarray(matrix, dtype=np.float64)
+    if scale != 1.0:
+        w = w * scale
     s = _small_side(w)
     m, n = s.shape
     block = min(m, k0 + DEFAULT_OVERSAMPLE)
