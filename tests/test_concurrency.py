@@ -56,3 +56,24 @@ def test_concurrent_calls_restore_the_blas_thread_count():
     for t in workers:
         t.join()
     assert [lib["num_threads"] for lib in _threads.blas_info()] == before
+
+
+def test_worker_threads_pin_blas_after_the_main_thread_did():
+    """threadpoolctl >= 3.6 hands OpenBLAS control to the first thread that sets a limit;
+    single_threaded_blas releases it, so a worker's pin still takes effect afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hts_fast import _threads
+
+    before = [lib["num_threads"] for lib in _threads.blas_info()]
+    with _threads.single_threaded_blas():  # the main thread pins first
+        pass
+
+    def pinned() -> list[int]:
+        with _threads.single_threaded_blas():
+            return [lib["num_threads"] for lib in _threads.blas_info()]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        inside = pool.submit(pinned).result()
+    assert inside == [1] * len(before)
+    assert [lib["num_threads"] for lib in _threads.blas_info()] == before

@@ -48,6 +48,25 @@ def _blas_libraries() -> tuple[Any, ...]:
     return tuple(_controller().select(user_api="blas").lib_controllers)
 
 
+def _release_openblas_control() -> None:
+    """Let any thread set OpenBLAS's thread count again.
+
+    threadpoolctl >= 3.6 lets only one thread (the first to set a count) change the count of
+    an OpenBLAS with its own thread pool; other threads' calls silently do nothing until that
+    thread lets go, which only threadpoolctl's context managers do. hts_fast coordinates the
+    pins itself (one process-wide pin, see single_threaded_blas), so it clears that owner
+    around each change; otherwise, once the main thread had pinned, pins made in worker
+    threads would be no-ops and their LAPACK calls would run on every core.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # pragma: no cover - older threadpoolctl: no such control
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 _pin_lock = threading.Lock()
 _pin_depth = 0
 _pinned_from: list[tuple[Any, int]] = []
@@ -66,8 +85,10 @@ def single_threaded_blas() -> Iterator[None]:
             # each library's own get/set calls (a few microseconds), not a threadpoolctl
             # limiter, which re-reads every library's state first (tens of microseconds)
             _pinned_from[:] = [(lib, lib.num_threads) for lib in _blas_libraries()]
+            _release_openblas_control()
             for lib, _ in _pinned_from:
                 lib.set_num_threads(1)
+            _release_openblas_control()
         _pin_depth += 1
     try:
         yield
@@ -75,8 +96,10 @@ def single_threaded_blas() -> Iterator[None]:
         with _pin_lock:
             _pin_depth -= 1
             if _pin_depth == 0:
+                _release_openblas_control()  # the last thread out may not be the first in
                 for lib, threads in _pinned_from:
                     lib.set_num_threads(threads)
+                _release_openblas_control()
                 _pinned_from.clear()
 
 
