@@ -14,7 +14,8 @@ and fits the certified top after every block; analyze(esd_method="randomized") c
 What is certified, and what cannot be
 -------------------------------------
 Each returned eigenvalue is certified: it is a Ritz value (a lower bound, by interlacing)
-within its residual bound of the true one, ``tol`` relative. The power-law fit on a top-k is
+within its residual bound of the true one, ``tol`` relative (unless an eigenvector is
+orthogonal to the random start block, the caveat of every Krylov method). The power-law fit on a top-k is
 then exactly the full ESD's fit restricted to the candidates xmin >= the smallest computed
 eigenvalue c: the alpha and the KS distance D of a candidate depend only on the values at
 or above it, all of which are computed. What the top-k cannot certify is that no candidate
@@ -26,8 +27,9 @@ alpha - 1, and q = the fitted survival function at c:
   at the top ranks r = 1..k, i.e. (k / n_t) times |rho (x_r / c)^(-a) - r / k| with rho =
   q n_t / k free. A power law with free scale and exponent follows the top ranks of an ESD to
   within a few ranks, so this lower bound is of order (a few) / n_t; on the 4096x11008
-  Student-t benchmark it is 12.8 / n_t for every k from 440 to 2048, against D = 0.077 of
-  the fit: useless for any candidate deeper than ~170 values below the top.
+  Student-t benchmark it is about 12.3 / n_t to 12.9 / n_t for every k from 440 to 2048
+  (grid search over a, exact minimum over rho), against D = 0.077 of the fit: useless for
+  any candidate with more than ~170 values in its tail.
 * The unknown values can make every other deviation small: put the n_t - k unknown tail
   values at the fitted quantiles, xmin (1 - s / n_t)^(-1 / a); their deviations are then
   at most 1 / n_t. The total count n is no obstacle (the other n - n_t values go below
@@ -35,9 +37,9 @@ alpha - 1, and q = the fitted survival function at c:
   unknowns bounded by c from above and by 0 from below, it rules out a candidate only when
   even the smallest tail sum allowed by D, sum_s xmin (1 - (s / n_t - D)_+)^(-1 / a), exceeds
   it, or the largest cannot reach it.
-* A grid search over (n_t, a, xmin) on the benchmark ESD finds completions that satisfy the
-  top deviations, the count and the trace with D below the fit's for every k up to 2048
-  (half the spectrum); only at k = 3072 none is left.
+* A grid search over (n_t, a, xmin) on the benchmark ESD, with D set to the fit's, finds
+  candidates that pass both tests (the top deviations and the trace bounds) for every k up
+  to 2048 (half the spectrum); only at k = 3072 is none left.
 
 So no top-k certificate of the KS choice exists on heavy-tailed ESDs at a cost below the
 dense solve; certifying it needs the eigenvalues deep into the bulk. analyze() therefore
