@@ -457,12 +457,12 @@ def _grow_and_fit(
 
 
 def _dense_gram(g: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
-    """Every eigenvalue of the float64 Gram matrix ``g`` by LAPACK's two-stage dsyevd
-    (dsyevd where SciPy's OpenBLAS lacks it; ``g`` is overwritten), as a complete TopSpectrum
-    with the rounding-floor bound."""
-    from . import _eig2stage
+    """Every eigenvalue of the float64 Gram matrix ``g`` by the Gram route's compiled
+    eigensolver (LAPACK's two-stage dsyevd for large orders where SciPy's OpenBLAS has it,
+    else dsyevd), as a complete TopSpectrum with the rounding-floor bound."""
+    from .esd import symmetric_eigenvalues
 
-    values = np.maximum(np.sort(_eig2stage.eigvalsh(g)), 0.0)
+    values = np.maximum(symmetric_eigenvalues(g), 0.0)
     bound = _rounding_floor(m, n, float(values[-1]))
     return TopSpectrum(values, np.full(m, bound), m, frob, True, "dense", 0)
 
