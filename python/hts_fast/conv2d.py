@@ -38,6 +38,15 @@ class Conv2dMatrices:
     scale: float
 
 
+def oihw_slices(arr: np.ndarray) -> np.ndarray:
+    """The rf = kh*kw matrices of a 4-D (out, in, kh, kw) kernel as one (rf, N, M) view, in
+    row-major kernel-position order, each out x in slice transposed to in x out when
+    out < in (so every slice has its larger side first). No copy."""
+    out_ch, in_ch, kh, kw = arr.shape
+    stack = arr.transpose(2, 3, 0, 1).reshape(kh * kw, out_ch, in_ch)
+    return stack.transpose(0, 2, 1) if out_ch < in_ch else stack
+
+
 def conv2d_matrices(
     W: Any,
     *,
@@ -86,9 +95,8 @@ def conv2d_matrices(
 
     rf = kh * kw
     transpose = out_ch < in_ch
-    if layout == "oihw":  # every slice at once: a (rf, out, in) view, no per-slice indexing
-        stack = arr.transpose(2, 3, 0, 1).reshape(rf, out_ch, in_ch)
-        matrices = tuple(stack.transpose(0, 2, 1) if transpose else stack)
+    if layout == "oihw":  # every slice at once, no per-slice indexing
+        matrices = tuple(oihw_slices(arr))
     else:
         matrices = tuple(at(i, j).T if transpose else at(i, j)
                          for i in range(kh) for j in range(kw))  # fmt: skip

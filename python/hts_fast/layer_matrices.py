@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import as_float_array
-from .conv2d import CONV2D_NORM_SCALE, conv2d_matrices
+from .conv2d import CONV2D_NORM_SCALE, conv2d_matrices, oihw_slices
 
 COMPAT = "weightwatcher-0.7.7"
 _NATIVE_FLOATS = (np.float16, np.float32, np.float64)
@@ -153,12 +153,9 @@ def layer_matrices(
     """Return the matrices (views of ``array``) of a layer whose layer_shape() is not None."""
     if layer_type == "conv2d":
         if array.ndim == 4 and (compat or not is_keras_conv2d(array.shape)):
-            # PyTorch layout: the kernel positions as one (rf, out, in) view, each slice
-            # transposed to in x out when out < in (conv2d_matrices' "oihw" case)
-            out_ch, in_ch, kh, kw = array.shape
-            stack = array.transpose(2, 3, 0, 1).reshape(kh * kw, out_ch, in_ch)
+            # PyTorch layout: the slices as one 3-D view (no per-slice objects)
             scale = CONV2D_NORM_SCALE if conv2d_norm else 1.0
-            return LayerMatrices(stack.transpose(0, 2, 1) if out_ch < in_ch else stack, scale)
+            return LayerMatrices(oihw_slices(array), scale)
         layout = "hwio" if not compat and is_keras_conv2d(array.shape) else "oihw"
         parts = conv2d_matrices(array, layout=layout, conv2d_norm=conv2d_norm)
         return LayerMatrices(parts.matrices, parts.scale)

@@ -7,8 +7,6 @@ from typing import NamedTuple
 import numpy as np
 
 EPS64 = float(np.finfo(np.float64).eps)
-#: WeightWatcher adds this to every probability and to the rank in its entropy (CPU value).
-WW_ENTROPY_EPSILON = 1e-10
 
 
 def warning_label(alpha: float, failed: bool, *, compat: bool) -> str:
