@@ -63,3 +63,21 @@ def test_symmetric_eigenvalues_bad_input():
         symmetric_eigenvalues(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="contains NaN or Inf values"):
         symmetric_eigenvalues(np.full((3, 3), np.nan))
+
+
+def test_symmetric_eigenvalues_overwrite_uses_the_array_in_place():
+    from hts_fast.esd import symmetric_eigenvalues
+
+    x = np.random.default_rng(4).standard_normal((50, 50))
+    a = x @ x.T
+    want = symmetric_eigenvalues(a)
+    work = a.copy()
+    np.testing.assert_array_equal(symmetric_eigenvalues(work, overwrite=True), want)
+    assert not np.array_equal(work, a)  # the solver's workspace
+    frozen = a.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(symmetric_eigenvalues(frozen, overwrite=True), want)
+    single = a.astype(np.float32)
+    before = single.copy()
+    symmetric_eigenvalues(single, overwrite=True)  # converted: the float32 input stays
+    np.testing.assert_array_equal(single, before)

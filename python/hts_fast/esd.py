@@ -376,16 +376,20 @@ def _layer_spectra_call(
     return results
 
 
-def symmetric_eigenvalues(a: Any) -> np.ndarray:
+def symmetric_eigenvalues(a: Any, *, overwrite: bool = False) -> np.ndarray:
     """Eigenvalues of a real symmetric matrix, ascending (float64; its units squared if ``a``
     is a Gram matrix), by the Gram route's compiled eigensolver: LAPACK dsyevd, or the
     two-stage dsyevd for orders >= 2,048 when SciPy's OpenBLAS has it (see README "Layout").
 
-    ``a`` is assumed symmetric: only one triangle is read; ``a`` itself is not modified.
-    BLAS runs on one thread, so the result does not depend on the thread count. Raises
-    ValueError for a non-square, empty or non-finite matrix or when LAPACK fails.
+    ``a`` is assumed symmetric: only one triangle is read. ``a`` is not modified, unless
+    ``overwrite`` and it is already a writeable C-ordered float64 array, which the solver
+    then uses as its workspace (no copy). BLAS runs on one thread, so the result does not
+    depend on the thread count. Raises ValueError for a non-square, empty or non-finite
+    matrix or when LAPACK fails.
     """
-    matrix = np.array(as_float_array(a, "a"), dtype=np.float64, order="C", copy=True)
+    matrix = np.asarray(as_float_array(a, "a"), dtype=np.float64, order="C")
+    if not (overwrite and matrix is a and matrix.flags.writeable):
+        matrix = matrix.copy()  # never write into the caller's memory (nor a view of it)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         msg = f"a must be a square matrix, got shape {matrix.shape}"
         raise ValueError(msg)

@@ -337,9 +337,16 @@ def _solve(
 
 
 def _dense(s: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
-    from .esd import esd_batch  # the compiled Gram + dsyevd kernel, faster than SciPy's here
+    """The whole spectrum by the compiled Gram kernel (no float64 Gram matrix at hand)."""
+    from .esd import esd_batch
 
-    values = np.maximum(esd_batch([s], method="gram", threads=1)[0], 0.0)
+    return _complete(esd_batch([s], method="gram", threads=1)[0], m, n, frob)
+
+
+def _complete(values: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
+    """All m eigenvalues (ascending, clipped at 0) as a complete TopSpectrum with the
+    rounding-floor bound."""
+    values = np.maximum(values, 0.0)
     bound = _rounding_floor(m, n, float(values[-1]))
     return TopSpectrum(values, np.full(m, bound), m, frob, True, "dense", 0)
 
@@ -410,8 +417,8 @@ def _certify(matrix: np.ndarray, scale: float, seed: int, tol: float, k0: int) -
     block = min(m, k0 + DEFAULT_OVERSAMPLE)
     ks: list[int] = []
     with _threads.single_threaded_blas():
-        frob = float(np.einsum("ij,ij->", w, w))
         g = _gram(s)
+        frob = float(np.trace(g))  # ||W||_F^2, the Gram matrix's diagonal summed
         if 2 * block <= DENSE_FRACTION * m:
             found = _grow_and_fit(g, m, n, block, tol, np.random.default_rng(seed), ks)
             if found is not None:
@@ -457,14 +464,12 @@ def _grow_and_fit(
 
 
 def _dense_gram(g: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
-    """Every eigenvalue of the float64 Gram matrix ``g`` by the Gram route's compiled
-    eigensolver (LAPACK's two-stage dsyevd for large orders where SciPy's OpenBLAS has it,
-    else dsyevd), as a complete TopSpectrum with the rounding-floor bound."""
+    """Every eigenvalue of the float64 Gram matrix ``g`` (overwritten) by the Gram route's
+    compiled eigensolver (LAPACK's two-stage dsyevd for large orders where SciPy's OpenBLAS
+    has it, else dsyevd), as a complete TopSpectrum."""
     from .esd import symmetric_eigenvalues
 
-    values = np.maximum(symmetric_eigenvalues(g), 0.0)
-    bound = _rounding_floor(m, n, float(values[-1]))
-    return TopSpectrum(values, np.full(m, bound), m, frob, True, "dense", 0)
+    return _complete(symmetric_eigenvalues(g, overwrite=True), m, n, frob)
 
 
 #: Where analyze() keeps a layer's CertifiedSpectrum (in its plan's ``extra``).
