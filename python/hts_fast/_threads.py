@@ -67,6 +67,15 @@ def _release_openblas_control() -> None:
         clear(force=True)
 
 
+def _set_threads(counts: list[tuple[Any, int]]) -> None:
+    """Set each (library, thread count), from whichever thread calls, leaving no thread as
+    threadpoolctl's OpenBLAS owner (so a user's own limits from any thread still work)."""
+    _release_openblas_control()
+    for lib, threads in counts:
+        lib.set_num_threads(threads)
+    _release_openblas_control()
+
+
 _pin_lock = threading.Lock()
 _pin_depth = 0
 _pinned_from: list[tuple[Any, int]] = []
@@ -85,10 +94,7 @@ def single_threaded_blas() -> Iterator[None]:
             # each library's own get/set calls (a few microseconds), not a threadpoolctl
             # limiter, which re-reads every library's state first (tens of microseconds)
             _pinned_from[:] = [(lib, lib.num_threads) for lib in _blas_libraries()]
-            _release_openblas_control()
-            for lib, _ in _pinned_from:
-                lib.set_num_threads(1)
-            _release_openblas_control()
+            _set_threads([(lib, 1) for lib, _ in _pinned_from])
         _pin_depth += 1
     try:
         yield
@@ -96,10 +102,7 @@ def single_threaded_blas() -> Iterator[None]:
         with _pin_lock:
             _pin_depth -= 1
             if _pin_depth == 0:
-                _release_openblas_control()  # the last thread out may not be the first in
-                for lib, threads in _pinned_from:
-                    lib.set_num_threads(threads)
-                _release_openblas_control()
+                _set_threads(_pinned_from)  # the last thread out may not be the first in
                 _pinned_from.clear()
 
 
