@@ -137,36 +137,54 @@ void register_esd(py::module_& m) {
                               static_cast<std::int64_t>(num), static_cast<EsdMethod>(method),
                               options, norm_options, out.data(), threads);
             }
-            py::list result;
+            // Columnar result: one row per layer in two arrays (no Python object per layer
+            // beyond its pooled ESD), columns in the order of kLayerReals / kLayerCounts.
+            py::list pooled;
+            py::array_t<double> reals({static_cast<py::ssize_t>(num), py::ssize_t{12}});
+            py::array_t<std::int64_t> ints({static_cast<py::ssize_t>(num), py::ssize_t{13}});
+            auto real = reals.mutable_unchecked<2>();
+            auto count = ints.mutable_unchecked<2>();
+            py::list messages;
             for (std::size_t g = 0; g < num; ++g) {
-                auto& r = out[g];
-                if (bad_matrix[g] >= 0) {
-                    const auto where = static_cast<std::size_t>(bad_matrix[g]);
-                    result.append(py::make_tuple(py::none(), 0.0, 0.0, 0.0, 0, py::none(), -1,
-                                                 0, bad_matrix[g], py::str(unreadable[where])));
+                const auto& r = out[g];
+                const auto row = static_cast<py::ssize_t>(g);
+                const double values[12] = {r.sv_max, r.sv_min_smallest, r.sv_min_largest,
+                                           r.norms.norm, r.norms.lambda_max, r.norms.entropy,
+                                           r.norms.alpha_norm_sum, r.fit.alpha, r.fit.xmin,
+                                           r.fit.xmax, r.fit.D, r.fit.sigma};
+                const std::int64_t ints[13] = {
+                    r.rank_loss, r.norms.matrix_rank, r.norms.weak_rank_loss,
+                    r.fit.num_pl_spikes, r.fit.num_fit, r.fit.xmin_index,
+                    static_cast<std::int64_t>(r.fit.method), static_cast<std::int64_t>(r.fit.error),
+                    r.fit.bad_index, static_cast<std::int64_t>(r.esd.error), r.esd.info,
+                    r.failed_matrix, static_cast<std::int64_t>(r.pooled.size())};
+                for (py::ssize_t c = 0; c < 12; ++c) real(row, c) = values[c];
+                for (py::ssize_t c = 0; c < 13; ++c) count(row, c) = ints[c];
+                if (bad_matrix[g] >= 0) {  // unreadable: error -1 and the reader's message
+                    count(row, 9) = -1;
+                    count(row, 11) = bad_matrix[g];
+                    messages.append(py::str(unreadable[static_cast<std::size_t>(bad_matrix[g])]));
+                    pooled.append(py::none());
                     continue;
                 }
-                result.append(py::make_tuple(
-                    py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
-                                        r.pooled.data()),
-                    r.sv_max, r.sv_min_smallest, r.sv_min_largest, r.rank_loss,
-                    py::make_tuple(r.norms.norm, r.norms.lambda_max, r.norms.matrix_rank,
-                                   r.norms.weak_rank_loss, r.norms.entropy,
-                                   r.norms.alpha_norm_sum),
-                    static_cast<int>(r.esd.error), r.esd.info, r.failed_matrix,
-                    as_tuple(r.fit)));
+                messages.append(py::none());
+                pooled.append(py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
+                                                  r.pooled.data()));
             }
-            return result;
+            return py::make_tuple(pooled, reals, ints, messages);
         },
         py::arg("matrices"), py::arg("scales"), py::arg("firsts"), py::arg("counts"),
         py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
         py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("tolerance"),
         py::arg("compat"), py::arg("threads"),
         "Per layer (a run of matrices): ESDs pooled and sorted, singular-value summaries, "
-        "the power-law fit and the norm metrics, one thread per layer. Returns a list of "
-        "(pooled, sv_max, smallest and largest of the matrices' sv_min, rank loss, norm "
-        "metrics tuple as norm_metrics_batch's, esd error code, LAPACK info, failed matrix "
-        "index, fit tuple).");
+        "the power-law fit and the norm metrics, one thread per layer. Returns (pooled ESDs "
+        "(None for a layer with an unreadable matrix), float64 array (layers, 12): sv_max, "
+        "smallest and largest of the matrices' sv_min, norm, lambda_max, entropy, sum "
+        "evals**alpha, fit alpha, xmin, xmax, D, sigma; int64 array (layers, 13): rank loss, "
+        "matrix_rank, weak_rank_loss, fit num_pl_spikes, num_fit, xmin_index, method, error, "
+        "bad index, esd error code (-1: unreadable matrix), LAPACK info, failed matrix index, "
+        "pooled length; per layer the unreadable matrix's message or None).");
 
     m.def(
         "symmetric_eigenvalues",

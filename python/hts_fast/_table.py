@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,10 @@ import pandas as pd
 from ._frame import frame_from_columns
 from ._planning import Planned
 from .fits import PowerLawFit
-from .metrics import warning_label
+from .metrics import warning_label, warning_labels
+
+if TYPE_CHECKING:
+    from .esd import LayerSpectraTable
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -78,23 +81,57 @@ def failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, A
     return row
 
 
-def fit_columns(fit: PowerLawFit, *, compat: bool) -> dict[str, Any]:
-    failed = fit.status != "success"
-    if failed and compat:  # WeightWatcher's defaults for a failed fit
-        alpha, D, sigma, xmin, spikes, xmax = -1.0, -1.0, -1.0, -1.0, -1, math.nan
-    else:
-        alpha, D, sigma, xmin, spikes, xmax = (
-            fit.alpha, fit.D, fit.sigma, fit.xmin, fit.num_pl_spikes, fit.xmax)  # fmt: skip
-        if failed:
-            spikes = -1
-        elif compat and fit.method == "small_n" and fit.num_fit < 8 and fit.xmin_index == 0:
-            # WeightWatcher computes sigma before its small-n fallback sets alpha
-            sigma = -1.0 / math.sqrt(fit.num_fit)
+def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
+    """The table's fit columns of these fits (see :func:`fit_array_columns`)."""
+    return fit_array_columns(
+        *(np.array([getattr(f, c) for f in fits], dtype=np.float64)
+          for c in ("alpha", "D", "sigma", "xmin", "xmax")),
+        *(np.array([getattr(f, c) for f in fits], dtype=np.int64)
+          for c in ("num_pl_spikes", "num_fit", "xmin_index")),
+        np.array([f.method for f in fits], dtype=object),
+        np.array([f.status != "success" for f in fits], dtype=bool),
+        [f.reason for f in fits], compat=compat)  # fmt: skip
+
+
+def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, Any]:
+    """The table's fit columns of the fits in an esd.layer_spectra_table result (every row a
+    decomposed layer); a failure's reason is worked out for the failed rows only."""
+    failed = table.count("fit_error") != 0
+    methods = np.array(["standard", "small_n"], dtype=object)[table.count("fit_method")]
+    methods[failed] = ""
+    reasons = [table.fit(k).reason if bad else "" for k, bad in enumerate(failed.tolist())]
+    return fit_array_columns(
+        *(table.real(c).copy() for c in ("alpha", "D", "sigma", "xmin", "xmax")),
+        *(table.count(c).copy() for c in ("num_pl_spikes", "num_fit", "xmin_index")),
+        methods, failed, reasons, compat=compat)  # fmt: skip
+
+
+def fit_array_columns(
+    alpha: np.ndarray, D: np.ndarray, sigma: np.ndarray, xmin: np.ndarray, xmax: np.ndarray,
+    spikes: np.ndarray, num_fit: np.ndarray, xmin_index: np.ndarray, method: np.ndarray,
+    failed: np.ndarray, reasons: list[str], *, compat: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The fit columns (alpha, D, sigma, xmin, xmax, num_pl_spikes, status, status_reason,
+    fit_method, warning) of many fits given as arrays (modified in place).
+
+    A failed fit has NaN values by default; in compat mode WeightWatcher's -1 defaults (xmax
+    NaN). Its num_pl_spikes is -1 either way. In compat mode a small-n fit of fewer than 8
+    values that fell back to the whole sample gets WeightWatcher's sigma, computed before
+    its fallback set alpha: -1 / sqrt(num_fit).
+    """
+    if compat:
+        quirk = ~failed & (method == "small_n") & (num_fit < 8) & (xmin_index == 0)
+        sigma[quirk] = -1.0 / np.sqrt(num_fit[quirk])
+    for values in (alpha, D, sigma, xmin):
+        values[failed] = -1.0 if compat else math.nan
+    xmax[failed] = math.nan
+    spikes[failed] = -1
     return {
         "alpha": alpha, "D": D, "sigma": sigma, "xmin": xmin, "xmax": xmax,
-        "num_pl_spikes": spikes, "status": "failed" if failed else "success",
-        "status_reason": f"power-law fit failed: {fit.reason}" if failed else "",
-        "fit_method": fit.method, "warning": warning_label(alpha, failed, compat=compat),
+        "num_pl_spikes": spikes, "status": np.where(failed, "failed", "success").tolist(),
+        "status_reason": [f"power-law fit failed: {r}" if bad else ""
+                          for r, bad in zip(reasons, failed.tolist(), strict=True)],
+        "fit_method": method.tolist(), "warning": warning_labels(alpha, failed, compat=compat),
     }  # fmt: skip
 
 

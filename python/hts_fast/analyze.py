@@ -45,6 +45,7 @@ from ._table import (
     skipped_frame,
     summary_of_columns,
     table_columns,
+    table_fit_columns,
     to_frame,
     to_rows,
 )
@@ -52,20 +53,14 @@ from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
 from .device import check_device, device_matrices, device_spectra, resolve_device
-from .esd import EsdMethod, esd_batch, layer_spectra
+from .esd import EsdMethod, LayerSpectraTable, esd_batch, layer_spectra_table
 from .fits import PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
     LayerError,
     layer_matrices,
     read_weight,
 )
-from .metrics import (
-    NORM_SUM_DTYPES,
-    LayerSliceStats,
-    batch_norm_metrics,
-    batch_slice_stats,
-    norm_columns,
-)
+from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns
 from .peft import LoraProduct, check_peft
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
@@ -339,8 +334,7 @@ def _analyze_models(
     # the plain power-law fit runs inside the ESD threads, layer by layer (esd.layer_spectra)
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
-    fused_fits: list[PowerLawFit] = []
-    fused_norms: list[tuple[Any, ...]] = []  # norm sums computed with them
+    fused_tables: list[LayerSpectraTable] = []  # their fits, norm sums and slice stats
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
@@ -355,12 +349,10 @@ def _analyze_models(
                 upcoming = reader.submit(read, k + 1) if k + 1 < len(chunks) else None
             with timer.stage("esd+fit" if fused else "esd"):
                 if fused:
-                    done, chunk_fits, chunk_norms = _layer_spectra(
-                        owners, matrices, scales, opt.esd_method, compat, n_threads,
-                        opt.tolerance)  # fmt: skip
+                    done, table = _layer_spectra(owners, matrices, scales, opt.esd_method,
+                                                 compat, n_threads, opt.tolerance)  # fmt: skip
                     pooled.extend(done)
-                    fused_fits.extend(chunk_fits)
-                    fused_norms.extend(chunk_norms)
+                    fused_tables.append(table)
                 elif device == "cuda":
                     spectra = device_spectra(matrices, scales)
                 elif opt.esd_method == "randomized":
@@ -381,8 +373,9 @@ def _analyze_models(
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
-        if fused:
-            fits = fused_fits
+        fused_table = LayerSpectraTable.concatenate(fused_tables) if fused else None
+        if fused_table is not None:  # the fits are in the table; objects only when asked for
+            fits = fused_table.fits() if opt.alpha_ci or opt.compare else []
         elif fix_fingers == "clip_xmax":
             fits, raw_alphas, fingers = clipped_fits(pooled, opt.max_fingers, compat, n_threads)
         elif fix_fingers == "xmin_peak":
@@ -398,7 +391,7 @@ def _analyze_models(
                 fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
-                                  norms=fused_norms if fused else None)  # fmt: skip
+                                  fused=fused_table)  # fmt: skip
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
             esd_randomized.patch_columns(pooled, columns)
         option_columns = []
@@ -552,25 +545,23 @@ def _extract(
 def _layer_spectra(
     owners: list[Owner], matrices: list[np.ndarray], scales: list[float], method: str,
     compat: str | None, threads: int, tolerance: float,
-) -> tuple[list[tuple[Planned, np.ndarray, Any]], list[PowerLawFit], list[tuple[Any, ...]]]:  # fmt: skip
+) -> tuple[list[tuple[Planned, np.ndarray, None]], LayerSpectraTable]:  # fmt: skip
     """_pool(), the power-law fits and the norm sums of a chunk in one compiled pass
-    (esd.layer_spectra); each pooled entry carries its LayerSliceStats instead of its
-    matrices' spectra."""
+    (esd.layer_spectra_table). Returns the pooled entries (no per-matrix spectra) and the
+    table rows of those layers, in the same order; a failed layer gets its failed row."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
-    results = layer_spectra(matrices, scales, layers, Ns, method=method, threads=threads,
-                            tolerance=tolerance, compat=bool(compat))  # fmt: skip
-    pooled, fits, norms = [], [], []
-    for (plan, _, _, _), result in zip(owners, results, strict=True):
-        if isinstance(result, Exception):
-            detail = getattr(result, "detail", f": {result}")
-            failed_row(plan.row, f"weight{detail}", compat=bool(compat))
-            continue
-        evals, stats, fit, sums = result
-        pooled.append((plan, evals, stats))
-        fits.append(fit)
-        norms.append(sums)
-    return pooled, fits, norms
+    table = layer_spectra_table(matrices, scales, layers, Ns, method=method, threads=threads,
+                                tolerance=tolerance, compat=bool(compat))  # fmt: skip
+    for k, error in sorted(table.errors.items()):
+        detail = getattr(error, "detail", f": {error}")
+        failed_row(owners[k][0].row, f"weight{detail}", compat=bool(compat))
+    if table.errors:
+        ok = [k for k in range(len(owners)) if k not in table.errors]
+        table, owners = table.select(ok), [owners[k] for k in ok]
+    pooled = [(plan, evals, None) for (plan, _, _, _), evals in zip(owners, table.pooled,
+                                                                     strict=True)]  # fmt: skip
+    return pooled, table
 
 
 def _pool(
@@ -655,30 +646,31 @@ def _spectral_columns(
 
 
 def _metric_columns(
-    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]], fits: list[PowerLawFit], *,
-    compat: bool, tolerance: float, norms: list[tuple[Any, ...]] | None = None,
+    pooled: list[tuple[Planned, np.ndarray, Any]], fits: list[PowerLawFit], *,
+    compat: bool, tolerance: float, fused: LayerSpectraTable | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order
-    (``norms``: their norm sums when the ESD pass computed them, see esd.layer_spectra)."""
+    (``fused``: their fits, norm sums and slice summaries when the ESD pass computed them,
+    see esd.layer_spectra_table; ``fits`` is then not read)."""
     if not pooled:
         return {}
-    fit_rows = [fit_columns(fit, compat=compat) for fit in fits]
-    columns: dict[str, Any] = {key: [r[key] for r in fit_rows] for key in fit_rows[0]}
+    if fused is not None:
+        columns = table_fit_columns(fused, compat=compat)
+        columns.update(norm_columns(
+            *(fused.real(c) for c in ("norm", "lambda_max")),
+            *(fused.count(c) for c in ("matrix_rank", "weak_rank_loss")),
+            *(fused.real(c) for c in ("entropy", "alpha_norm_sum")),
+            fused.count("num_evals"), columns["alpha"]))  # fmt: skip
+        columns.update(sv_max=fused.real("sv_max"), rank_loss=fused.count("rank_loss"),
+                       sv_min=fused.real("sv_min_largest" if compat else "sv_min_smallest"))  # fmt: skip
+        columns["has_esd"] = [True] * len(pooled)
+        return columns
+    columns = fit_columns(fits, compat=compat)
     N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
-    alpha = np.array(columns["alpha"], dtype=np.float64)
-    if norms is None:
-        columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, alpha,
-                                          compat=compat, tolerance=tolerance))  # fmt: skip
-    else:
-        sums = [np.array(values, dtype=dtype) for values, dtype in
-                zip(zip(*norms, strict=True), NORM_SUM_DTYPES, strict=True)]  # fmt: skip
-        lengths = np.array([len(evals) for _, evals, _ in pooled], dtype=np.int64)
-        columns.update(norm_columns(*sums, lengths, alpha))
-    if isinstance(pooled[0][2], LayerSliceStats):  # computed with the ESDs (esd.layer_spectra)
-        columns.update(LayerSliceStats.columns([stats for _, _, stats in pooled], compat=compat))
-    else:
-        slices = [part for _, _, parts in pooled for part in parts]
-        owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
-        columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
+    columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, columns["alpha"],
+                                      compat=compat, tolerance=tolerance))  # fmt: skip
+    slices = [part for _, _, parts in pooled for part in parts]
+    owner = np.repeat(np.arange(len(pooled)), [len(parts) for _, _, parts in pooled])
+    columns.update(batch_slice_stats(slices, owner, N, len(pooled), compat=compat))
     columns["has_esd"] = [True] * len(pooled)
     return columns

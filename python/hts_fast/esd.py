@@ -283,8 +283,107 @@ def layer_spectra(
     sum(evals**alpha)) as :func:`hts_fast.metrics.batch_norm_metrics` computes them with the
     fit's alpha, NaN when it failed or -1 with ``compat``; ``tolerance``: weak rank loss)
     or the exception of its first bad matrix (``detail``: the message after "matrix k", as
-    esd_batch's).
+    esd_batch's). :func:`layer_spectra_table` returns the same as arrays.
     """
+    table = layer_spectra_table(matrices, scales, layers, Ns, method=method, threads=threads,
+                                tolerance=tolerance, compat=compat)  # fmt: skip
+    return [table.errors[k] if k in table.errors
+            else (table.pooled[k], table.slice_stats(k), table.fit(k), table.norm_sums(k))
+            for k in range(len(layers))]  # fmt: skip
+
+
+class LayerSpectraTable:
+    """:func:`layer_spectra_table`'s result: one row per layer.
+
+    Attributes
+    ----------
+    pooled : list of ndarray or None
+        Each layer's pooled ascending ESD (None for a layer in ``errors``).
+    reals : ndarray, float64, shape (layers, 12)
+        Columns :attr:`REALS`: sv_max, the smallest and the largest of the matrices' smallest
+        singular values (units of W), the norm sums, and the fit's alpha, xmin, xmax, D, sigma.
+    counts : ndarray, int64, shape (layers, 13)
+        Columns :attr:`COUNTS`.
+    errors : dict of int to Exception
+        The layers that could not be decomposed, with their first bad matrix's exception.
+    """
+
+    REALS = ("sv_max", "sv_min_smallest", "sv_min_largest", "norm", "lambda_max", "entropy",
+             "alpha_norm_sum", "alpha", "xmin", "xmax", "D", "sigma")  # fmt: skip
+    COUNTS = ("rank_loss", "matrix_rank", "weak_rank_loss", "num_pl_spikes", "num_fit",
+              "xmin_index", "fit_method", "fit_error", "fit_bad_index", "esd_error", "esd_info",
+              "failed_matrix", "num_evals")  # fmt: skip
+
+    def __init__(self, pooled: list[Any], reals: np.ndarray, counts: np.ndarray,
+                 errors: dict[int, Exception]) -> None:  # fmt: skip
+        self.pooled, self.reals, self.counts, self.errors = pooled, reals, counts, errors
+
+    @classmethod
+    def concatenate(cls, tables: Sequence[LayerSpectraTable]) -> LayerSpectraTable:
+        """The rows of several tables (chunks), in order; none may hold errors."""
+        if len(tables) == 1:
+            return tables[0]
+        assert not any(t.errors for t in tables)
+        if not tables:
+            return cls([], np.zeros((0, len(cls.REALS))),
+                       np.zeros((0, len(cls.COUNTS)), dtype=np.int64), {})  # fmt: skip
+        return cls([e for t in tables for e in t.pooled], np.concatenate([t.reals for t in tables]),
+                   np.concatenate([t.counts for t in tables]), {})  # fmt: skip
+
+    def select(self, rows: Sequence[int]) -> LayerSpectraTable:
+        """These rows only (errors dropped)."""
+        return LayerSpectraTable([self.pooled[k] for k in rows], self.reals[rows],
+                                 self.counts[rows], {})  # fmt: skip
+
+    def fits(self) -> list[Any]:
+        """Every row's :class:`hts_fast.fits.PowerLawFit` (no row may be in ``errors``)."""
+        return [self.fit(k) for k in range(len(self.pooled))]
+
+    def real(self, name: str) -> np.ndarray:
+        """One float64 column (a view), every layer."""
+        return self.reals[:, self.REALS.index(name)]
+
+    def count(self, name: str) -> np.ndarray:
+        """One int64 column (a view), every layer."""
+        return self.counts[:, self.COUNTS.index(name)]
+
+    def fit_fields(self, k: int) -> tuple[Any, ...]:
+        """Layer k's fit as the kernels' field tuple (fits._to_result's order)."""
+        alpha, xmin, xmax, D, sigma = self.reals[k, 7:12].tolist()
+        return (alpha, xmin, xmax, D, sigma, *self.counts[k, 3:9].tolist())
+
+    def fit(self, k: int) -> Any:
+        """Layer k's :class:`hts_fast.fits.PowerLawFit`."""
+        from .fits import DEFAULT_THRESHOLD, _to_result
+
+        return _to_result(self.fit_fields(k), self.pooled[k], DEFAULT_THRESHOLD)
+
+    def slice_stats(self, k: int) -> Any:
+        """Layer k's :class:`hts_fast.metrics.LayerSliceStats`."""
+        from .metrics import LayerSliceStats
+
+        return LayerSliceStats(*self.reals[k, :3].tolist(), int(self.counts[k, 0]))
+
+    def norm_sums(self, k: int) -> tuple[Any, ...]:
+        """Layer k's norm sums: norm, lambda_max, matrix_rank, weak_rank_loss, entropy,
+        sum(evals**alpha)."""
+        norm, lambda_max, entropy, alpha_sum = self.reals[k, 3:7].tolist()
+        rank, weak = self.counts[k, 1:3].tolist()
+        return (norm, lambda_max, rank, weak, entropy, alpha_sum)
+
+
+def layer_spectra_table(
+    matrices: Sequence[Any],
+    scales: Sequence[float],
+    layers: Sequence[tuple[int, int, int | None]],
+    Ns: Sequence[float],
+    *,
+    method: str = "svd",
+    threads: int | None = None,
+    tolerance: float = 1e-6,
+    compat: bool = False,
+) -> LayerSpectraTable:
+    """:func:`layer_spectra` as a :class:`LayerSpectraTable` (arrays, no per-layer objects)."""
     code = _method_code(method)
     n_threads = _threads.resolve_threads(threads)
     scale_list = [float(s) for s in scales]
@@ -300,29 +399,27 @@ def layer_spectra(
             if isinstance(arrays[idx], Exception):
                 bad[idx] = arrays[idx]
     norm_options = (float(tolerance), bool(compat))
-    results = _layer_spectra_call(arrays, scale_list, list(layers), list(Ns), code, method,
-                                  n_threads, bad, norm_options)  # fmt: skip
-    retry = [k for k, r in enumerate(results) if isinstance(r, _Unreadable)]
-    if retry:  # arrays the kernels could not read as they are (e.g. foreign byte order)
-        for k in retry:
-            first, count, _ = layers[k]
+    layer_list = list(layers)
+    table, unreadable = _layer_spectra_call(arrays, scale_list, layer_list, list(Ns), code,
+                                            method, n_threads, bad, norm_options)  # fmt: skip
+    if unreadable:  # arrays the kernels could not read as they are (e.g. foreign byte order)
+        for k in unreadable:
+            first, count, _ = layer_list[k]
             for idx in range(first, first + count):
                 arrays[idx] = _as_matrix_or_error(arrays[idx], idx)
         bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
-        again = _layer_spectra_call(arrays, scale_list, [layers[k] for k in retry],
-                                    [Ns[k] for k in retry], code, method, n_threads, bad,
-                                    norm_options)  # fmt: skip
-        for k, result in zip(retry, again, strict=True):
-            results[k] = result.error if isinstance(result, _Unreadable) else result
-    return results
-
-
-class _Unreadable:
-    """A layer with a matrix the kernels could not read: its error, should conversion not
-    help."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
+        again, _ = _layer_spectra_call(arrays, scale_list,
+                                           [layer_list[k] for k in unreadable],
+                                           [Ns[k] for k in unreadable], code, method, n_threads,
+                                           bad, norm_options)  # fmt: skip
+        for row, k in enumerate(unreadable):
+            table.pooled[k] = again.pooled[row]
+            table.reals[k] = again.reals[row]
+            table.counts[k] = again.counts[row]
+            table.errors.pop(k, None)
+            if row in again.errors:  # still unreadable, or failed once converted
+                table.errors[k] = again.errors[row]
+    return table
 
 
 def _as_matrix_or_error(item: Any, idx: int) -> Any:
@@ -338,15 +435,16 @@ def _layer_spectra_call(
     arrays: list[Any], scales: list[float], layers: list[tuple[int, int, int | None]],
     Ns: list[float], code: int, method: str, threads: int, bad: dict[int, Exception],
     norm_options: tuple[float, bool],
-) -> list[Any]:  # fmt: skip
+) -> tuple[LayerSpectraTable, list[int]]:  # fmt: skip
     """One compiled layer_spectra pass; ``bad``: the matrices that could not be converted
     (index -> its error), whose layers fail with that error without being run;
-    ``norm_options``: (weak rank-loss tolerance, compat)."""
-    from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, _to_result
-    from .metrics import LayerSliceStats
+    ``norm_options``: (weak rank-loss tolerance, compat). Returns the table and the layers
+    with a matrix the kernels could not read (their errors are in the table too)."""
+    from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL
 
-    results: list[Any] = [None] * len(layers)
-    runnable, keep = arrays, list(range(len(layers)))
+    num = len(layers)
+    errors: dict[int, Exception] = {}
+    runnable, keep = arrays, list(range(num))
     if bad:  # layers holding a matrix that could not be converted fail with its error
         runnable = [np.zeros((1, 1)) if idx in bad else a for idx, a in enumerate(arrays)]
         keep = []
@@ -355,25 +453,36 @@ def _layer_spectra_call(
             if failed is None:
                 keep.append(k)
             else:
-                results[k] = bad[failed]
+                errors[k] = bad[failed]
+    run = [layers[k] for k in keep]
     with _threads.single_threaded_blas():
-        outputs = core.layer_spectra(
-            runnable, scales, [layers[k][0] for k in keep], [layers[k][1] for k in keep],
-            [-1 if layers[k][2] is None else layers[k][2] for k in keep],
+        out_pooled, out_reals, out_ints, messages = core.layer_spectra(
+            runnable, scales, [first for first, _, _ in run], [count for _, count, _ in run],
+            [-1 if keep_top is None else keep_top for _, _, keep_top in run],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
             SMALL_N_MIN_TAIL, *norm_options, threads)  # fmt: skip
-    for k, (pooled, *stats, norms, error, info, where, fields) in zip(keep, outputs,
-                                                                      strict=True):  # fmt: skip
+    if len(keep) == num:
+        pooled, reals, ints = out_pooled, out_reals, out_ints
+    else:  # scatter the rows of the layers that ran; the others keep NaN / 0
+        pooled = [None] * num
+        reals = np.full((num, out_reals.shape[1]), np.nan)
+        ints = np.zeros((num, out_ints.shape[1]), dtype=np.int64)
+        reals[keep], ints[keep] = out_reals, out_ints
+        for row, k in enumerate(keep):
+            pooled[k] = out_pooled[row]
+        messages = [messages[keep.index(k)] if k in keep else None for k in range(num)]
+    unreadable: list[int] = []
+    for k in np.flatnonzero(ints[:, 9]).tolist():
+        error, info, where = ints[k, 9:12].tolist()
+        what = f"matrix {where}"
         if error == -1:
-            what = f"matrix {where}"
-            results[k] = _Unreadable(_tagged(ValueError(f"{what}: {fields}"), what))
-        elif error:
-            what = f"matrix {where}"
-            results[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
+            errors[k] = _tagged(ValueError(f"{what}: {messages[k]}"), what)
+            unreadable.append(k)
         else:
-            results[k] = (pooled, LayerSliceStats(*stats),
-                          _to_result(fields, pooled, DEFAULT_THRESHOLD), norms)  # fmt: skip
-    return results
+            errors[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
+    for k in errors:
+        pooled[k] = None
+    return LayerSpectraTable(pooled, reals, ints, errors), unreadable
 
 
 def symmetric_eigenvalues(a: Any, *, overwrite: bool = False) -> np.ndarray:

@@ -10,18 +10,21 @@ EPS64 = float(np.finfo(np.float64).eps)
 
 
 def warning_label(alpha: float, failed: bool, *, compat: bool) -> str:
-    """'over-trained' (alpha < 2), 'under-trained' (alpha > 6) or ''.
+    """'over-trained' (alpha < 2), 'under-trained' (alpha > 6) or '' (see warning_labels)."""
+    return warning_labels(np.array([alpha], dtype=np.float64), np.array([failed]),
+                          compat=compat)[0]  # fmt: skip
+
+
+def warning_labels(alpha: np.ndarray, failed: np.ndarray, *, compat: bool) -> list[str]:
+    """Per layer 'over-trained' (alpha < 2), 'under-trained' (alpha > 6) or ''.
 
     A failed fit is 'failed' by default; WeightWatcher labels it by its alpha of -1,
     i.e. 'over-trained'.
     """
-    if failed and not compat:
-        return "failed"
-    if alpha < 2.0:
-        return "over-trained"
-    if alpha > 6.0:
-        return "under-trained"
-    return ""
+    labels = np.where(alpha < 2.0, "over-trained", np.where(alpha > 6.0, "under-trained", ""))
+    if not compat:
+        labels[failed] = "failed"
+    return labels.tolist()
 
 
 def _starts(lengths: np.ndarray) -> np.ndarray:
