@@ -23,6 +23,7 @@ from hts_fast._arrays import as_matrix
 from hts_fast._core_loader import core
 from hts_fast._planning import plan_layers
 from hts_fast.analyze import _extract
+from hts_fast.esd import expand_stacks
 
 from .conftest import _timings, quiet_call, record
 from .models import models
@@ -40,8 +41,8 @@ def state(name: str) -> dict[str, np.ndarray]:
 
 def _matrices(model: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
     plans = [p for p in plan_layers(model, None, 8, 15000, 50000, None) if not p.skip_reason]
-    _, matrices, scales = _extract(plans, None, True, "gram")
-    return matrices, scales
+    _, entries, scales = _extract(plans, None, True, "gram")
+    return expand_stacks(entries, scales)
 
 
 def _floor_once(matrices: list[np.ndarray], scales: list[float]) -> float:
@@ -105,7 +106,7 @@ def _svd_seconds(model: dict[str, np.ndarray]) -> float:
     compiled batch call on all cores, nothing else (no extraction, pooling, fits, table)."""
     compat = "weightwatcher-0.7.7"
     plans = [p for p in plan_layers(model, None, 8, 15000, 50000, compat) if not p.skip_reason]
-    _, matrices, scales = _extract(plans, compat, True, "svd")
+    matrices, scales = expand_stacks(*_extract(plans, compat, True, "svd")[1:])
     arrays = [as_matrix(m, "matrix") for m in matrices]
     threads = _threads.available_cores()
     times = []

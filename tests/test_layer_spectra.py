@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hts_fast._core_loader import core
-from hts_fast.esd import esd_batch, layer_spectra
+from hts_fast.esd import esd_batch, expand_stacks, layer_spectra, layer_spectra_table
 from hts_fast.fits import fit_powerlaw_batch
 from hts_fast.metrics import LayerSliceStats, batch_slice_stats
 
@@ -79,3 +79,44 @@ def test_arrays_the_kernels_cannot_read_are_converted_or_fail_their_layer():
     assert isinstance(results[2], TypeError)
     assert "matrix 2" in str(results[2])
     np.testing.assert_array_equal(results[3][0], results[0][0])
+
+
+def _stacked_batch():
+    """_batch() with the conv kernel's nine positions as one 3-D stack entry (one scale)."""
+    matrices, scales, layers, Ns = _batch()
+    stack = np.stack(matrices[:9])  # (9, 24, 16), a fresh array
+    stack_view = np.moveaxis(np.asarray(matrices[0].base), (2, 3), (0, 1)).reshape(9, 24, 16)
+    return [stack_view, *matrices[9:]], [scales[0], *scales[9:]], layers, Ns, stack
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_3d_stack_entry_stands_for_its_slices(threads):
+    matrices, scales, layers, Ns = _batch()
+    entries, entry_scales, _, _, stack = _stacked_batch()
+    np.testing.assert_array_equal(entries[0], stack)  # the view holds the nine matrices
+    expected = layer_spectra_table(matrices, scales, layers, Ns, threads=threads)
+    got = layer_spectra_table(entries, entry_scales, layers, Ns, threads=threads)
+    np.testing.assert_array_equal(got.reals, expected.reals)
+    np.testing.assert_array_equal(got.counts, expected.counts)
+    assert sorted(got.errors) == sorted(expected.errors) == [4]
+    assert str(got.errors[4]) == str(expected.errors[4])  # "matrix 14": expanded numbering
+    for a, b in zip(got.pooled, expected.pooled, strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    flat, flat_scales = expand_stacks(entries, entry_scales)
+    assert len(flat) == len(matrices)
+    assert flat_scales == scales
+    for a, b in zip(flat, matrices, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unreadable_3d_stack_is_converted_like_its_slices():
+    entries, entry_scales, layers, Ns, _ = _stacked_batch()
+    expected = layer_spectra_table(entries, entry_scales, layers, Ns)
+    swapped = [entries[0].astype(">f4"), *entries[1:]]  # foreign byte order: converted
+    got = layer_spectra_table(swapped, entry_scales, layers, Ns)
+    np.testing.assert_array_equal(got.reals[0], expected.reals[0])
+    integers = [np.zeros((9, 24, 16), dtype=np.int32), *entries[1:]]  # fails its layer only
+    failed = layer_spectra_table(integers, entry_scales, layers, Ns)
+    assert isinstance(failed.errors[0], TypeError)
+    assert failed.pooled[0] is None
+    np.testing.assert_array_equal(failed.reals[1:3], expected.reals[1:3])

@@ -15,8 +15,9 @@ namespace py = pybind11;
 namespace hts::bindings {
 namespace {
 
-MatrixView view_of(const py::array& a) {
-    if (a.ndim() != 2) throw py::value_error("expected a 2-D matrix");
+// Checks that `a` is a native-endian float array with item-aligned strides; returns its
+// element type and item size.
+ScalarType checked_type(const py::array& a, py::ssize_t& item) {
     const py::dtype dt = a.dtype();
     if (dt.kind() != 'f') throw py::type_error("expected a floating-point matrix");
     if (dt.byteorder() == '>' || dt.byteorder() == '<') {
@@ -25,22 +26,50 @@ MatrixView view_of(const py::array& a) {
         if ((dt.byteorder() == '<') != little)
             throw py::value_error("matrix has non-native byte order; convert it first");
     }
-    MatrixView v;
+    ScalarType type;
     switch (dt.itemsize()) {
-        case 2: v.type = ScalarType::float16; break;
-        case 4: v.type = ScalarType::float32; break;
-        case 8: v.type = ScalarType::float64; break;
+        case 2: type = ScalarType::float16; break;
+        case 4: type = ScalarType::float32; break;
+        case 8: type = ScalarType::float64; break;
         default: throw py::type_error("unsupported floating-point width");
     }
-    const auto item = static_cast<py::ssize_t>(dt.itemsize());
-    if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
-        throw py::value_error("matrix strides are not a multiple of the item size");
+    item = static_cast<py::ssize_t>(dt.itemsize());
+    for (py::ssize_t d = 0; d < a.ndim(); ++d)
+        if (a.strides(d) % item != 0)
+            throw py::value_error("matrix strides are not a multiple of the item size");
+    return type;
+}
+
+MatrixView view_of(const py::array& a) {
+    if (a.ndim() != 2) throw py::value_error("expected a 2-D matrix");
+    py::ssize_t item = 0;
+    MatrixView v;
+    v.type = checked_type(a, item);
     v.data = a.data();
     v.rows = a.shape(0);
     v.cols = a.shape(1);
     v.row_stride = a.strides(0) / item;
     v.col_stride = a.strides(1) / item;
     return v;
+}
+
+// The matrices of one entry: a 2-D matrix, or each slice a[i] of a 3-D stack (a conv2d
+// kernel's positions), in order.
+std::vector<MatrixView> views_of(const py::array& a) {
+    if (a.ndim() != 3) return {view_of(a)};
+    py::ssize_t item = 0;
+    const ScalarType type = checked_type(a, item);
+    std::vector<MatrixView> views(static_cast<std::size_t>(a.shape(0)));
+    for (py::ssize_t i = 0; i < a.shape(0); ++i) {
+        MatrixView& v = views[static_cast<std::size_t>(i)];
+        v.type = type;
+        v.data = static_cast<const char*>(a.data()) + i * a.strides(0);
+        v.rows = a.shape(1);
+        v.cols = a.shape(2);
+        v.row_stride = a.strides(1) / item;
+        v.col_stride = a.strides(2) / item;
+    }
+    return views;
 }
 
 }  // namespace
@@ -89,29 +118,39 @@ void register_esd(py::module_& m) {
            double threshold, std::int64_t small_n_cutoff, std::int64_t small_n_min_tail,
            double tolerance, bool compat, int threads) {
             if (scales.size() != matrices.size())
-                throw py::value_error("one scale per matrix is required");
+                throw py::value_error("one scale per entry is required");
+            // Each entry is a matrix or a 3-D stack of them; a matrix the kernels cannot read
+            // (not 2-D, not floating point, foreign byte order) fails its own layer only: its
+            // message is returned with code -1.
+            std::vector<MatrixView> views;
+            std::vector<double> view_scales;
+            std::vector<std::string> unreadable;
+            views.reserve(matrices.size());
+            for (std::size_t i = 0; i < matrices.size(); ++i) {
+                std::vector<MatrixView> entry;
+                std::string error;
+                try {
+                    entry = views_of(matrices[i]);
+                } catch (const std::exception& e) {
+                    error = e.what();
+                    const py::ssize_t n = matrices[i].ndim() == 3 ? matrices[i].shape(0) : 1;
+                    entry.assign(static_cast<std::size_t>(n), MatrixView{});
+                }
+                for (const MatrixView& v : entry) {
+                    views.push_back(v);
+                    view_scales.push_back(scales[i]);
+                    unreadable.push_back(error);
+                }
+            }
             const std::size_t num = firsts.size();
             if (counts.size() != num || keep_tops.size() != num || Ns.size() != num)
                 throw py::value_error("firsts, counts, keep_tops and Ns differ in length");
             std::vector<LayerGroup> groups(num);
             for (std::size_t g = 0; g < num; ++g) {
                 if (firsts[g] < 0 || counts[g] < 1 ||
-                    firsts[g] + counts[g] > static_cast<std::int64_t>(matrices.size()))
+                    firsts[g] + counts[g] > static_cast<std::int64_t>(views.size()))
                     throw py::value_error("a layer's matrices lie outside the batch");
                 groups[g] = LayerGroup{firsts[g], counts[g], keep_tops[g], Ns[g]};
-            }
-            std::vector<MatrixView> views;
-            views.reserve(matrices.size());
-            // A matrix the kernels cannot read (not 2-D, not floating point, foreign byte
-            // order) fails its own layer only: its message is returned with code -1.
-            std::vector<std::string> unreadable(matrices.size());
-            for (std::size_t i = 0; i < matrices.size(); ++i) {
-                try {
-                    views.push_back(view_of(matrices[i]));
-                } catch (const std::exception& e) {
-                    unreadable[i] = e.what();
-                    views.push_back(MatrixView{});
-                }
             }
             std::vector<LayerGroup> runnable;
             std::vector<std::int64_t> bad_matrix(num, -1);
@@ -133,12 +172,13 @@ void register_esd(py::module_& m) {
             std::vector<LayerSpectrum> out(num);
             {
                 py::gil_scoped_release release;  // `matrices` keeps the inputs alive
-                layer_spectra(views.data(), scales.data(), runnable.data(),
+                layer_spectra(views.data(), view_scales.data(), runnable.data(),
                               static_cast<std::int64_t>(num), static_cast<EsdMethod>(method),
                               options, norm_options, out.data(), threads);
             }
             // Columnar result: one row per layer in two arrays (no Python object per layer
-            // beyond its pooled ESD), columns in the order of kLayerReals / kLayerCounts.
+            // beyond its pooled ESD), columns in the order of
+            // hts_fast.esd.LayerSpectraTable.REALS / COUNTS.
             py::list pooled;
             py::array_t<double> reals({static_cast<py::ssize_t>(num), py::ssize_t{12}});
             py::array_t<std::int64_t> ints({static_cast<py::ssize_t>(num), py::ssize_t{13}});
@@ -177,7 +217,9 @@ void register_esd(py::module_& m) {
         py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
         py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("tolerance"),
         py::arg("compat"), py::arg("threads"),
-        "Per layer (a run of matrices): ESDs pooled and sorted, singular-value summaries, "
+        "Per layer (a run of matrices; an entry of `matrices` is a 2-D matrix or a 3-D stack "
+        "standing for its slices, with one scale per entry, and firsts/counts index the "
+        "matrices so expanded): ESDs pooled and sorted, singular-value summaries, "
         "the power-law fit and the norm metrics, one thread per layer. Returns (pooled ESDs "
         "(None for a layer with an unreadable matrix), float64 array (layers, 12): sv_max, "
         "smallest and largest of the matrices' sv_min, norm, lambda_max, entropy, sum "

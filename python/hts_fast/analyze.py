@@ -53,7 +53,7 @@ from ._timing import StageTimer
 from .compare import COLUMNS as COMPARE_COLUMNS
 from .compare import compare_tail
 from .device import check_device, device_matrices, device_spectra, resolve_device
-from .esd import EsdMethod, LayerSpectraTable, esd_batch, layer_spectra_table
+from .esd import EsdMethod, LayerSpectraTable, esd_batch, expand_stacks, layer_spectra_table
 from .fits import PowerLawFit, fit_powerlaw_batch
 from .layer_matrices import (
     LayerError,
@@ -351,24 +351,24 @@ def _analyze_models(
                 if fused:
                     done, table = _layer_spectra(owners, matrices, scales, opt.esd_method,
                                                  compat, n_threads, opt.tolerance)  # fmt: skip
-                    pooled.extend(done)
                     fused_tables.append(table)
-                elif device == "cuda":
-                    spectra = device_spectra(matrices, scales)
-                elif opt.esd_method == "randomized":
-                    spectra = esd_randomized.layer_spectra(owners, matrices, scales,
-                                                           threads=n_threads, seed=opt.seed)  # fmt: skip
                 else:
-                    spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
-                                        threads=n_threads, on_error="return")  # fmt: skip
-                if not fused:
+                    matrices, scales = expand_stacks(matrices, scales)  # one matrix per entry
+                    if device == "cuda":
+                        spectra = device_spectra(matrices, scales)
+                    elif opt.esd_method == "randomized":
+                        spectra = esd_randomized.layer_spectra(owners, matrices, scales,
+                                                               threads=n_threads, seed=opt.seed)  # fmt: skip
+                    else:
+                        spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
+                                            threads=n_threads, on_error="return")  # fmt: skip
                     done = _pool(owners, spectra, compat)
-                    pooled.extend(done)
+                pooled.extend(done)
             if opt.randomize:
                 with timer.stage("randomize"):
-                    _randomize(owners, matrices, scales, done, compat=bool(compat), seed=opt.seed,
-                               esd_method=opt.esd_method, threads=n_threads,
-                               stream=stream)  # fmt: skip
+                    _randomize(owners, *expand_stacks(matrices, scales), done,
+                               compat=bool(compat), seed=opt.seed, esd_method=opt.esd_method,
+                               threads=n_threads, stream=stream)  # fmt: skip
             del owners, matrices, scales
 
     # 3. power-law fits in one batch, then the metrics
@@ -517,10 +517,16 @@ def _extract(
     active: list[Planned], compat: str | None, conv2d_norm: bool, esd_method: str,
     device: str = "cpu",
 ) -> tuple[list[Owner], list[np.ndarray], list[float]]:  # fmt: skip
-    """Read each layer's weight and cut it into matrices; failures become failed rows."""
-    matrices: list[np.ndarray] = []
+    """Read each layer's weight and cut it into matrices; failures become failed rows.
+
+    Returns the owners (each layer's first matrix and count), the entries (a matrix, or a
+    conv2d kernel's positions as one 3-D stack, as esd.layer_spectra_table takes them; see
+    esd.expand_stacks) and one scale per entry.
+    """
+    entries: list[np.ndarray] = []
     scales: list[float] = []
     owners: list[Owner] = []
+    count = 0  # matrices so far
     for plan in active:
         plan.row = base_row(plan, esd_method)
         try:
@@ -536,10 +542,17 @@ def _extract(
         except (LayerError, TypeError, ValueError) as exc:
             failed_row(plan.row, str(exc), compat=bool(compat))
             continue
-        owners.append((plan, len(matrices), len(parts.matrices), parts.keep_top))
-        matrices.extend(parts.matrices)
-        scales.extend([parts.scale] * len(parts.matrices))
-    return owners, matrices, scales
+        stack = parts.matrices
+        n = len(stack)
+        owners.append((plan, count, n, parts.keep_top))
+        count += n
+        if type(stack) is np.ndarray:  # a 3-D stack: one entry
+            entries.append(stack)
+            scales.append(parts.scale)
+        else:
+            entries.extend(stack)
+            scales.extend([parts.scale] * n)
+    return owners, entries, scales
 
 
 def _layer_spectra(

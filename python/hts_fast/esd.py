@@ -383,35 +383,38 @@ def layer_spectra_table(
     tolerance: float = 1e-6,
     compat: bool = False,
 ) -> LayerSpectraTable:
-    """:func:`layer_spectra` as a :class:`LayerSpectraTable` (arrays, no per-layer objects)."""
+    """:func:`layer_spectra` as a :class:`LayerSpectraTable` (arrays, no per-layer objects).
+
+    An entry of ``matrices`` may also be a 3-D NumPy array standing for its slices ``a[0]``,
+    ``a[1]``, ... (a conv2d kernel's positions, without a Python object per slice);
+    ``scales`` then has one value per entry and ``layers`` index the matrices so expanded.
+    """
     code = _method_code(method)
     n_threads = _threads.resolve_threads(threads)
     scale_list = [float(s) for s in scales]
     for value in set(scale_list):  # a layer's matrices share one scale: check each once
         _check_scale(value)
-    # NumPy arrays go to the kernels as they are (they check each one); anything else is
-    # converted first
     arrays = list(matrices)
-    bad: dict[int, Exception] = {}
-    for idx, m in enumerate(arrays):
-        if type(m) is not np.ndarray:
-            arrays[idx] = _as_matrix_or_error(m, idx)
-            if isinstance(arrays[idx], Exception):
-                bad[idx] = arrays[idx]
+    if any(type(m) is not np.ndarray for m in arrays):
+        # anything but a NumPy array is converted first, one matrix per entry
+        arrays, scale_list = expand_stacks(arrays, scale_list)
+        arrays = [m if type(m) is np.ndarray else _as_matrix_or_error(m, idx)
+                  for idx, m in enumerate(arrays)]  # fmt: skip
+    bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
     norm_options = (float(tolerance), bool(compat))
     layer_list = list(layers)
     table, unreadable = _layer_spectra_call(arrays, scale_list, layer_list, list(Ns), code,
                                             method, n_threads, bad, norm_options)  # fmt: skip
     if unreadable:  # arrays the kernels could not read as they are (e.g. foreign byte order)
+        arrays, scale_list = expand_stacks(arrays, scale_list)
         for k in unreadable:
             first, count, _ = layer_list[k]
             for idx in range(first, first + count):
                 arrays[idx] = _as_matrix_or_error(arrays[idx], idx)
         bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
-        again, _ = _layer_spectra_call(arrays, scale_list,
-                                           [layer_list[k] for k in unreadable],
-                                           [Ns[k] for k in unreadable], code, method, n_threads,
-                                           bad, norm_options)  # fmt: skip
+        again, _ = _layer_spectra_call(arrays, scale_list, [layer_list[k] for k in unreadable],
+                                       [Ns[k] for k in unreadable], code, method, n_threads,
+                                       bad, norm_options)  # fmt: skip
         for row, k in enumerate(unreadable):
             table.pooled[k] = again.pooled[row]
             table.reals[k] = again.reals[row]
@@ -420,6 +423,20 @@ def layer_spectra_table(
             if row in again.errors:  # still unreadable, or failed once converted
                 table.errors[k] = again.errors[row]
     return table
+
+
+def expand_stacks(entries: list[Any], scales: list[float]) -> tuple[list[Any], list[float]]:
+    """Matrices and their scales, one per matrix, from layer_spectra_table()'s entries: every
+    3-D NumPy stack replaced by its slices (views), its scale repeated."""
+    if not any(type(e) is np.ndarray and e.ndim == 3 for e in entries):
+        return list(entries), list(scales)
+    matrices: list[Any] = []
+    per_matrix: list[float] = []
+    for entry, scale in zip(entries, scales, strict=True):
+        parts = list(entry) if type(entry) is np.ndarray and entry.ndim == 3 else [entry]
+        matrices.extend(parts)
+        per_matrix.extend([scale] * len(parts))
+    return matrices, per_matrix
 
 
 def _as_matrix_or_error(item: Any, idx: int) -> Any:
@@ -479,7 +496,8 @@ def _layer_spectra_call(
             errors[k] = _tagged(ValueError(f"{what}: {messages[k]}"), what)
             unreadable.append(k)
         else:
-            errors[k] = _tagged(_error_for(error, info, what, arrays[where].shape, method), what)
+            shape = expand_stacks(arrays, scales)[0][where].shape
+            errors[k] = _tagged(_error_for(error, info, what, shape, method), what)
     for k in errors:
         pooled[k] = None
     return LayerSpectraTable(pooled, reals, ints, errors), unreadable
