@@ -4,6 +4,7 @@ DataFrame (or plain rows for scans), the skipped-layers table and summary()."""
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -163,10 +164,16 @@ def table_columns(
     """
     n = len(rows)
     at = np.array(analyzed, dtype=np.intp)
+    names = column_names(option_columns, our_columns)
+    # the columns read from the rows, gathered in one pass when every row has them all
+    from_rows = [col for col in names if not (col in columns and len(at) == n)]
+    gathered = _gather(rows, from_rows)
     data: dict[str, Any] = {}
-    for col in column_names(option_columns, our_columns):
+    for col in names:
         if col in columns and len(at) == n:
             values = columns[col]
+        elif gathered is not None and col not in columns:
+            values = gathered[col]
         else:
             is_int = col in INT_COLUMNS or col in int_columns
             # an option column of a failed layer
@@ -180,7 +187,7 @@ def table_columns(
         elif col in ("has_esd", PEFT_COLUMN):
             data[col] = np.asarray(values, dtype=bool)
         elif col in STRING_COLUMNS:
-            data[col] = [str(v) for v in values]
+            data[col] = list(map(str, values))
         else:
             data[col] = np.asarray(values, dtype=np.float64)
     if compat and n and all(s == "failed" for s in data["status"]):
@@ -189,6 +196,20 @@ def table_columns(
             if (data[col] == -1).all():
                 data[col] = data[col].astype(np.int64)
     return data
+
+
+def _gather(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[Any, ...]] | None:
+    """Each key's values over the rows, in one pass; None when some row lacks a key."""
+    if not keys or not rows:
+        return None
+    getter = operator.itemgetter(*keys)
+    try:
+        table = [getter(row) for row in rows]
+    except KeyError:
+        return None
+    if len(keys) == 1:
+        return {keys[0]: tuple(table)}
+    return dict(zip(keys, zip(*table, strict=True), strict=True))
 
 
 def to_frame(columns: dict[str, Any]) -> pd.DataFrame:

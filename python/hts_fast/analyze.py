@@ -469,16 +469,21 @@ def _model_table(
     picked: list[int], columns: dict[str, Any], layout: dict[str, Any], *, compat: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One model's table columns from the batch's (its analyzed layers at ``picked``)."""
-    position = {id(plan): k for k, plan in enumerate(member.active)}
+    active = member.active
+    if len(picked) == len(active) and all(
+            pooled[at][0] is plan for at, plan in zip(picked, active, strict=True)):  # fmt: skip
+        analyzed = list(range(len(active)))  # every layer analyzed, in order (the usual case)
+    else:
+        position = {id(plan): k for k, plan in enumerate(active)}
+        analyzed = [position[id(pooled[at][0])] for at in picked]
     if len(picked) == len(pooled):
         own = columns
     else:
         take = np.array(picked, dtype=np.intp)
         own = {col: values[take] if isinstance(values, np.ndarray)
                else [values[at] for at in picked] for col, values in columns.items()}  # fmt: skip
-    return table_columns([p.row for p in member.active],
-                          [position[id(pooled[at][0])] for at in picked], own, **layout,
-                          compat=compat)  # fmt: skip
+    return table_columns([p.row for p in active], analyzed, own, **layout,
+                         compat=compat)  # fmt: skip
 
 
 #: A chunk reads weights worth max(CHUNK_MIN_BYTES, the largest layer) in float64, at most

@@ -11,8 +11,7 @@ Two conventions (see README "analyze(): default vs compat"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,17 +26,16 @@ class LayerError(ValueError):
     """A layer's weight cannot be analyzed; the message says why."""
 
 
-@dataclass(frozen=True)
-class LayerShape:
-    """Dimensions used by the size tests, known from the shape alone."""
+class LayerShape(NamedTuple):
+    """Dimensions used by the size tests, known from the shape alone (a NamedTuple: built
+    once per layer of every model, it must be cheap)."""
 
     N: int
     M: int
     rf: int
 
 
-@dataclass(frozen=True)
-class LayerMatrices:
+class LayerMatrices(NamedTuple):
     """The matrices of one layer, the multiplier applied to each, and how to pool them.
 
     ``matrices``: a tuple of 2-D arrays, or one 3-D array whose slices are the matrices (a
