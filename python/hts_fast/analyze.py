@@ -436,10 +436,13 @@ def _analyze_models(
         int_columns = OPTION_INT_COLUMNS | {"num_fingers"} | ({"ERG_gap"} if compat else set())
         layout = {"option_columns": option_columns, "int_columns": frozenset(int_columns),
                   "our_columns": ours}  # fmt: skip
-        owner = {id(plan): n for n, member in enumerate(batch) for plan in member.active}
-        rows_of = [[] for _ in batch]  # pooled rows of each model
-        for at, (plan, _, _) in enumerate(pooled):
-            rows_of[owner[id(plan)]].append(at)
+        if len(batch) == 1:  # one model (analyze()): every pooled row is its
+            rows_of = [list(range(len(pooled)))]
+        else:
+            owner = {id(plan): n for n, member in enumerate(batch) for plan in member.active}
+            rows_of = [[] for _ in batch]  # pooled rows of each model
+            for at, (plan, _, _) in enumerate(pooled):
+                rows_of[owner[id(plan)]].append(at)
         for n, member in enumerate(batch):
             table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
             if as_rows:
@@ -495,7 +498,10 @@ CHUNK_MAX_BYTES = 256 * 2**20
 
 
 def _float64_bytes(plan: Planned) -> int:
-    return 8 * math.prod(getattr(plan.layer.weight, "shape", ()) or (0,))
+    weight = plan.layer.weight
+    if type(weight) is np.ndarray:
+        return 8 * weight.size
+    return 8 * math.prod(getattr(weight, "shape", ()) or (0,))
 
 
 def _chunks(active: list[Planned], threads: int) -> list[list[Planned]]:
