@@ -17,6 +17,7 @@ void register_esd(pybind11::module_& m);
 void register_tpl(pybind11::module_& m);
 void register_shuffle(pybind11::module_& m);
 void register_metrics(pybind11::module_& m);
+void register_hash(pybind11::module_& m);
 
 // A spectrum as the fit kernels read it: contiguous float64 (converted if needed).
 using InputArray = pybind11::array_t<double, pybind11::array::c_style | pybind11::array::forcecast>;

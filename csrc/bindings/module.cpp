@@ -37,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
     hts::bindings::register_tpl(m);
     hts::bindings::register_shuffle(m);
     hts::bindings::register_metrics(m);
+    hts::bindings::register_hash(m);
 }

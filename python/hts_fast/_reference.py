@@ -207,3 +207,74 @@ def norm_metrics(
         "entropy": entropy,
         "alpha_norm_sum": math.fsum(v**alpha for v in values),
     }
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    """The splitmix64 finalizer of a 64-bit integer."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _splitmix64(state: int) -> tuple[int, int]:
+    """splitmix64: (new state, output), in Python integers modulo 2^64."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    return state, _mix64(state)
+
+
+def _hash128_constants() -> dict[str, np.ndarray]:
+    """hts128's constants: splitmix64 draws from the seed "hts_fast", in the order K (16
+    stripes x 8 lanes), init, scramble, fold_lo, fold_hi."""
+    state, draws = 0x6874735F66617374, []
+    for _ in range(128 + 4 * 8):
+        state, value = _splitmix64(state)
+        draws.append(value)
+    words = np.array(draws, dtype=np.uint64)
+    return {"keys": words[:128].reshape(16, 8), "init": words[128:136],
+            "scramble": words[136:144], "fold_lo": words[144:152], "fold_hi": words[152:160]}  # fmt: skip
+
+
+def hash128(data: bytes) -> bytes:
+    """hts128, the scan's content hash (a fast non-cryptographic 128-bit hash), as its
+    definition reads (csrc/include/hts/hash128.hpp): 64-byte stripes of 8 little-endian
+    words, 16 stripes a block, each stripe adding d[i] to accumulator i^1 and
+    low32(d[i]^k) * high32(d[i]^k) to accumulator i; a scramble after each complete block;
+    the rest zero-padded to whole stripes; two keyed 128-bit-product folds with the length,
+    each through the splitmix64 finalizer."""
+    c = _hash128_constants()
+    n = len(data)
+    acc = c["init"].copy()
+    low32, p32 = np.uint64(0xFFFFFFFF), np.uint64(0x9E3779B1)
+    swap = [1, 0, 3, 2, 5, 4, 7, 6]  # lane i's data goes to accumulator i ^ 1
+
+    def stripes(words: np.ndarray) -> None:  # words: (stripes, 8), stripe j keyed by K[j]
+        x = words ^ c["keys"][: len(words)]
+        acc[:] += ((x & low32) * (x >> np.uint64(32))).sum(axis=0, dtype=np.uint64)
+        acc[:] += words.sum(axis=0, dtype=np.uint64)[swap]
+
+    blocks = n // 1024
+    for b in range(blocks):
+        stripes(np.frombuffer(data, dtype="<u8", count=128, offset=1024 * b).reshape(16, 8))
+        acc[:] = (acc ^ (acc >> np.uint64(47)) ^ c["scramble"]) * p32
+    rest = bytes(data[1024 * blocks :])
+    if rest:
+        padded = rest + bytes(-len(rest) % 64)
+        stripes(np.frombuffer(padded, dtype="<u8").reshape(-1, 8))
+
+    def fold(a: int, b: int) -> int:
+        product = a * b
+        return (product & _MASK64) ^ (product >> 64)
+
+    def finish(start: int, keys: np.ndarray) -> int:
+        h = start
+        for i in range(0, 8, 2):
+            h += fold(int(acc[i] ^ keys[i]), int(acc[i + 1] ^ keys[i + 1]))
+        return _mix64(h & _MASK64)
+
+    p64 = 0x9E3779B97F4A7C15
+    lo = finish((n * p64) & _MASK64, c["fold_lo"])
+    hi = finish(((~n & _MASK64) * p64) & _MASK64, c["fold_hi"])
+    return lo.to_bytes(8, "little") + hi.to_bytes(8, "little")
