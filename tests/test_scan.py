@@ -288,3 +288,99 @@ def test_this_process_analyzes_while_the_workers_start(tmp_path, monkeypatch, wo
     serial, shared = _tables(tmp_path / "serial.sqlite"), _tables(tmp_path / "shared.sqlite")
     for name in serial:
         pd.testing.assert_frame_equal(serial[name], shared[name])
+
+
+#: the first layout of the checkpoints table (the options JSON in every row)
+_FIRST_LAYOUT = """
+CREATE TABLE checkpoints_v1 (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, content_hash TEXT NOT NULL,
+    options TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+    seconds REAL, finished REAL, n_layers INTEGER, UNIQUE (path, content_hash, options));
+INSERT INTO checkpoints_v1 SELECT c.id, c.path, c.content_hash, o.text, c.status, c.error,
+    c.seconds, c.finished, c.n_layers FROM checkpoints c JOIN options o ON o.id = c.options_id;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v1 RENAME TO checkpoints;
+DROP TABLE options;
+DROP TABLE meta;
+"""
+
+
+def _meta(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as con:
+        return dict(con.execute("SELECT key, value FROM meta").fetchall())
+
+
+def test_a_new_store_records_its_content_hash_and_each_option_set_once(tmp_path):
+    import hashlib
+
+    from hts_fast import _reference as ref
+    from hts_fast.scan import hash_checkpoint
+
+    zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
+    db = tmp_path / "s.sqlite"
+    scan([zoo], db, esd_method="gram")
+    scan([zoo], db, esd_method="svd")
+    assert _meta(db) == {"schema": "2", "content_hash": "hts128"}
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM options").fetchone()[0] == 2
+        assert con.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 6
+    stored = _tables(db)["checkpoints"]
+    assert stored["options"].str.contains('"esd_method": "gram"').sum() == 3
+    # a file checkpoint's hash: of "\0<its file's hash>\0", both hts128 (the NumPy definition)
+    data = (zoo / "loose.npz").read_bytes()
+    inner = ref.hash128(data).hex()
+    expected = ref.hash128(f"\0{inner}\0".encode()).hex()
+    assert stored.loc[stored["path"] == str(zoo / "loose.npz"), "content_hash"].tolist() == [
+        expected] * 2  # fmt: skip
+    assert hash_checkpoint(zoo / "loose.npz")[0] == expected
+    sha = hashlib.sha256(f"\0{hashlib.sha256(data).hexdigest()[:32]}\0".encode()).hexdigest()
+    assert hash_checkpoint(zoo / "loose.npz", algorithm="sha256")[0] == sha[:32]
+
+
+def test_a_store_of_the_first_layout_and_sha256_resumes(tmp_path):
+    zoo = _zoo(tmp_path / "zoo", runs=3)
+    db = tmp_path / "old.sqlite"
+    # a store made before hts128: SHA-256 content hashes, the options JSON in every row
+    with Store(db) as store, sqlite3.connect(db) as con:
+        con.execute("UPDATE meta SET value = 'sha256' WHERE key = 'content_hash'")
+    first = scan([zoo], db, esd_method="gram")
+    assert (first.done, first.failed) == (4, 1)
+    before = _tables(db)
+    with sqlite3.connect(db) as con:
+        con.executescript(_FIRST_LAYOUT)
+        assert "options" in {row[1] for row in con.execute("PRAGMA table_info(checkpoints)")}
+    # opened again: migrated (same rows), still SHA-256, everything already stored is skipped
+    again = scan([zoo], db, esd_method="gram")
+    assert (again.done, again.skipped, again.failed) == (0, 5, 0)
+    assert _meta(db) == {"schema": "2", "content_hash": "sha256"}
+    after = _tables(db)
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name])
+    with sqlite3.connect(db) as con:  # the ids the layers point to are kept
+        assert con.execute("SELECT COUNT(*) FROM layers l JOIN checkpoints c ON "
+                           "c.id = l.checkpoint_id").fetchone()[0] == len(after["layers"])  # fmt: skip
+    # new content in the old store is hashed with SHA-256 too, and analyzed
+    (zoo / "run00" / "model.safetensors").write_bytes((zoo / "run01" / "model.safetensors")
+                                                      .read_bytes())  # fmt: skip
+    changed = scan([zoo], db, esd_method="gram")
+    assert (changed.done, changed.skipped) == (1, 4)
+    with Store(db) as store:
+        from hts_fast.scan import content_hash
+
+        assert store.hash_algorithm == "sha256"
+        digest = content_hash(zoo / "run00", store)
+    assert digest in set(_tables(db)["checkpoints"]["content_hash"])
+    # a store of the first layout with no rows yet becomes a new (hts128) store
+    empty = tmp_path / "empty.sqlite"
+    with Store(empty), sqlite3.connect(empty) as con:
+        con.executescript(_FIRST_LAYOUT)
+    with Store(empty) as store:
+        assert store.hash_algorithm == "hts128"
+
+
+def test_a_store_of_a_newer_version_is_refused(tmp_path):
+    db = tmp_path / "new.sqlite"
+    with Store(db), sqlite3.connect(db) as con:
+        con.execute("UPDATE meta SET value = 'blake3' WHERE key = 'content_hash'")
+    with pytest.raises(ValueError, match="newer hts_fast"):
+        Store(db)

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import itertools
 import os
+import stat as stat_module
 import sys
 import threading
 import time
@@ -35,8 +36,9 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from ._core_loader import core
 from ._timing import StageTimer
-from .store import FileHash, Store, canonical_options
+from .store import HASH_ALGORITHMS, NEW_STORE_HASH, FileHash, Store, canonical_options
 
 SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".npy", ".onnx", ".keras", ".h5",
             ".hdf5", ".gguf"}  # fmt: skip
@@ -106,56 +108,104 @@ def _resolved_folder(folder: str) -> str:
     return str(Path(folder).resolve())
 
 
-def _cache_key(f: Path) -> str:
+def _cache_key(path: str) -> str:
     """The file's resolved path, the key of the hash cache (a folder is resolved once)."""
-    if f.is_symlink():
-        return str(f.resolve())
-    return os.path.join(_resolved_folder(str(f.parent)), f.name)
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    folder, name = os.path.split(path)
+    return os.path.join(_resolved_folder(folder), name)
 
 
-def _hash_file(path: Path, size: int, keep: dict[str, bytes] | None = None) -> str:
-    """SHA-256 (first 128 bits, hex) of a file's bytes. With ``keep``, a small .safetensors
-    file (``size`` <= PREREAD_BYTES) is read whole and its bytes kept there under its path
-    for the analysis (see loaders.safetensors_files.preread)."""
-    with path.open("rb") as handle:
-        if keep is None or size > PREREAD_BYTES or path.suffix.lower() != ".safetensors":
-            return hashlib.file_digest(handle, "sha256").hexdigest()[:32]
-        data = handle.read()
-    keep[str(path)] = data
-    return hashlib.sha256(data).hexdigest()[:32]
+def _hasher(algorithm: str) -> Callable[[], Any]:
+    """A hashlib-style constructor of the store's content hash (see store.HASH_ALGORITHMS)."""
+    if algorithm == "hts128":
+        return core.Hash128
+    if algorithm == "sha256":
+        return hashlib.sha256
+    msg = f"unknown content hash {algorithm!r} (known: {', '.join(HASH_ALGORITHMS)})"
+    raise ValueError(msg)
 
 
-def _combine(checkpoint: Path, files: list[Path], hashes: list[str]) -> str:
-    digest = hashlib.sha256()
-    for f, one in zip(files, hashes, strict=True):
-        name = "" if checkpoint.is_file() else str(f.relative_to(checkpoint))
-        digest.update(f"{name}\0{one}\0".encode())
-    return digest.hexdigest()[:32]
+def _digest(data: bytes, algorithm: str) -> str:
+    """The content hash of some bytes: 32 hex digits (128 bits; SHA-256's first 128)."""
+    if algorithm == "hts128":
+        return core.hash128(data).hex()
+    return _hasher(algorithm)(data).hexdigest()[:32]
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """A file's bytes to its end (``size``: its size when it was opened)."""
+    data = os.read(fd, size)
+    while more := os.read(fd, max(size, 1 << 16)):  # it grew meanwhile (or a short read)
+        data += more
+    return data
+
+
+def _hash_file(
+    path: str, keep: dict[str, bytes] | None, algorithm: str, fd: int | None = None
+) -> tuple[str, os.stat_result]:
+    """The content hash of a file and its stat. With ``keep``, a small .safetensors file
+    (size <= PREREAD_BYTES) is read whole and its bytes kept there under its path for the
+    analysis (see loaders.safetensors_files.preread). ``fd``: the file, already open (this
+    function closes it)."""
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        stat = os.fstat(fd)
+        if keep is None or stat.st_size > PREREAD_BYTES or not path.lower().endswith(
+                ".safetensors"):  # fmt: skip
+            with open(fd, "rb", closefd=False) as handle:
+                return hashlib.file_digest(handle, _hasher(algorithm)).hexdigest()[:32], stat
+        data = _read_all(fd, stat.st_size)
+    finally:
+        os.close(fd)
+    keep[path] = data
+    return _digest(data, algorithm), stat
+
+
+def _combine(names: list[str], hashes: list[str], algorithm: str) -> str:
+    """A checkpoint's hash from its files' names (relative to a folder; "" for a file) and
+    hashes."""
+    return _digest("".join(f"{name}\0{one}\0" for name, one in zip(names, hashes,
+                                                                   strict=True)).encode(),
+                   algorithm)  # fmt: skip
 
 
 def hash_checkpoint(
-    checkpoint: Path, keep: dict[str, bytes] | None = None
-) -> tuple[str, list[FileHash]]:
-    """SHA-256 (first 128 bits, hex) of a checkpoint's files (names relative to it, and
+    checkpoint: Path | str, keep: dict[str, bytes] | None = None,
+    algorithm: str = NEW_STORE_HASH,
+) -> tuple[str, list[FileHash]]:  # fmt: skip
+    """The content hash (32 hex digits) of a checkpoint's files (names relative to it, and
     bytes), and each file's (resolved path, size, mtime_ns, hash) for the store's hash cache.
-    SHA-256 rather than BLAKE2b: with the SHA instructions of current CPUs it hashes small
-    checkpoints 2.4x faster here. ``keep``: see _hash_file."""
-    files = _weight_files(checkpoint)
+    ``algorithm``: "hts128" (hts_fast's own 128-bit hash: 15 GB/s, not cryptographic) or
+    "sha256" (its first 128 bits; stores made before hts128). ``keep``: see _hash_file."""
+    path = str(checkpoint)
+    fd = os.open(path, os.O_RDONLY)  # a file or a folder: one call tells which
+    if not stat_module.S_ISDIR(os.fstat(fd).st_mode):
+        digest, stat = _hash_file(path, keep, algorithm, fd)
+        entry = (_cache_key(path), stat.st_size, stat.st_mtime_ns, digest)
+        return _combine([""], [digest], algorithm), [entry]
+    os.close(fd)
+    files = _weight_files(Path(path))
     entries = []
     for f in files:
-        stat = f.stat()
-        digest = _hash_file(f, stat.st_size, keep)
-        entries.append((_cache_key(f), stat.st_size, stat.st_mtime_ns, digest))
-    return _combine(checkpoint, files, [e[3] for e in entries]), entries
+        digest, stat = _hash_file(str(f), keep, algorithm)
+        entries.append((_cache_key(str(f)), stat.st_size, stat.st_mtime_ns, digest))
+    names = [str(f.relative_to(path)) for f in files]
+    return _combine(names, [e[3] for e in entries], algorithm), entries
 
 
 HashLookup = Callable[[str, int, int], "str | None"]
 
 
-def cached_content_hash(checkpoint: Path, lookup: Store | HashLookup) -> tuple[str | None, int]:
+def cached_content_hash(
+    checkpoint: Path, lookup: Store | HashLookup, algorithm: str | None = None
+) -> tuple[str | None, int]:  # fmt: skip
     """The checkpoint's hash from a hash cache (None if a file is new or changed) and the
-    size of its files in bytes. ``lookup``: a Store, or (path, size, mtime_ns) -> hash."""
+    size of its files in bytes. ``lookup``: a Store (its hash), or (path, size, mtime_ns) ->
+    hash with ``algorithm`` (default: a new store's)."""
     if isinstance(lookup, Store):
+        algorithm = algorithm or lookup.hash_algorithm
         lookup = lookup.cached_hash
     files = _weight_files(checkpoint)
     hashes: list[str] = []
@@ -164,20 +214,24 @@ def cached_content_hash(checkpoint: Path, lookup: Store | HashLookup) -> tuple[s
         stat = f.stat()
         size += stat.st_size
         if len(hashes) == k:  # every file so far was cached
-            cached = lookup(_cache_key(f), stat.st_size, stat.st_mtime_ns)
+            cached = lookup(_cache_key(str(f)), stat.st_size, stat.st_mtime_ns)
             if cached is not None:
                 hashes.append(cached)
-    digest = _combine(checkpoint, files, hashes) if len(hashes) == len(files) else None
-    return digest, size
+    if len(hashes) < len(files):
+        return None, size
+    names = [""] if checkpoint.is_file() else [str(f.relative_to(checkpoint)) for f in files]
+    return _combine(names, hashes, algorithm or NEW_STORE_HASH), size
 
 
 def content_hash(checkpoint: Path, store: Store | None = None) -> str:
-    """SHA-256 (128 bits, hex) of a checkpoint's files: names relative to it, and bytes;
-    files already in ``store``'s cache (same size and mtime) are not read again."""
+    """The content hash (32 hex digits) of a checkpoint's files: names relative to it, and
+    bytes, with ``store``'s hash (a new store's without one); files already in ``store``'s
+    cache (same size and mtime) are not read again."""
+    algorithm = store.hash_algorithm if store else NEW_STORE_HASH
     cached = cached_content_hash(checkpoint, store)[0] if store else None
     if cached is not None:
         return cached
-    digest, entries = hash_checkpoint(checkpoint)
+    digest, entries = hash_checkpoint(checkpoint, algorithm=algorithm)
     if store:
         for entry in entries:
             store.remember_hash(*entry)
@@ -193,6 +247,10 @@ def _test_hooks(path: str) -> None:
         time.sleep(3600)
 
 
+#: The key of the store's content hash in the options a worker gets (see analyze_checkpoints).
+HASH_OPTION = "_content_hash"
+
+
 def analyze_checkpoints(
     batch: list[tuple[str, str | None]], options: dict[str, Any], threads: int | None
 ) -> list[dict[str, Any]]:
@@ -205,11 +263,14 @@ def analyze_checkpoints(
     it here (per checkpoint: the batch's analysis shared equally). The batch shares
     analyze_many()'s pipeline; should that fail as a whole, each checkpoint is analyzed alone
     so that an error stays with its checkpoint. Small .safetensors files are read once: the
-    bytes hashed are the bytes analyzed.
+    bytes hashed are the bytes analyzed. ``options[HASH_OPTION]``: the store's content hash
+    (default: a new store's), not an analyze() option.
     """
     from .analyze import _analyze_batch
     from .loaders.safetensors_files import preread
 
+    options = dict(options)
+    algorithm = options.pop(HASH_OPTION, NEW_STORE_HASH)
     outcomes: list[dict[str, Any]] = []
     paths = []
     contents: dict[str, bytes] = {}
@@ -219,13 +280,13 @@ def analyze_checkpoints(
         outcome: dict[str, Any] = {"digest": digest, "files": []}
         if digest is None:
             try:
-                outcome["digest"], outcome["files"] = hash_checkpoint(Path(path), contents)
+                outcome["digest"], outcome["files"] = hash_checkpoint(path, contents, algorithm)
             except OSError as exc:
                 outcome["error"] = f"{type(exc).__name__}: {exc}"
         outcome["hashing_seconds"] = time.perf_counter() - start
         outcomes.append(outcome)
         paths.append(path)
-    options = {**options, "threads": threads}
+    options["threads"] = threads
     start = time.perf_counter()
     with preread(contents):
         try:
@@ -320,6 +381,7 @@ class _Ledger:
 
     def __init__(self, store: Store, text: str, retry_failed: bool) -> None:
         self.hashes = store.hash_cache()
+        self.algorithm = store.hash_algorithm
         self.statuses = store.statuses(text)
         self.retry_failed = retry_failed
 
@@ -343,7 +405,7 @@ def _work(
     for p in checkpoints:
         with result.timer.stage("discovery"):
             if ledger.hashes:
-                digest, size = cached_content_hash(p, ledger.cached_hash)
+                digest, size = cached_content_hash(p, ledger.cached_hash, ledger.algorithm)
             else:  # a new store: nothing to look up, only the size for batching
                 digest, size = None, sum(f.stat().st_size for f in _weight_files(p))
             known = digest is not None and ledger.stored(str(p), digest)
@@ -406,13 +468,14 @@ def scan(
     with result.timer.stage("discovery"):
         checkpoints = discover(paths, include, exclude)
     options = {**_analyze_defaults(), **options, "hts_fast": __version__}
-    analyze_options = {k: v for k, v in options.items() if k != "hts_fast"}
     text = canonical_options(options)
     threads = max(1, _threads.available_cores() // max(1, workers))
     progress = _Progress(len(checkpoints), quiet)
     with _opened(store_path, result.timer) as store:
         with result.timer.stage("discovery"):
             ledger = _Ledger(store, text, retry_failed)
+        analyze_options = {k: v for k, v in options.items() if k != "hts_fast"}
+        analyze_options[HASH_OPTION] = store.hash_algorithm
 
         def record(item: Item, outcome: dict[str, Any]) -> None:
             path, digest = item

@@ -3,25 +3,34 @@
 Tables (all written by the scan's single writer, one transaction per checkpoint, WAL mode so
 readers never block it):
 
-* ``checkpoints``: ``id``, ``path``, ``content_hash``, ``options`` (the analysis options as
-  canonical JSON), ``status`` ("done" or "failed"), ``error``, ``seconds`` (analysis wall
-  time), ``finished`` (Unix time), ``n_layers``; unique on (path, content_hash, options).
+* ``checkpoints``: ``id``, ``path``, ``content_hash``, ``options_id`` (the analysis options,
+  a row of ``options``), ``status`` ("done" or "failed"), ``error``, ``seconds`` (analysis
+  wall time), ``finished`` (Unix time), ``n_layers``; unique on (path, content_hash,
+  options_id). :meth:`Store.frame` returns it with the options' JSON text as ``options``.
+* ``options``: ``id``, ``text`` (the analysis options as canonical JSON), each set once;
 * ``layers``: ``checkpoint_id`` then the analyze() table's columns (added as they appear);
 * ``summaries``: ``checkpoint_id`` then summary() of the table (mean metrics);
 * ``files``: a cache of content hashes by (path, size, mtime_ns), so a resumed scan does not
-  read every file again.
+  read every file again;
+* ``meta``: ``key``, ``value``: ``schema`` (this layout: 2) and ``content_hash``, the hash
+  its content hashes were made with: ``hts128`` (hts_fast's own fast non-cryptographic
+  128-bit hash) in a store made by this version, ``sha256`` (its first 128 bits) in one made
+  before; a store keeps the hash it was made with, so that it resumes.
 
 A checkpoint is stored completely or not at all, so a scan killed at any moment resumes
-where it stopped, without lost or duplicated rows.
+where it stopped, without lost or duplicated rows. A store of the first layout (the options
+JSON in every checkpoint row, no ``options`` or ``meta`` table) is migrated when opened, in
+one transaction (ids and rows unchanged).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,18 +40,26 @@ import pandas as pd
 if TYPE_CHECKING:
     from typing import Self
 
+#: The layout written by this version (meta.schema).
+SCHEMA_VERSION = 2
+#: The content hash of a new store; stores made before hts128 keep "sha256".
+NEW_STORE_HASH = "hts128"
+HASH_ALGORITHMS = ("hts128", "sha256")
+
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS options (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
     content_hash TEXT NOT NULL,
-    options TEXT NOT NULL,
+    options_id INTEGER NOT NULL REFERENCES options(id),
     status TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT '',
     seconds REAL,
     finished REAL,
     n_layers INTEGER,
-    UNIQUE (path, content_hash, options)
+    UNIQUE (path, content_hash, options_id)
 );
 CREATE TABLE IF NOT EXISTS layers (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
 CREATE TABLE IF NOT EXISTS summaries (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
@@ -50,6 +67,29 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, content_hash TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS layers_by_checkpoint ON layers (checkpoint_id);
+"""
+
+#: Schema 1 -> 2: the options JSON moves to the options table (run in one transaction).
+_MIGRATE_1_TO_2 = """
+INSERT OR IGNORE INTO options (text) SELECT options FROM checkpoints GROUP BY options
+    ORDER BY MIN(id);
+CREATE TABLE checkpoints_v2 (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    options_id INTEGER NOT NULL REFERENCES options(id),
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    seconds REAL,
+    finished REAL,
+    n_layers INTEGER,
+    UNIQUE (path, content_hash, options_id)
+);
+INSERT INTO checkpoints_v2 SELECT c.id, c.path, c.content_hash, o.id, c.status, c.error,
+    c.seconds, c.finished, c.n_layers FROM checkpoints c JOIN options o ON o.text = c.options
+    ORDER BY c.id;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v2 RENAME TO checkpoints;
 """
 
 
@@ -87,22 +127,65 @@ def _sql_value(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
 class Store:
-    """A scan's SQLite database (created if missing)."""
+    """A scan's SQLite database (created if missing, migrated from the first layout)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, timeout=60)
+        # autocommit mode: every transaction below is an explicit BEGIN ... COMMIT
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        #: the content hash of this store's rows (meta.content_hash): "hts128" or "sha256"
+        self.hash_algorithm = self._open_schema()
         self._known: dict[str, set[str]] = {}
         #: (table, column names) -> the INSERT statement of those columns (its columns exist)
         self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
+        #: options JSON text -> its id in the options table
+        self._option_ids: dict[str, int] = {}
+        #: hash-cache entries waiting for the next transaction (see remember_hash)
+        self._pending_files: list[FileHash] = []
+
+    def _open_schema(self) -> str:
+        """Create or migrate the tables, in one transaction; return the content hash."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            legacy = "checkpoints" in tables and "options" in {
+                row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}  # fmt: skip
+            stored = any(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                         for t in ("checkpoints", "files") if t in tables)  # fmt: skip
+            for statement in _statements(SCHEMA):
+                db.execute(statement)
+            if legacy:
+                for statement in _statements(_MIGRATE_1_TO_2):
+                    db.execute(statement)
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            schema = int(meta.get("schema", SCHEMA_VERSION))
+            # a store with rows and no record of its hash was made before hts128
+            algorithm = meta.get("content_hash", "sha256" if stored else NEW_STORE_HASH)
+            if schema > SCHEMA_VERSION or algorithm not in HASH_ALGORITHMS:
+                msg = (f"{self.path}: a store of a newer hts_fast (schema {schema}, content "
+                       f"hash {algorithm!r}); upgrade hts_fast to use it")  # fmt: skip
+                raise ValueError(msg)
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [("schema", str(SCHEMA_VERSION)), ("content_hash", algorithm)])  # fmt: skip
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            db.close()
+            raise
+        return algorithm
 
     def close(self) -> None:
-        self.db.commit()  # hashes cached while only skipping checkpoints
+        if self._pending_files:  # hashes cached while only skipping checkpoints
+            with self._transaction():
+                self._write_files()
         self.db.close()
 
     def __enter__(self) -> Self:
@@ -110,6 +193,17 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, ROLLBACK on any error."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # --- content hashes -------------------------------------------------------------------
     def cached_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
@@ -125,25 +219,46 @@ class Store:
         rows = self.db.execute("SELECT path, size, mtime_ns, content_hash FROM files")
         return {(path, size, mtime): digest for path, size, mtime, digest in rows}
 
+    def _option_id(self, options: str, *, create: bool) -> int | None:
+        """The id of these options (JSON text) in the options table; with ``create``, added
+        if missing (inside the caller's transaction)."""
+        known = self._option_ids.get(options)
+        if known is not None:
+            return known
+        row = self.db.execute("SELECT id FROM options WHERE text = ?", (options,)).fetchone()
+        if row is None:
+            if not create:
+                return None
+            row = (self.db.execute("INSERT INTO options (text) VALUES (?)", (options,)).lastrowid,)
+        self._option_ids[options] = int(row[0])
+        return int(row[0])
+
     def statuses(self, options: str) -> dict[tuple[str, str], str]:
         """(path, content hash) -> "done" or "failed" of every checkpoint stored with these
         analysis options, read in one query."""
+        option_id = self._option_id(options, create=False)
         rows = self.db.execute(
-            "SELECT path, content_hash, status FROM checkpoints WHERE options = ?", (options,)
+            "SELECT path, content_hash, status FROM checkpoints WHERE options_id = ?",
+            (option_id,),
         )
         return {(path, digest): status for path, digest, status in rows}
 
     def remember_hash(self, path: str, size: int, mtime_ns: int, content_hash: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                        (path, size, mtime_ns, content_hash))  # fmt: skip
-        # committed with the checkpoint's transaction (a cache: losing it costs a re-read)
+        """Cache a file's hash; written with the next checkpoint's transaction (or when the
+        store closes): a cache, losing it costs a re-read."""
+        self._pending_files.append((path, size, mtime_ns, content_hash))
+
+    def _write_files(self) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                            self._pending_files)  # fmt: skip
+        self._pending_files = []
 
     # --- checkpoints ----------------------------------------------------------------------
     def status(self, path: str, content_hash: str, options: str) -> str | None:
         """ "done", "failed" or None (never analyzed with these options)."""
         row = self.db.execute(
-            "SELECT status FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
-            (path, content_hash, options),
+            "SELECT status FROM checkpoints WHERE path = ? AND content_hash = ? AND options_id = ?",
+            (path, content_hash, self._option_id(options, create=False)),
         ).fetchone()
         return row[0] if row else None
 
@@ -188,47 +303,54 @@ class Store:
         checkpoint. ``files``: (path, size, mtime_ns, hash) of its files for the hash cache.
         """
         rows = table_rows(table) if isinstance(table, pd.DataFrame) else table
+        self._pending_files.extend(files)
         try:
-            self._save(path, content_hash, options, rows, summary, error, seconds, files)
+            with self._transaction():
+                self._save(path, content_hash, options, rows, summary, error, seconds)
         except BaseException:
             self._known.clear()  # a rolled-back ALTER TABLE leaves the caches stale
             self._inserts.clear()
+            self._option_ids.clear()  # so may a rolled-back options row
             raise
 
     def _save(
         self, path: str, content_hash: str, options: str, rows: TableRows | None,
-        summary: dict[str, float] | None, error: str, seconds: float, files: Iterable[FileHash],
+        summary: dict[str, float] | None, error: str, seconds: float,
     ) -> None:  # fmt: skip
-        with self.db:  # BEGIN ... COMMIT (ROLLBACK on error)
-            for entry in files:
-                self.remember_hash(*entry)
-            old = self.db.execute(
-                "SELECT id FROM checkpoints WHERE path = ? AND content_hash = ? AND options = ?",
-                (path, content_hash, options),
-            ).fetchone()
-            if old:
-                for name in ("layers", "summaries"):
-                    self.db.execute(f"DELETE FROM {name} WHERE checkpoint_id = ?", old)
-                self.db.execute("DELETE FROM checkpoints WHERE id = ?", old)
-            status = "failed" if rows is None else "done"
-            cursor = self.db.execute(
-                "INSERT INTO checkpoints (path, content_hash, options, status, error, seconds, "
-                "finished, n_layers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, content_hash, options, status, error, _sql_value(seconds), time.time(),
-                 None if rows is None else len(rows[1])),
-            )  # fmt: skip
-            checkpoint_id = int(cursor.lastrowid or 0)
-            if rows is not None and rows[1]:
-                self._insert_rows("layers", checkpoint_id, rows)
-            if summary:
-                self._insert_rows("summaries", checkpoint_id,
-                                  (list(summary), [tuple(summary.values())]))  # fmt: skip
+        db = self.db
+        if self._pending_files:
+            self._write_files()
+        option_id = self._option_id(options, create=True)
+        old = db.execute(
+            "SELECT id FROM checkpoints WHERE path = ? AND content_hash = ? AND options_id = ?",
+            (path, content_hash, option_id),
+        ).fetchone()
+        if old:
+            for name in ("layers", "summaries"):
+                db.execute(f"DELETE FROM {name} WHERE checkpoint_id = ?", old)
+            db.execute("DELETE FROM checkpoints WHERE id = ?", old)
+        status = "failed" if rows is None else "done"
+        cursor = db.execute(
+            "INSERT INTO checkpoints (path, content_hash, options_id, status, error, seconds, "
+            "finished, n_layers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, content_hash, option_id, status, error, _sql_value(seconds), time.time(),
+             None if rows is None else len(rows[1])),
+        )  # fmt: skip
+        checkpoint_id = int(cursor.lastrowid or 0)
+        if rows is not None and rows[1]:
+            self._insert_rows("layers", checkpoint_id, rows)
+        if summary:
+            self._insert_rows("summaries", checkpoint_id,
+                              (list(summary), [tuple(summary.values())]))  # fmt: skip
 
     # --- reading back ---------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table; ``layers`` and ``summaries`` joined with their checkpoint's path."""
-        if table == "checkpoints":
-            return pd.read_sql_query("SELECT * FROM checkpoints ORDER BY id", self.db)
+        if table == "checkpoints":  # the options as their JSON text, as in the first layout
+            query = ("SELECT c.id, c.path, c.content_hash, o.text AS options, c.status, c.error, "
+                     "c.seconds, c.finished, c.n_layers FROM checkpoints c "
+                     "JOIN options o ON o.id = c.options_id ORDER BY c.id")  # fmt: skip
+            return pd.read_sql_query(query, self.db)
         query = (f"SELECT c.path, t.* FROM {table} t JOIN checkpoints c "
                  "ON c.id = t.checkpoint_id ORDER BY t.checkpoint_id, t.rowid")  # fmt: skip
         return pd.read_sql_query(query, self.db)
