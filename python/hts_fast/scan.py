@@ -61,21 +61,31 @@ def discover(
 ) -> list[Path]:  # fmt: skip
     """Return the checkpoints under ``paths`` (files and model folders), sorted, unique.
     Each folder is listed once (os.scandir: no stat per regular file)."""
-    found: set[Path] = set()
+    return [p for p, _ in _discover(paths, include, exclude)]
 
-    def visit(folder: Path) -> None:
+
+def _discover(
+    paths: Sequence[str | os.PathLike[str]], include: Sequence[str] = (),
+    exclude: Sequence[str] = (), *, sizes: bool = False,
+) -> list[tuple[Path, int | None]]:  # fmt: skip
+    """discover(), each checkpoint with its size in bytes when ``sizes`` and it is a file
+    found in a folder listing (its one stat call), else None."""
+    found: dict[str, int | None] = {}
+
+    def visit(folder: str) -> None:
         with os.scandir(folder) as listing:
             entries = list(listing)
         model = _is_model_folder([e.name for e in entries])
         if model:
-            found.add(folder)
+            found[folder] = None
         for entry in entries:
             # a model folder's own files are that model; its subfolders (a Trainer's
             # checkpoint-500/, ...) may hold more checkpoints
             if entry.is_dir():
-                visit(Path(entry.path))
-            elif not model and entry.is_file() and Path(entry.name).suffix.lower() in SUFFIXES:
-                found.add(Path(entry.path))
+                visit(entry.path)
+            elif (not model and os.path.splitext(entry.name)[1].lower() in SUFFIXES
+                  and entry.is_file()):  # fmt: skip
+                found[entry.path] = entry.stat().st_size if sizes else None
 
     for path in paths:
         p = Path(path)
@@ -83,16 +93,20 @@ def discover(
             msg = f"{p}: no such file or directory"
             raise FileNotFoundError(msg)
         if p.is_file():
-            found.add(p)  # named explicitly: taken whatever its suffix
+            found[str(p)] = None  # named explicitly: taken whatever its suffix
         elif p.is_dir():
-            visit(p)
+            visit(str(p))
 
     def wanted(p: Path) -> bool:
         text = str(p)
         kept = not include or any(fnmatch.fnmatch(text, g) for g in include)
         return kept and not any(fnmatch.fnmatch(text, g) for g in exclude)
 
-    return sorted(p for p in found if wanted(p))
+    unique: dict[Path, int | None] = {}
+    for text, size in found.items():
+        unique.setdefault(Path(text), size)
+    # by path only (Path's order: by parts), so no tuple comparison compares twice
+    return sorted(((p, size) for p, size in unique.items() if wanted(p)), key=lambda e: e[0])
 
 
 def _weight_files(checkpoint: Path) -> list[Path]:
@@ -108,9 +122,10 @@ def _resolved_folder(folder: str) -> str:
     return str(Path(folder).resolve())
 
 
-def _cache_key(path: str) -> str:
-    """The file's resolved path, the key of the hash cache (a folder is resolved once)."""
-    if os.path.islink(path):
+def _cache_key(path: str, link: bool | None = None) -> str:
+    """The file's resolved path, the key of the hash cache (a folder is resolved once).
+    ``link``: whether ``path`` is a symbolic link, when known."""
+    if os.path.islink(path) if link is None else link:
         return os.path.realpath(path)
     folder, name = os.path.split(path)
     return os.path.join(_resolved_folder(folder), name)
@@ -136,20 +151,21 @@ def _digest(data: bytes, algorithm: str) -> str:
 def _read_all(fd: int, size: int) -> bytes:
     """A file's bytes to its end (``size``: its size when it was opened)."""
     data = os.read(fd, size)
-    while more := os.read(fd, max(size, 1 << 16)):  # it grew meanwhile (or a short read)
+    if os.read(fd, 1) == b"" and len(data) == size:  # the usual case: no more
+        return data
+    os.lseek(fd, len(data), os.SEEK_SET)  # it grew meanwhile, or a short read: the rest
+    while more := os.read(fd, 1 << 20):
         data += more
     return data
 
 
 def _hash_file(
-    path: str, keep: dict[str, bytes] | None, algorithm: str, fd: int | None = None
+    path: str, keep: dict[str, bytes] | None, algorithm: str
 ) -> tuple[str, os.stat_result]:
-    """The content hash of a file and its stat. With ``keep``, a small .safetensors file
-    (size <= PREREAD_BYTES) is read whole and its bytes kept there under its path for the
-    analysis (see loaders.safetensors_files.preread). ``fd``: the file, already open (this
-    function closes it)."""
-    if fd is None:
-        fd = os.open(path, os.O_RDONLY)
+    """The content hash of a file and its stat (of the file read). With ``keep``, a small
+    .safetensors file (size <= PREREAD_BYTES) is read whole and its bytes kept there under
+    its path for the analysis (see loaders.safetensors_files.preread)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         stat = os.fstat(fd)
         if keep is None or stat.st_size > PREREAD_BYTES or not path.lower().endswith(
@@ -180,12 +196,14 @@ def hash_checkpoint(
     ``algorithm``: "hts128" (hts_fast's own 128-bit hash: 15 GB/s, not cryptographic) or
     "sha256" (its first 128 bits; stores made before hts128). ``keep``: see _hash_file."""
     path = str(checkpoint)
-    fd = os.open(path, os.O_RDONLY)  # a file or a folder: one call tells which
-    if not stat_module.S_ISDIR(os.fstat(fd).st_mode):
-        digest, stat = _hash_file(path, keep, algorithm, fd)
-        entry = (_cache_key(path), stat.st_size, stat.st_mtime_ns, digest)
-        return _combine([""], [digest], algorithm), [entry]
-    os.close(fd)
+    mode = os.lstat(path).st_mode
+    if not stat_module.S_ISDIR(mode):
+        link = stat_module.S_ISLNK(mode)
+        if not link or not os.path.isdir(path):  # a file, or a link to one
+            digest, stat = _hash_file(path, keep, algorithm)
+            key = _cache_key(path, link=link)
+            return _combine([""], [digest], algorithm), [(key, stat.st_size, stat.st_mtime_ns,
+                                                          digest)]  # fmt: skip
     files = _weight_files(Path(path))
     entries = []
     for f in files:
@@ -399,16 +417,24 @@ class _Ledger:
 
 
 def _work(
-    ledger: _Ledger, checkpoints: list[Path], result: ScanResult
+    ledger: _Ledger, checkpoints: list[tuple[Path, int | None]], result: ScanResult
 ) -> Iterator[tuple[Item, int]]:
-    """Each checkpoint to analyze with its size in bytes; counts the ones skipped."""
-    for p in checkpoints:
-        with result.timer.stage("discovery"):
-            if ledger.hashes:
-                digest, size = cached_content_hash(p, ledger.cached_hash, ledger.algorithm)
-            else:  # a new store: nothing to look up, only the size for batching
-                digest, size = None, sum(f.stat().st_size for f in _weight_files(p))
-            known = digest is not None and ledger.stored(str(p), digest)
+    """Each checkpoint to analyze with its size in bytes (``checkpoints``: each with its size
+    when discovery knew it); counts the ones skipped."""
+    timer = result.timer
+    # only what was stored before this scan can be skipped here (a checkpoint is visited
+    # once): the hashes this scan adds as it goes are no reason to look each one up
+    cached = bool(ledger.hashes)
+    for p, known_size in checkpoints:
+        start = time.perf_counter()
+        if cached:
+            digest, size = cached_content_hash(p, ledger.cached_hash, ledger.algorithm)
+        elif known_size is not None:  # a new store: nothing to look up, the size for batching
+            digest, size = None, known_size
+        else:
+            digest, size = None, sum(f.stat().st_size for f in _weight_files(p))
+        known = digest is not None and ledger.stored(str(p), digest)
+        timer.add("discovery", time.perf_counter() - start)
         if known:
             result.skipped += 1
             continue
@@ -466,7 +492,7 @@ def scan(
     result = ScanResult()
     start = time.perf_counter()
     with result.timer.stage("discovery"):
-        checkpoints = discover(paths, include, exclude)
+        checkpoints = _discover(paths, include, exclude, sizes=True)
     options = {**_analyze_defaults(), **options, "hts_fast": __version__}
     text = canonical_options(options)
     threads = max(1, _threads.available_cores() // max(1, workers))
