@@ -8,10 +8,11 @@ folder too) are searched recursively. ``include``/``exclude`` are glob patterns 
 against each checkpoint's path (``*`` crosses folders). Checkpoints are visited in sorted
 path order.
 
-Resuming: a checkpoint is identified by its path, a hash of its bytes (SHA-256 of its weight
-files; cached by size and modification time) and the analysis options (including the
-hts_fast version). One already stored as done is skipped; one stored as failed is retried
-only with ``retry_failed``. Worker processes analyze; this process is the only writer.
+Resuming: a checkpoint is identified by its path, a hash of its bytes (hts128 of its weight
+files, a fast non-cryptographic hash; SHA-256 in a store made before hts128; cached by size
+and modification time) and the analysis options (including the hts_fast version). One
+already stored as done is skipped; one stored as failed is retried only with
+``retry_failed``. Worker processes analyze; this process is the only writer.
 """
 
 from __future__ import annotations
