@@ -94,13 +94,19 @@ def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
         [f.reason for f in fits], compat=compat)  # fmt: skip
 
 
+#: fit_method by the kernels' method code (fits._METHODS)
+_METHOD_NAMES = np.array(["standard", "small_n"], dtype=object)
+
+
 def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, Any]:
     """The table's fit columns of the fits in an esd.layer_spectra_table result (every row a
     decomposed layer); a failure's reason is worked out for the failed rows only."""
     failed = table.count("fit_error") != 0
-    methods = np.array(["standard", "small_n"], dtype=object)[table.count("fit_method")]
-    methods[failed] = ""
-    reasons = [table.fit(k).reason if bad else "" for k, bad in enumerate(failed.tolist())]
+    methods = _METHOD_NAMES[table.count("fit_method")]
+    reasons = []
+    if failed.any():
+        methods[failed] = ""
+        reasons = [table.fit(k).reason if bad else "" for k, bad in enumerate(failed.tolist())]
     return fit_array_columns(
         *(table.real(c).copy() for c in ("alpha", "D", "sigma", "xmin", "xmax")),
         *(table.count(c).copy() for c in ("num_pl_spikes", "num_fit", "xmin_index")),
@@ -122,16 +128,22 @@ def fit_array_columns(
     """
     if compat:
         quirk = ~failed & (method == "small_n") & (num_fit < 8) & (xmin_index == 0)
-        sigma[quirk] = -1.0 / np.sqrt(num_fit[quirk])
-    for values in (alpha, D, sigma, xmin):
-        values[failed] = -1.0 if compat else math.nan
-    xmax[failed] = math.nan
-    spikes[failed] = -1
+        if quirk.any():
+            sigma[quirk] = -1.0 / np.sqrt(num_fit[quirk])
+    n = len(failed)
+    if failed.any():
+        for values in (alpha, D, sigma, xmin):
+            values[failed] = -1.0 if compat else math.nan
+        xmax[failed] = math.nan
+        spikes[failed] = -1
+        status = np.where(failed, "failed", "success").tolist()
+        status_reason = [f"power-law fit failed: {r}" if bad else ""
+                         for r, bad in zip(reasons, failed.tolist(), strict=True)]  # fmt: skip
+    else:  # the usual case
+        status, status_reason = ["success"] * n, [""] * n
     return {
         "alpha": alpha, "D": D, "sigma": sigma, "xmin": xmin, "xmax": xmax,
-        "num_pl_spikes": spikes, "status": np.where(failed, "failed", "success").tolist(),
-        "status_reason": [f"power-law fit failed: {r}" if bad else ""
-                          for r, bad in zip(reasons, failed.tolist(), strict=True)],
+        "num_pl_spikes": spikes, "status": status, "status_reason": status_reason,
         "fit_method": method.tolist(), "warning": warning_labels(alpha, failed, compat=compat),
     }  # fmt: skip
 

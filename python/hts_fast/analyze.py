@@ -295,6 +295,7 @@ class _Model:
     index: int
     plans: list[Planned]
     active: list[Planned]
+    skipped: pd.DataFrame | None = None  # the skipped-layers table (made before the ESDs)
 
 
 def _analyze_models(
@@ -323,7 +324,9 @@ def _analyze_models(
                     raise
                 results[k] = exc
                 continue
-            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
+            # the skipped-layers table is known now (and cheaper to build before the ESDs)
+            skipped = None if as_rows else skipped_frame(plans)
+            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason], skipped))
         active = [plan for member in batch for plan in member.active]
         device = resolve_device(opt.device, [p.layer.weight for p in active], opt.esd_method)
 
@@ -451,7 +454,7 @@ def _analyze_models(
                 continue
             frame = to_frame(table)
             frame.attrs["compat"] = compat
-            frame.attrs["skipped"] = skipped_frame(member.plans)
+            frame.attrs["skipped"] = member.skipped
             if spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
                 position = {id(plan): k for k, plan in enumerate(member.active)}
                 spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]

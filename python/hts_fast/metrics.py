@@ -15,16 +15,19 @@ def warning_label(alpha: float, failed: bool, *, compat: bool) -> str:
                           compat=compat)[0]  # fmt: skip
 
 
+_WARNINGS = np.array(["", "over-trained", "under-trained", "failed"], dtype=object)
+
+
 def warning_labels(alpha: np.ndarray, failed: np.ndarray, *, compat: bool) -> list[str]:
     """Per layer 'over-trained' (alpha < 2), 'under-trained' (alpha > 6) or ''.
 
     A failed fit is 'failed' by default; WeightWatcher labels it by its alpha of -1,
     i.e. 'over-trained'.
     """
-    labels = np.where(alpha < 2.0, "over-trained", np.where(alpha > 6.0, "under-trained", ""))
+    code = (alpha < 2.0) + 2 * (alpha > 6.0)
     if not compat:
-        labels[failed] = "failed"
-    return labels.tolist()
+        code[failed] = 3
+    return _WARNINGS[code].tolist()
 
 
 def _starts(lengths: np.ndarray) -> np.ndarray:
