@@ -35,3 +35,16 @@ def test_import_does_not_pull_torch_or_cupy():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_stub_names_every_binding():
+    """python/hts_fast/_core.pyi (the hand-written stub) declares every compiled function."""
+    import re
+    from pathlib import Path
+
+    from hts_fast._core_loader import core
+
+    stub = (Path(hts_fast.__file__).parent / "_core.pyi").read_text()
+    declared = set(re.findall(r"^(?:def|class) (\w+)", stub, flags=re.MULTILINE))
+    compiled = {name for name in dir(core) if not name.startswith("__")}
+    assert compiled - declared == set()

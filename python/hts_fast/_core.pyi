@@ -13,8 +13,11 @@ _TplFields: TypeAlias = tuple[
 ]
 
 def _compile_info() -> dict[str, Any]: ...
-def _register_lapack(dgesdd: object, dsyevd: object, dsyrk: object) -> None: ...
+def _register_lapack(
+    dgesdd: object, dsyevd: object, dsyrk: object, dsyevd_2stage: int = 0
+) -> None: ...
 def _lapack_ready() -> bool: ...
+def _two_stage_ready() -> bool: ...
 def fit_powerlaw(
     values: npt.ArrayLike, threshold: float, small_n_cutoff: int, small_n_min_tail: int
 ) -> _FitFields: ...
@@ -41,6 +44,44 @@ def powerlaw_curve(
 def esd_batch(
     matrices: list[npt.NDArray[Any]], method: int, scales: list[float], threads: int
 ) -> list[tuple[npt.NDArray[np.float64], int, int]]: ...
+def layer_spectra(
+    matrices: list[npt.NDArray[Any]],
+    scales: list[float],
+    firsts: list[int],
+    counts: list[int],
+    keep_tops: list[int],
+    Ns: list[float],
+    method: int,
+    threshold: float,
+    small_n_cutoff: int,
+    small_n_min_tail: int,
+    tolerance: float,
+    compat: bool,
+    threads: int,
+) -> tuple[
+    list[npt.NDArray[np.float64] | None],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    list[str | None],
+]: ...
+def symmetric_eigenvalues(
+    a: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], int, int]: ...
+def norm_metrics_batch(
+    spectra: list[npt.ArrayLike],
+    Ns: list[float],
+    alphas: list[float],
+    tolerance: float,
+    compat: bool,
+    threads: int,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]: ...
 def _half_to_double(bits: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
 def fit_truncated_powerlaw(values: npt.ArrayLike, xmin: float) -> _TplFields: ...
 def fit_truncated_powerlaw_batch(
@@ -54,6 +95,36 @@ def _log_upper_gamma(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
 ]: ...
+def fit_exponential_batch(
+    spectra: list[npt.ArrayLike], threshold: float, threads: int
+) -> list[tuple[Any, ...]]: ...
+def fit_truncated_powerlaw_search(
+    values: npt.ArrayLike,
+    threshold: float,
+    low: float,
+    high: float,
+    alpha_above: float,
+    cdf_xmax: float,
+    threads: int,
+) -> tuple[Any, ...]: ...
+def fit_truncated_powerlaw_search_batch(
+    spectra: list[npt.ArrayLike],
+    threshold: float,
+    lows: list[float],
+    highs: list[float],
+    alpha_above: float,
+    cdf_xmaxs: list[float],
+    threads: int,
+) -> list[tuple[Any, ...]]: ...
+def truncated_powerlaw_curve(
+    values: npt.ArrayLike,
+    threshold: float,
+    low: float,
+    high: float,
+    alpha_above: float,
+    cdf_xmax: float,
+    threads: int,
+) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
 def shuffle(array: npt.NDArray[Any], seed: int) -> None: ...
 def hash128(data: Any) -> bytes: ...
 
