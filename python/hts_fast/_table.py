@@ -60,40 +60,15 @@ SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log
                    "stable_rank", "mp_softrank"]  # fmt: skip
 
 
-#: A layer's values known before its spectrum (base_row, base_columns).
-BASE_COLUMNS = ("layer_id", "name", "longname", "layer_type", "N", "M", "rf", "Q", "esd_method")
-
-
-def _base_values(plan: Planned, esd_method: str) -> tuple[Any, ...]:
-    """The BASE_COLUMNS values of a layer: ids, names, type, N, M, rf, Q = N / M (-1 when M
-    is 0) and the ESD method."""
+def base_row(plan: Planned, esd_method: str) -> dict[str, Any]:
+    """A layer's values known before its spectrum: ids, names, type, N, M, rf, Q, esd_method."""
     layer, shape = plan.layer, plan.shape
     assert shape is not None
-    return (layer.layer_id, layer.name, layer.longname, layer.layer_type, shape.N, shape.M,
-            shape.rf, shape.N / shape.M if shape.M else -1.0, esd_method)  # fmt: skip
-
-
-def base_row(plan: Planned, esd_method: str) -> dict[str, Any]:
-    """A layer's values known before its spectrum (BASE_COLUMNS), as its row."""
-    return dict(zip(BASE_COLUMNS, _base_values(plan, esd_method), strict=True))
-
-
-def base_columns(plans: Sequence[Planned], esd_method: str, *, frame: bool) -> dict[str, Any]:
-    """The BASE_COLUMNS of these layers, typed as table_columns() types them, from the plans
-    (known before any spectrum, so a table can take them instead of gathering them from the
-    rows afterwards); with ``frame`` the str columns are pandas string arrays already."""
-    values = list(zip(*(_base_values(p, esd_method) for p in plans), strict=True))
-    if not values:
-        return {}
-    columns: dict[str, Any] = {}
-    for col, column in zip(BASE_COLUMNS, values, strict=True):
-        if col in STRING_COLUMNS:
-            column = list(map(str, column))
-            columns[col] = (_STRING_ARRAY._from_sequence(column, dtype=_STRING_DTYPE) if frame
-                            else column)  # fmt: skip
-        else:
-            columns[col] = np.array(column, dtype=np.int64 if col in INT_COLUMNS else np.float64)
-    return columns
+    return {
+        "layer_id": layer.layer_id, "name": layer.name, "longname": layer.longname,
+        "layer_type": layer.layer_type, "N": shape.N, "M": shape.M, "rf": shape.rf,
+        "Q": shape.N / shape.M if shape.M else -1.0, "esd_method": esd_method,
+    }  # fmt: skip
 
 
 def failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, Any]:
@@ -192,27 +167,21 @@ def table_columns(
     rows: list[dict[str, Any]], analyzed: list[int], columns: dict[str, Any], *,
     option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
     our_columns: Sequence[str] = (), compat: str | None = None,
-    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The table's columns with WeightWatcher's dtypes: NumPy arrays, and lists of str.
 
     ``rows`` hold each layer's own values (ids, names, shape, and everything for a failed
     layer); ``columns`` hold arrays of the analyzed layers' values, which sit at positions
-    ``analyzed``; ``base``: the rows' BASE_COLUMNS already made (base_columns()).
+    ``analyzed``.
     """
     n = len(rows)
     at = np.array(analyzed, dtype=np.intp)
     names = column_names(option_columns, our_columns)
-    base = base or {}
     # the columns read from the rows, gathered in one pass when every row has them all
-    from_rows = [col for col in names
-                 if not (col in columns and len(at) == n) and col not in base]  # fmt: skip
+    from_rows = [col for col in names if not (col in columns and len(at) == n)]
     gathered = _gather(rows, from_rows)
     data: dict[str, Any] = {}
     for col in names:
-        if col in base:
-            data[col] = base[col]
-            continue
         if col in columns and len(at) == n:
             values = columns[col]
         elif gathered is not None and col not in columns:

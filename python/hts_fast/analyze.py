@@ -39,7 +39,6 @@ from ._table import (
     RANDOM_MP_COLUMNS,
     RANDOMIZE_COLUMNS,
     TPL_COLUMNS,
-    base_columns,
     base_row,
     failed_row,
     fit_columns,
@@ -297,7 +296,6 @@ class _Model:
     plans: list[Planned]
     active: list[Planned]
     skipped: pd.DataFrame | None = None  # the skipped-layers table (made before the ESDs)
-    base: dict[str, Any] | None = None  # base_columns() of the active layers (ditto)
 
 
 def _analyze_models(
@@ -328,9 +326,7 @@ def _analyze_models(
                 continue
             # the skipped-layers table is known now (and cheaper to build before the ESDs)
             skipped = None if as_rows else skipped_frame(plans)
-            analyzed = [p for p in plans if not p.skip_reason]
-            base = base_columns(analyzed, opt.esd_method, frame=not as_rows)
-            batch.append(_Model(k, plans, analyzed, skipped, base))
+            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason], skipped))
         active = [plan for member in batch for plan in member.active]
         device = resolve_device(opt.device, [p.layer.weight for p in active], opt.esd_method)
 
@@ -492,8 +488,8 @@ def _model_table(
         take = np.array(picked, dtype=np.intp)
         own = {col: values[take] if isinstance(values, np.ndarray)
                else [values[at] for at in picked] for col, values in columns.items()}  # fmt: skip
-    return table_columns([p.row for p in active], analyzed, own, **layout, compat=compat,
-                         base=member.base)  # fmt: skip
+    return table_columns([p.row for p in active], analyzed, own, **layout,
+                         compat=compat)  # fmt: skip
 
 
 #: A chunk reads weights worth max(CHUNK_MIN_BYTES, the largest layer) in float64, at most
