@@ -25,12 +25,32 @@ void summarize(const double* values, std::int64_t n, double N, bool first, Layer
     const double top = std::sqrt(values[n - 1]);
     const double bottom = std::sqrt(values[0]);
     const double tolerance = top * N * DBL_EPSILON;
-    std::int64_t lost = 0;
-    for (std::int64_t j = 0; j < n; ++j) lost += std::sqrt(values[j]) <= tolerance ? 1 : 0;
+    // the values are ascending, so the lost ones are a prefix: a binary search
+    const std::int64_t lost =
+        std::partition_point(values, values + n,
+                             [&](double v) { return std::sqrt(v) <= tolerance; }) -
+        values;
     out.sv_max = first ? top : std::max(out.sv_max, top);
     out.sv_min_smallest = first ? bottom : std::min(out.sv_min_smallest, bottom);
     out.sv_min_largest = first ? bottom : std::max(out.sv_min_largest, bottom);
     out.rank_loss += lost;
+}
+
+// Sorts `pooled`, the concatenation of `count` ascending runs of the given lengths, by
+// merging the runs pairwise (the same values in the same order as a full sort).
+void merge_runs(std::vector<double>& pooled, const std::int64_t* lengths, std::int64_t count) {
+    std::vector<std::int64_t> bounds(static_cast<std::size_t>(count + 1), 0);
+    for (std::int64_t k = 0; k < count; ++k)
+        bounds[static_cast<std::size_t>(k + 1)] = bounds[static_cast<std::size_t>(k)] + lengths[k];
+    for (std::int64_t width = 1; width < count; width *= 2) {
+        for (std::int64_t k = 0; k + width < count; k += 2 * width) {
+            const auto first = pooled.begin() + bounds[static_cast<std::size_t>(k)];
+            const auto middle = pooled.begin() + bounds[static_cast<std::size_t>(k + width)];
+            const auto last =
+                pooled.begin() + bounds[static_cast<std::size_t>(std::min(k + 2 * width, count))];
+            std::inplace_merge(first, middle, last);
+        }
+    }
 }
 
 // Pools, summarizes and fits a layer whose matrices' ESDs all sit in out.pooled (in matrix
@@ -57,7 +77,7 @@ void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdRes
             offset += lengths[k];
         }
     }
-    if (g.count > 1) std::sort(out.pooled.begin(), out.pooled.end());
+    if (g.count > 1) merge_runs(out.pooled, lengths, g.count);
     if (g.keep_top >= 0 && g.keep_top < total)
         out.pooled.erase(out.pooled.begin(), out.pooled.end() - g.keep_top);
     if (g.keep_top >= 0 && !out.pooled.empty())

@@ -1,5 +1,6 @@
 #include "hts/norm_metrics.hpp"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 
@@ -18,11 +19,17 @@ NormMetrics norm_metrics(const double* values, std::int64_t n, double N, double 
     NormMetrics m;
     m.lambda_max = values[n - 1];
     const double rank_tolerance = std::sqrt(m.lambda_max) * N * DBL_EPSILON;
+    // Both counts are of a monotone condition on the ascending values: binary searches.
+    const double* end = values + n;
+    m.matrix_rank = end - std::partition_point(values, end, [&](double v) {
+                              return !(std::sqrt(v) > rank_tolerance);
+                          });
+    m.weak_rank_loss =
+        std::partition_point(values, end, [&](double v) { return v < options.tolerance; }) -
+        values;
     for (std::int64_t j = 0; j < n; ++j) {
         const double v = values[j];
         m.norm += v;
-        m.matrix_rank += std::sqrt(v) > rank_tolerance ? 1 : 0;
-        m.weak_rank_loss += v < options.tolerance ? 1 : 0;
         m.alpha_norm_sum += std::pow(v, alpha);
     }
     // the entropy of p = v / norm, normalized by the log of the rank
