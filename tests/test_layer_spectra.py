@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hts_fast._core_loader import core
-from hts_fast.esd import esd_batch, expand_stacks, layer_spectra, layer_spectra_table
+from hts_fast.esd import (
+    LayerSpectraTable,
+    esd_batch,
+    expand_stacks,
+    layer_spectra,
+    layer_spectra_table,
+)
 from hts_fast.fits import fit_powerlaw_batch
 from hts_fast.metrics import LayerSliceStats, batch_slice_stats
 
@@ -120,3 +126,17 @@ def test_an_unreadable_3d_stack_is_converted_like_its_slices():
     assert isinstance(failed.errors[0], TypeError)
     assert failed.pooled[0] is None
     np.testing.assert_array_equal(failed.reals[1:3], expected.reals[1:3])
+
+
+def test_the_table_columns_match_the_binding():
+    """The binding's two arrays have exactly LayerSpectraTable.REALS / COUNTS columns, and the
+    named columns hold what the per-layer accessors return."""
+    matrices, scales, layers, Ns = _batch()
+    table = layer_spectra_table(matrices, scales, layers, Ns)
+    assert table.reals.shape == (len(layers), len(LayerSpectraTable.REALS))
+    assert table.counts.shape == (len(layers), len(LayerSpectraTable.COUNTS))
+    fit = table.fit(1)
+    assert table.real("alpha")[1] == fit.alpha
+    assert table.count("num_pl_spikes")[1] == fit.num_pl_spikes
+    assert table.count("num_evals")[1] == len(table.pooled[1])
+    assert table.real("lambda_max")[1] == table.pooled[1][-1]

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -384,3 +385,33 @@ def test_a_store_of_a_newer_version_is_refused(tmp_path):
         con.execute("UPDATE meta SET value = 'blake3' WHERE key = 'content_hash'")
     with pytest.raises(ValueError, match="newer hts_fast"):
         Store(db)
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "new.sqlite"
+    with Store(db), sqlite3.connect(db) as con:
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    with pytest.raises(ValueError, match="schema 3"):
+        Store(db)
+
+
+def test_opening_a_current_store_writes_nothing_and_a_scan_waits_for_another_writer(tmp_path):
+    zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
+    db = tmp_path / "s.sqlite"
+    scan([zoo], db)
+    # another connection holds the write lock: opening the store to read it still works
+    other = sqlite3.connect(db, timeout=0, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    with Store(db) as store:
+        assert len(store.frame("checkpoints")) == 3
+    # a scan's transaction waits for the lock (BEGIN IMMEDIATE, busy timeout) instead of
+    # failing when it is released
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        result = scan([_zoo(tmp_path / "more", runs=1, broken=False)], db)
+    finally:
+        release.join()
+        other.close()
+    assert result.failed == 0
+    assert result.done >= 1

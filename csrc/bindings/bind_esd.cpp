@@ -124,14 +124,17 @@ void register_esd(py::module_& m) {
             // message is returned with code -1.
             std::vector<MatrixView> views;
             std::vector<double> view_scales;
-            std::vector<std::string> unreadable;
+            std::vector<std::string> unreadable;  // the reader's message per matrix
+            std::vector<bool> readable;
             views.reserve(matrices.size());
             for (std::size_t i = 0; i < matrices.size(); ++i) {
                 std::vector<MatrixView> entry;
                 std::string error;
+                bool ok = true;
                 try {
                     entry = views_of(matrices[i]);
                 } catch (const std::exception& e) {
+                    ok = false;
                     error = e.what();
                     const py::ssize_t n = matrices[i].ndim() == 3 ? matrices[i].shape(0) : 1;
                     entry.assign(static_cast<std::size_t>(n), MatrixView{});
@@ -140,6 +143,7 @@ void register_esd(py::module_& m) {
                     views.push_back(v);
                     view_scales.push_back(scales[i]);
                     unreadable.push_back(error);
+                    readable.push_back(ok);
                 }
             }
             const std::size_t num = firsts.size();
@@ -156,7 +160,7 @@ void register_esd(py::module_& m) {
             std::vector<std::int64_t> bad_matrix(num, -1);
             for (std::size_t g = 0; g < num; ++g) {
                 for (std::int64_t k = 0; k < groups[g].count; ++k) {
-                    if (!unreadable[static_cast<std::size_t>(groups[g].first + k)].empty()) {
+                    if (!readable[static_cast<std::size_t>(groups[g].first + k)]) {
                         bad_matrix[g] = groups[g].first + k;
                         break;
                     }
@@ -192,14 +196,14 @@ void register_esd(py::module_& m) {
                                            r.norms.norm, r.norms.lambda_max, r.norms.entropy,
                                            r.norms.alpha_norm_sum, r.fit.alpha, r.fit.xmin,
                                            r.fit.xmax, r.fit.D, r.fit.sigma};
-                const std::int64_t ints[13] = {
+                const std::int64_t counts_row[13] = {
                     r.rank_loss, r.norms.matrix_rank, r.norms.weak_rank_loss,
                     r.fit.num_pl_spikes, r.fit.num_fit, r.fit.xmin_index,
                     static_cast<std::int64_t>(r.fit.method), static_cast<std::int64_t>(r.fit.error),
                     r.fit.bad_index, static_cast<std::int64_t>(r.esd.error), r.esd.info,
                     r.failed_matrix, static_cast<std::int64_t>(r.pooled.size())};
                 for (py::ssize_t c = 0; c < 12; ++c) real(row, c) = values[c];
-                for (py::ssize_t c = 0; c < 13; ++c) count(row, c) = ints[c];
+                for (py::ssize_t c = 0; c < 13; ++c) count(row, c) = counts_row[c];
                 if (bad_matrix[g] >= 0) {  // unreadable: error -1 and the reader's message
                     count(row, 9) = -1;
                     count(row, 11) = bad_matrix[g];

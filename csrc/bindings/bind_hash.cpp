@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "bindings.hpp"
 #include "hts/hash128.hpp"
@@ -37,6 +38,22 @@ Bytes bytes_of(const py::buffer& buffer) {
     return b;
 }
 
+// A streaming state with its own lock: update() may run without the GIL, so two Python
+// threads feeding the same object take turns (as hashlib objects do).
+struct LockedHash128 {
+    Hash128 state;
+    mutable std::mutex lock;
+
+    void update(const void* data, std::size_t size) {
+        const std::lock_guard<std::mutex> guard(lock);
+        state.update(data, size);
+    }
+    std::array<std::uint8_t, 16> digest() const {
+        const std::lock_guard<std::mutex> guard(lock);
+        return state.digest();
+    }
+};
+
 py::bytes as_bytes(const std::array<std::uint8_t, 16>& digest) {
     return py::bytes(reinterpret_cast<const char*>(digest.data()), digest.size());
 }
@@ -59,11 +76,12 @@ void register_hash(py::module_& m) {
         },
         py::arg("data"), "The 16-byte hts128 digest of a contiguous buffer (not cryptographic).");
 
-    py::class_<Hash128>(m, "Hash128", "A streaming hts128 state, used like a hashlib object.")
+    py::class_<LockedHash128>(m, "Hash128",
+                              "A streaming hts128 state, used like a hashlib object.")
         .def(py::init<>())
         .def(
             "update",
-            [](Hash128& self, const py::buffer& buffer) {
+            [](LockedHash128& self, const py::buffer& buffer) {
                 const Bytes b = bytes_of(buffer);
                 if (b.size() >= kReleaseGil) {
                     py::gil_scoped_release release;
@@ -73,8 +91,8 @@ void register_hash(py::module_& m) {
                 }
             },
             py::arg("data"))
-        .def("digest", [](const Hash128& self) { return as_bytes(self.digest()); })
-        .def("hexdigest", [](const Hash128& self) {
+        .def("digest", [](const LockedHash128& self) { return as_bytes(self.digest()); })
+        .def("hexdigest", [](const LockedHash128& self) {
             static const char* hex = "0123456789abcdef";
             const auto digest = self.digest();
             char text[32];
@@ -84,8 +102,8 @@ void register_hash(py::module_& m) {
             }
             return py::str(text, 32);
         })
-        .def_property_readonly("name", [](const Hash128&) { return "hts128"; })
-        .def_property_readonly("digest_size", [](const Hash128&) { return 16; });
+        .def_property_readonly("name", [](const LockedHash128&) { return "hts128"; })
+        .def_property_readonly("digest_size", [](const LockedHash128&) { return 16; });
 }
 
 }  // namespace hts::bindings

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ._frame import frame_from_columns
 from ._planning import Planned
-from .fits import PowerLawFit
+from .fits import _METHODS, PowerLawFit
 from .metrics import warning_label, warning_labels
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
         [f.reason for f in fits], compat=compat)  # fmt: skip
 
 
-#: fit_method by the kernels' method code (fits._METHODS)
-_METHOD_NAMES = np.array(["standard", "small_n"], dtype=object)
+#: fit_method by the kernels' method code
+_METHOD_NAMES = np.array([_METHODS[code] for code in sorted(_METHODS)], dtype=object)
 
 
 def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, Any]:

@@ -349,8 +349,7 @@ class LayerSpectraTable:
 
     def fit_fields(self, k: int) -> tuple[Any, ...]:
         """Layer k's fit as the kernels' field tuple (fits._to_result's order)."""
-        alpha, xmin, xmax, D, sigma = self.reals[k, 7:12].tolist()
-        return (alpha, xmin, xmax, D, sigma, *self.counts[k, 3:9].tolist())
+        return (*self.reals[k, _FIT_REALS].tolist(), *self.counts[k, _FIT_COUNTS].tolist())
 
     def fit(self, k: int) -> Any:
         """Layer k's :class:`hts_fast.fits.PowerLawFit`."""
@@ -362,14 +361,32 @@ class LayerSpectraTable:
         """Layer k's :class:`hts_fast.metrics.LayerSliceStats`."""
         from .metrics import LayerSliceStats
 
-        return LayerSliceStats(*self.reals[k, :3].tolist(), int(self.counts[k, 0]))
+        return LayerSliceStats(*self.reals[k, _STATS_REALS].tolist(),
+                               int(self.counts[k, self.COUNTS.index("rank_loss")]))  # fmt: skip
 
     def norm_sums(self, k: int) -> tuple[Any, ...]:
         """Layer k's norm sums: norm, lambda_max, matrix_rank, weak_rank_loss, entropy,
         sum(evals**alpha)."""
-        norm, lambda_max, entropy, alpha_sum = self.reals[k, 3:7].tolist()
-        rank, weak = self.counts[k, 1:3].tolist()
-        return (norm, lambda_max, rank, weak, entropy, alpha_sum)
+        norm, lambda_max, entropy, alpha_sum = (self.reals[k, self.REALS.index(name)] for name
+                                                in ("norm", "lambda_max", "entropy",
+                                                    "alpha_norm_sum"))  # fmt: skip
+        rank, weak = (int(self.counts[k, self.COUNTS.index(name)])
+                      for name in ("matrix_rank", "weak_rank_loss"))  # fmt: skip
+        return (float(norm), float(lambda_max), rank, weak, float(entropy), float(alpha_sum))
+
+
+def _span(names: tuple[str, ...], first: str, last: str) -> slice:
+    return slice(names.index(first), names.index(last) + 1)
+
+
+# runs of LayerSpectraTable columns: the fit's fields in fits._to_result's order (alpha, xmin,
+# xmax, D, sigma; num_pl_spikes, num_fit, xmin_index, method, error, bad index) and the
+# singular-value summary (sv_max, smallest and largest sv_min)
+_FIT_REALS = _span(LayerSpectraTable.REALS, "alpha", "sigma")
+_FIT_COUNTS = _span(LayerSpectraTable.COUNTS, "num_pl_spikes", "fit_bad_index")
+_STATS_REALS = _span(LayerSpectraTable.REALS, "sv_max", "sv_min_largest")
+_ESD_ERROR = LayerSpectraTable.COUNTS.index("esd_error")
+_ESD_ERROR_INFO_WHERE = _span(LayerSpectraTable.COUNTS, "esd_error", "failed_matrix")
 
 
 def layer_spectra_table(
@@ -487,17 +504,19 @@ def _layer_spectra_call(
         reals[keep], ints[keep] = out_reals, out_ints
         for row, k in enumerate(keep):
             pooled[k] = out_pooled[row]
-        messages = [messages[keep.index(k)] if k in keep else None for k in range(num)]
+        row_of = {k: row for row, k in enumerate(keep)}
+        messages = [messages[row_of[k]] if k in row_of else None for k in range(num)]
     unreadable: list[int] = []
-    for k in np.flatnonzero(ints[:, 9]).tolist():
-        error, info, where = ints[k, 9:12].tolist()
+    flat: list[Any] | None = None  # the matrices one by one, for the shape in a message
+    for k in np.flatnonzero(ints[:, _ESD_ERROR]).tolist():
+        error, info, where = ints[k, _ESD_ERROR_INFO_WHERE].tolist()
         what = f"matrix {where}"
         if error == -1:
             errors[k] = _tagged(ValueError(f"{what}: {messages[k]}"), what)
             unreadable.append(k)
         else:
-            shape = expand_stacks(arrays, scales)[0][where].shape
-            errors[k] = _tagged(_error_for(error, info, what, shape, method), what)
+            flat = flat if flat is not None else expand_stacks(arrays, scales)[0]
+            errors[k] = _tagged(_error_for(error, info, what, flat[where].shape, method), what)
     for k in errors:
         pooled[k] = None
     return LayerSpectraTable(pooled, reals, ints, errors), unreadable

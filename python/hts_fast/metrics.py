@@ -95,11 +95,6 @@ def layer_slice_stats(
     }
 
 
-#: dtypes of the norm sums (norm, lambda_max, matrix_rank, weak_rank_loss, entropy,
-#: sum of evals**alpha)
-NORM_SUM_DTYPES = (np.float64, np.float64, np.int64, np.int64, np.float64, np.float64)
-
-
 def norm_columns(
     norm: np.ndarray, lambda_max: np.ndarray, matrix_rank: np.ndarray,
     weak_rank_loss: np.ndarray, entropy: np.ndarray, alpha_norm_sum: np.ndarray,

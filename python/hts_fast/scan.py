@@ -166,9 +166,13 @@ def _hash_file(
     """The content hash of a file and its stat (of the file read). With ``keep``, a small
     .safetensors file (size <= PREREAD_BYTES) is read whole and its bytes kept there under
     its path for the analysis (see loaders.safetensors_files.preread)."""
-    fd = os.open(path, os.O_RDONLY)
+    # O_NONBLOCK: opening a FIFO or device must not block; it is refused just below
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         stat = os.fstat(fd)
+        if not stat_module.S_ISREG(stat.st_mode):
+            msg = f"{path}: not a regular file"
+            raise OSError(msg)
         if keep is None or stat.st_size > PREREAD_BYTES or not path.lower().endswith(
                 ".safetensors"):  # fmt: skip
             with open(fd, "rb", closefd=False) as handle:
@@ -222,10 +226,13 @@ def cached_content_hash(
 ) -> tuple[str | None, int]:  # fmt: skip
     """The checkpoint's hash from a hash cache (None if a file is new or changed) and the
     size of its files in bytes. ``lookup``: a Store (its hash), or (path, size, mtime_ns) ->
-    hash with ``algorithm`` (default: a new store's)."""
+    hash, then ``algorithm`` (the hash of the store behind it) is required."""
     if isinstance(lookup, Store):
         algorithm = algorithm or lookup.hash_algorithm
         lookup = lookup.cached_hash
+    elif algorithm is None:
+        msg = "cached_content_hash: pass the algorithm of the hash cache behind `lookup`"
+        raise TypeError(msg)
     files = _weight_files(checkpoint)
     hashes: list[str] = []
     size = 0
@@ -239,7 +246,7 @@ def cached_content_hash(
     if len(hashes) < len(files):
         return None, size
     names = [""] if checkpoint.is_file() else [str(f.relative_to(checkpoint)) for f in files]
-    return _combine(names, hashes, algorithm or NEW_STORE_HASH), size
+    return _combine(names, hashes, algorithm), size
 
 
 def content_hash(checkpoint: Path, store: Store | None = None) -> str:

@@ -156,8 +156,18 @@ class Store:
         self._pending_files: list[FileHash] = []
 
     def _open_schema(self) -> str:
-        """Create or migrate the tables, in one transaction; return the content hash."""
+        """Create or migrate the tables (in one transaction, only when needed, so that opening
+        a current store to read it writes nothing); return the content hash."""
         db = self.db
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError:  # no meta table: a new or first-layout store
+            meta = {}
+        if (
+            meta.get("schema") == str(SCHEMA_VERSION)
+            and meta.get("content_hash") in HASH_ALGORITHMS
+        ):
+            return meta["content_hash"]
         db.execute("BEGIN IMMEDIATE")
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -182,16 +192,19 @@ class Store:
                            [("schema", str(SCHEMA_VERSION)), ("content_hash", algorithm)])  # fmt: skip
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             db.close()
             raise
         return algorithm
 
     def close(self) -> None:
-        if self._pending_files:  # hashes cached while only skipping checkpoints
-            with self._transaction():
-                self._write_files()
-        self.db.close()
+        try:
+            if self._pending_files:  # hashes cached while only skipping checkpoints
+                with self._transaction():
+                    self._write_files()
+        finally:
+            self.db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -201,14 +214,18 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT, ROLLBACK on any error."""
-        self.db.execute("BEGIN")
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error (the COMMIT's included).
+
+        IMMEDIATE takes the write lock first, waiting up to the busy timeout for another
+        writer (a reader that turned writer mid-transaction would fail at once instead)."""
+        self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back by itself
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # --- content hashes -------------------------------------------------------------------
     def cached_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
