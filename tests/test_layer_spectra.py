@@ -140,3 +140,32 @@ def test_the_table_columns_match_the_binding():
     assert table.count("num_pl_spikes")[1] == fit.num_pl_spikes
     assert table.count("num_evals")[1] == len(table.pooled[1])
     assert table.real("lambda_max")[1] == table.pooled[1][-1]
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_fit_columns_from_the_table_equal_those_from_fit_objects(compat):
+    """analyze's fused path (table_fit_columns on the arrays) and its other paths (fit_columns
+    on PowerLawFit objects) give the same columns, a failed fit and a small-n fit included."""
+    from hts_fast._table import fit_columns, table_fit_columns
+
+    rng = np.random.default_rng(3)
+    matrices = [rng.standard_t(3.0, (200, 60)),  # a standard fit
+                np.outer(np.arange(1.0, 7.0), np.arange(1.0, 5.0)),  # rank 1: the fit fails
+                rng.normal(size=(30, 12))]  # 12 eigenvalues: WeightWatcher's small-n rule
+    layers = [(0, 1, None), (1, 1, None), (2, 1, None)]
+    table = layer_spectra_table(matrices, [1.0] * 3, layers, [200.0, 6.0, 30.0],
+                                compat=compat)  # fmt: skip
+    fits = table.fits()
+    assert [f.status for f in fits] == ["success", "failed", "success"]
+    assert fits[2].method == "small_n"
+    ours, theirs = table_fit_columns(table, compat=compat), fit_columns(fits, compat=compat)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        np.testing.assert_array_equal(np.asarray(ours[key]), np.asarray(value), err_msg=key)
+    assert ours["warning"][1] == ("over-trained" if compat else "failed")
+    if compat:
+        assert ours["alpha"][1] == -1.0
+    else:
+        assert np.isnan(ours["alpha"][1])
+    assert ours["status_reason"][1].startswith("power-law fit failed: only 1 eigenvalue")
+    assert ours["num_pl_spikes"][1] == -1
