@@ -149,9 +149,11 @@ def test_fit_columns_from_the_table_equal_those_from_fit_objects(compat):
     from hts_fast._table import fit_columns, table_fit_columns
 
     rng = np.random.default_rng(3)
-    matrices = [rng.standard_t(3.0, (200, 60)),  # a standard fit
-                np.outer(np.arange(1.0, 7.0), np.arange(1.0, 5.0)),  # rank 1: the fit fails
-                rng.normal(size=(30, 12))]  # 12 eigenvalues: WeightWatcher's small-n rule
+    matrices = [
+        rng.standard_t(3.0, (200, 60)),  # a standard fit
+        np.outer(np.arange(1.0, 7.0), np.arange(1.0, 5.0)),  # rank 1: the fit fails
+        rng.normal(size=(30, 12)),
+    ]  # 12 eigenvalues: WeightWatcher's small-n rule
     layers = [(0, 1, None), (1, 1, None), (2, 1, None)]
     table = layer_spectra_table(matrices, [1.0] * 3, layers, [200.0, 6.0, 30.0],
                                 compat=compat)  # fmt: skip

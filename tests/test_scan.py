@@ -146,6 +146,31 @@ def test_interrupted_scan_resumes_to_the_same_store(tmp_path, how):
         pd.testing.assert_frame_equal(ours[name], theirs[name])
 
 
+def test_a_kill_inside_a_checkpoint_transaction_leaves_no_trace(tmp_path):
+    """SIGKILL after a checkpoint's rows are written but before its COMMIT (a test hook in
+    Store._save): the store holds the checkpoints before it, no orphan row, and the resumed
+    scan equals an uninterrupted one."""
+    zoo = _zoo(tmp_path / "zoo", runs=6, broken=False)
+    reference = tmp_path / "reference.sqlite"
+    scan([zoo], reference)
+    db = tmp_path / "killed.sqlite"
+    command = [sys.executable, "-m", "hts_fast", "scan", str(zoo), "--store", str(db), "--quiet"]
+    killed = subprocess.run(command, check=False, capture_output=True, text=True,
+                            env={**os.environ, "HTS_FAST_TEST_KILL_AT_SAVE": "3"})  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _stored(db) == 2
+    with sqlite3.connect(db) as con:
+        for table in ("layers", "summaries"):
+            orphans = con.execute(f"SELECT COUNT(*) FROM {table} WHERE checkpoint_id NOT IN "
+                                  "(SELECT id FROM checkpoints)").fetchone()[0]  # fmt: skip
+            assert orphans == 0, table
+    resumed = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "2 already stored" in resumed.stdout
+    ours, theirs = _tables(db), _tables(reference)
+    for name in ours:
+        pd.testing.assert_frame_equal(ours[name], theirs[name])
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_dask_local_cluster_stores_the_same_rows(tmp_path):

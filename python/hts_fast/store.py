@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -154,6 +156,10 @@ class Store:
         self._option_ids: dict[str, int] = {}
         #: hash-cache entries waiting for the next transaction (see remember_hash)
         self._pending_files: list[FileHash] = []
+        #: tests only: SIGKILL this process inside the n-th checkpoint's transaction, after
+        #: its rows are written and before its COMMIT (0: never)
+        self._kill_at_save = int(os.environ.get("HTS_FAST_TEST_KILL_AT_SAVE", "0") or 0)
+        self._saves = 0
 
     def _open_schema(self) -> str:
         """Create or migrate the tables (in one transaction, only when needed, so that opening
@@ -365,6 +371,9 @@ class Store:
         if summary:
             self._insert_rows("summaries", checkpoint_id,
                               (list(summary), [tuple(summary.values())]))  # fmt: skip
+        self._saves += 1
+        if self._saves == self._kill_at_save:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # --- reading back ---------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
