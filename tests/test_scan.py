@@ -40,7 +40,7 @@ def _zoo(root: Path, runs: int = 5, size: int = 64, broken: bool = True) -> Path
 
 
 def _tables(store_path: Path) -> dict[str, pd.DataFrame]:
-    with Store(store_path) as store:
+    with Store(store_path, readonly=True) as store:
         frames = {name: store.frame(name) for name in ("checkpoints", "layers", "summaries")}
     return {name: f.drop(columns=[c for c in VOLATILE if c in f]).sort_values("path",
             kind="stable").reset_index(drop=True) for name, f in frames.items()}  # fmt: skip
@@ -440,3 +440,32 @@ def test_opening_a_current_store_writes_nothing_and_a_scan_waits_for_another_wri
         other.close()
     assert result.failed == 0
     assert result.done >= 1
+
+
+def test_read_only_commands_read_a_first_layout_store_without_changing_it(tmp_path):
+    zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
+    db = tmp_path / "old.sqlite"
+    scan([zoo], db, esd_method="gram")
+    with Store(db, readonly=True) as store:
+        current = {name: store.frame(name) for name in ("checkpoints", "layers", "summaries")}
+    with sqlite3.connect(db) as con:
+        con.executescript(_FIRST_LAYOUT)
+    before = db.read_bytes()
+    with Store(db, readonly=True) as store:
+        assert store.first_layout
+        assert store.hash_algorithm == "sha256"  # rows and no meta: made before hts128
+        for name, frame in current.items():
+            pd.testing.assert_frame_equal(store.frame(name), frame)
+    out = tmp_path / "export"
+    from hts_fast.cli import main
+
+    assert main(["export", str(db), "--format", "csv", "--out", str(out)]) == 0
+    assert (out / "layers.csv").is_file()
+    assert db.read_bytes() == before  # not migrated, nothing written
+    with sqlite3.connect(db) as con:
+        assert "meta" not in {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+    with pytest.raises(FileNotFoundError, match="no such store"):
+        Store(tmp_path / "missing.sqlite", readonly=True)
+    (tmp_path / "other.sqlite").write_bytes(b"")
+    with pytest.raises(ValueError, match="not an hts_fast store"):
+        Store(tmp_path / "other.sqlite", readonly=True)

@@ -256,7 +256,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    with Store(args.store) as store:
+    with Store(args.store, readonly=True) as store:
         for name in ("checkpoints", "layers", "summaries"):
             _write(store.frame(name), args.out / f"{name}.{args.format}")
     print(f"wrote checkpoints, layers and summaries ({args.format}) to {args.out}")
@@ -270,7 +270,7 @@ def _correlate(args: argparse.Namespace) -> int:
     if not args.store.is_file():
         print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
         return 2
-    with Store(args.store) as store:
+    with Store(args.store, readonly=True) as store:
         metrics = checkpoint_metrics(store.frame("layers"))
     try:
         labels = pd.read_csv(args.labels)

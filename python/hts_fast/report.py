@@ -172,7 +172,7 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    with Store(store_path) as store:
+    with Store(store_path, readonly=True) as store:
         layers, checkpoints = store.frame("layers"), store.frame("checkpoints")
     if "alpha" not in layers:
         msg = f"{store_path}: the store holds no analyzed layers"

@@ -138,17 +138,30 @@ def _statements(script: str) -> list[str]:
 
 
 class Store:
-    """A scan's SQLite database (created if missing, migrated from the first layout)."""
+    """A scan's SQLite database (created if missing, migrated from the first layout).
 
-    def __init__(self, path: str | Path) -> None:
+    ``readonly=True`` (export, correlate, report): the store must exist and is never written,
+    not even migrated; a first-layout store is read as it is.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        #: the checkpoints table of the first layout (options JSON in each row; readonly only)
+        self.first_layout = False
+        if readonly and not self.path.is_file():
+            msg = f"{self.path}: no such store"
+            raise FileNotFoundError(msg)
         # autocommit mode: every transaction below is an explicit BEGIN ... COMMIT
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        #: the content hash of this store's rows (meta.content_hash): "hts128" or "sha256"
-        self.hash_algorithm = self._open_schema()
+        if readonly:
+            #: the content hash of this store's rows (meta.content_hash): "hts128" or "sha256"
+            self.hash_algorithm = self._read_schema()
+        else:
+            self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.hash_algorithm = self._open_schema()
         self._known: dict[str, set[str]] = {}
         #: (table, column names) -> the INSERT statement of those columns (its columns exist)
         self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -160,6 +173,34 @@ class Store:
         #: its rows are written and before its COMMIT (0: never)
         self._kill_at_save = int(os.environ.get("HTS_FAST_TEST_KILL_AT_SAVE", "0") or 0)
         self._saves = 0
+
+    def _read_schema(self) -> str:
+        """The content hash of a store opened read-only (nothing is written); ValueError for
+        a file that is not a store, or one of a newer hts_fast."""
+        db = self.db
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            msg = f"{self.path}: not an hts_fast store ({exc})"
+            raise ValueError(msg) from None
+        meta = {}
+        if "meta" in tables:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        columns = {row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}
+        if not {"checkpoints", "layers", "summaries"} <= tables:
+            db.close()
+            msg = f"{self.path}: not an hts_fast store (tables: {sorted(tables)})"
+            raise ValueError(msg)
+        self.first_layout = "options" in columns
+        schema = int(meta.get("schema", 1 if self.first_layout else SCHEMA_VERSION))
+        algorithm = meta.get("content_hash", "sha256")
+        if schema > SCHEMA_VERSION or algorithm not in HASH_ALGORITHMS:
+            db.close()
+            msg = (f"{self.path}: a store of a newer hts_fast (schema {schema}, content "
+                   f"hash {algorithm!r}); upgrade hts_fast to use it")  # fmt: skip
+            raise ValueError(msg)
+        return algorithm
 
     def _open_schema(self) -> str:
         """Create or migrate the tables (in one transaction, only when needed, so that opening
@@ -206,7 +247,8 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self._pending_files:  # hashes cached while only skipping checkpoints
+            # hashes cached while only skipping checkpoints
+            if self._pending_files and not self.readonly:
                 with self._transaction():
                     self._write_files()
         finally:
@@ -379,9 +421,11 @@ class Store:
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table; ``layers`` and ``summaries`` joined with their checkpoint's path."""
         if table == "checkpoints":  # the options as their JSON text, as in the first layout
-            query = ("SELECT c.id, c.path, c.content_hash, o.text AS options, c.status, c.error, "
-                     "c.seconds, c.finished, c.n_layers FROM checkpoints c "
-                     "JOIN options o ON o.id = c.options_id ORDER BY c.id")  # fmt: skip
+            options = "c.options" if self.first_layout else "o.text AS options"
+            join = "" if self.first_layout else "JOIN options o ON o.id = c.options_id "
+            query = (f"SELECT c.id, c.path, c.content_hash, {options}, c.status, c.error, "
+                     f"c.seconds, c.finished, c.n_layers FROM checkpoints c {join}"
+                     "ORDER BY c.id")  # fmt: skip
             return pd.read_sql_query(query, self.db)
         query = (f"SELECT c.path, t.* FROM {table} t JOIN checkpoints c "
                  "ON c.id = t.checkpoint_id ORDER BY t.checkpoint_id, t.rowid")  # fmt: skip
