@@ -60,7 +60,7 @@ from .layer_matrices import (
     layer_matrices,
     read_weight,
 )
-from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns
+from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns, slice_columns
 from .peft import LoraProduct, check_peft
 from .phases import phases
 from .randomize import RandomizedLayer, compat_stream, randomized_columns
@@ -688,8 +688,9 @@ def _metric_columns(
             *(fused.count(c) for c in ("matrix_rank", "weak_rank_loss")),
             *(fused.real(c) for c in ("entropy", "alpha_norm_sum")),
             fused.count("num_evals"), columns["alpha"]))  # fmt: skip
-        columns.update(sv_max=fused.real("sv_max"), rank_loss=fused.count("rank_loss"),
-                       sv_min=fused.real("sv_min_largest" if compat else "sv_min_smallest"))  # fmt: skip
+        columns.update(slice_columns(
+            *(fused.real(c) for c in ("sv_max", "sv_min_smallest", "sv_min_largest")),
+            fused.count("rank_loss"), compat=compat))  # fmt: skip
         columns["has_esd"] = [True] * len(pooled)
         return columns
     columns = fit_columns(fits, compat=compat)

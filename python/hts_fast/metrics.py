@@ -71,12 +71,22 @@ class LayerSliceStats(NamedTuple):
     @staticmethod
     def columns(stats: list[LayerSliceStats], *, compat: bool) -> dict[str, np.ndarray]:
         """sv_max, sv_min and rank_loss arrays of these layers (as batch_slice_stats)."""
-        sv_max, smallest, largest, lost = zip(*stats, strict=True)
-        return {
-            "sv_max": np.array(sv_max, dtype=np.float64),
-            "sv_min": np.array(largest if compat else smallest, dtype=np.float64),
-            "rank_loss": np.array(lost, dtype=np.int64),
-        }
+        sv_max, smallest, largest, lost = (np.array(v) for v in zip(*stats, strict=True))
+        return slice_columns(sv_max, smallest, largest, lost, compat=compat)
+
+
+def slice_columns(
+    sv_max: np.ndarray, sv_min_smallest: np.ndarray, sv_min_largest: np.ndarray,
+    rank_loss: np.ndarray, *, compat: bool,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The table's sv_max, sv_min and rank_loss columns of per-layer summaries: sv_min is the
+    smallest of a layer's matrices' smallest singular values, or in compat mode (as
+    WeightWatcher 0.7.7 reports it) the largest of them."""
+    return {
+        "sv_max": np.asarray(sv_max, dtype=np.float64),
+        "sv_min": np.asarray(sv_min_largest if compat else sv_min_smallest, dtype=np.float64),
+        "rank_loss": np.asarray(rank_loss, dtype=np.int64),
+    }
 
 
 def layer_slice_stats(
@@ -86,13 +96,10 @@ def layer_slice_stats(
     """sv_max, sv_min and rank_loss per layer from per-matrix summaries (``owner[k]``: the
     layer of matrix k, non-decreasing; sv_min: the smallest, or in compat mode
     WeightWatcher's largest, of the matrices' smallest singular values)."""
-    layer_starts = np.searchsorted(owner, np.arange(num_layers))
-    pick_min = np.maximum if compat else np.minimum
-    return {
-        "sv_max": np.maximum.reduceat(tops, layer_starts),
-        "sv_min": pick_min.reduceat(bottoms, layer_starts),
-        "rank_loss": np.add.reduceat(lost, layer_starts),
-    }
+    starts = np.searchsorted(owner, np.arange(num_layers))
+    return slice_columns(np.maximum.reduceat(tops, starts), np.minimum.reduceat(bottoms, starts),
+                         np.maximum.reduceat(bottoms, starts), np.add.reduceat(lost, starts),
+                         compat=compat)  # fmt: skip
 
 
 def norm_columns(
