@@ -469,3 +469,16 @@ def test_read_only_commands_read_a_first_layout_store_without_changing_it(tmp_pa
     (tmp_path / "other.sqlite").write_bytes(b"")
     with pytest.raises(ValueError, match="not an hts_fast store"):
         Store(tmp_path / "other.sqlite", readonly=True)
+
+
+def test_files_hash_the_same_without_hashlib_file_digest(tmp_path, monkeypatch):
+    """Python 3.10 has no hashlib.file_digest: the chunked fallback gives the same hashes."""
+    import hashlib
+
+    from hts_fast.scan import hash_checkpoint
+
+    zoo = _zoo(tmp_path / "zoo", runs=1, broken=False)
+    expected = {a: hash_checkpoint(zoo / "loose.npz", algorithm=a)[0] for a in ("hts128", "sha256")}
+    monkeypatch.delattr(hashlib, "file_digest")
+    for algorithm, digest in expected.items():
+        assert hash_checkpoint(zoo / "loose.npz", algorithm=algorithm)[0] == digest

@@ -142,6 +142,20 @@ def _hasher(algorithm: str) -> Callable[[], Any]:
     raise ValueError(msg)
 
 
+#: bytes per read when a file is hashed in pieces (Python < 3.11 has no hashlib.file_digest)
+_HASH_CHUNK = 1 << 20
+
+
+def _file_digest(handle: Any, hasher: Callable[[], Any]) -> str:
+    """32 hex digits of the hash of an open binary file, read in pieces."""
+    if hasattr(hashlib, "file_digest"):  # Python >= 3.11: reads into one reused buffer
+        return hashlib.file_digest(handle, hasher).hexdigest()[:32]
+    state = hasher()
+    while chunk := handle.read(_HASH_CHUNK):
+        state.update(chunk)
+    return state.hexdigest()[:32]
+
+
 def _digest(data: bytes, algorithm: str) -> str:
     """The content hash of some bytes: 32 hex digits (128 bits; SHA-256's first 128)."""
     if algorithm == "hts128":
@@ -176,7 +190,7 @@ def _hash_file(
         if keep is None or stat.st_size > PREREAD_BYTES or not path.lower().endswith(
                 ".safetensors"):  # fmt: skip
             with open(fd, "rb", closefd=False) as handle:
-                return hashlib.file_digest(handle, _hasher(algorithm)).hexdigest()[:32], stat
+                return _file_digest(handle, _hasher(algorithm)), stat
         data = _read_all(fd, stat.st_size)
     finally:
         os.close(fd)
