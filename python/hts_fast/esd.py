@@ -412,12 +412,13 @@ def layer_spectra_table(
     for value in set(scale_list):  # a layer's matrices share one scale: check each once
         _check_scale(value)
     arrays = list(matrices)
+    bad: dict[int, Exception] = {}  # matrices that could not be converted
     if any(type(m) is not np.ndarray for m in arrays):
         # anything but a NumPy array is converted first, one matrix per entry
         arrays, scale_list = expand_stacks(arrays, scale_list)
         arrays = [m if type(m) is np.ndarray else _as_matrix_or_error(m, idx)
                   for idx, m in enumerate(arrays)]  # fmt: skip
-    bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
+        bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
     norm_options = (float(tolerance), bool(compat))
     layer_list = list(layers)
     table, unreadable = _layer_spectra_call(arrays, scale_list, layer_list, list(Ns), code,

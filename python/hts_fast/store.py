@@ -53,10 +53,8 @@ PAGE_SIZE = 1024
 NEW_STORE_HASH = "hts128"
 HASH_ALGORITHMS = ("hts128", "sha256")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS options (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS checkpoints (
+#: The checkpoints table's columns (schema 2), for SCHEMA and the migration to it.
+_CHECKPOINT_COLUMNS = """
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
     content_hash TEXT NOT NULL,
@@ -67,7 +65,12 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     finished REAL,
     n_layers INTEGER,
     UNIQUE (path, content_hash, options_id)
-);
+"""
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS options (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS checkpoints ({_CHECKPOINT_COLUMNS});
 CREATE TABLE IF NOT EXISTS layers (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
 CREATE TABLE IF NOT EXISTS summaries (checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id));
 CREATE TABLE IF NOT EXISTS files (
@@ -76,21 +79,10 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 #: Schema 1 -> 2: the options JSON moves to the options table (run in one transaction).
-_MIGRATE_1_TO_2 = """
+_MIGRATE_1_TO_2 = f"""
 INSERT OR IGNORE INTO options (text) SELECT options FROM checkpoints GROUP BY options
     ORDER BY MIN(id);
-CREATE TABLE checkpoints_v2 (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    options_id INTEGER NOT NULL REFERENCES options(id),
-    status TEXT NOT NULL,
-    error TEXT NOT NULL DEFAULT '',
-    seconds REAL,
-    finished REAL,
-    n_layers INTEGER,
-    UNIQUE (path, content_hash, options_id)
-);
+CREATE TABLE checkpoints_v2 ({_CHECKPOINT_COLUMNS});
 INSERT INTO checkpoints_v2 SELECT c.id, c.path, c.content_hash, o.id, c.status, c.error,
     c.seconds, c.finished, c.n_layers FROM checkpoints c JOIN options o ON o.text = c.options
     ORDER BY c.id;
@@ -195,12 +187,19 @@ class Store:
         self.first_layout = "options" in columns
         schema = int(meta.get("schema", 1 if self.first_layout else SCHEMA_VERSION))
         algorithm = meta.get("content_hash", "sha256")
-        if schema > SCHEMA_VERSION or algorithm not in HASH_ALGORITHMS:
+        try:
+            self._check_version(schema, algorithm)
+        except ValueError:
             db.close()
+            raise
+        return algorithm
+
+    def _check_version(self, schema: int, algorithm: str) -> None:
+        """ValueError for a store of a newer hts_fast (a later schema or an unknown hash)."""
+        if schema > SCHEMA_VERSION or algorithm not in HASH_ALGORITHMS:
             msg = (f"{self.path}: a store of a newer hts_fast (schema {schema}, content "
                    f"hash {algorithm!r}); upgrade hts_fast to use it")  # fmt: skip
             raise ValueError(msg)
-        return algorithm
 
     def _open_schema(self) -> str:
         """Create or migrate the tables (in one transaction, only when needed, so that opening
@@ -231,10 +230,7 @@ class Store:
             schema = int(meta.get("schema", SCHEMA_VERSION))
             # a store with rows and no record of its hash was made before hts128
             algorithm = meta.get("content_hash", "sha256" if stored else NEW_STORE_HASH)
-            if schema > SCHEMA_VERSION or algorithm not in HASH_ALGORITHMS:
-                msg = (f"{self.path}: a store of a newer hts_fast (schema {schema}, content "
-                       f"hash {algorithm!r}); upgrade hts_fast to use it")  # fmt: skip
-                raise ValueError(msg)
+            self._check_version(schema, algorithm)
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [("schema", str(SCHEMA_VERSION)), ("content_hash", algorithm)])  # fmt: skip
             db.execute("COMMIT")
