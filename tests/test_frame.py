@@ -43,3 +43,13 @@ def test_columns_of_different_lengths_are_refused():
         pytest.skip("pandas < 2.3 has no block constructor")
     with pytest.raises(ValueError, match="differ in length"):
         _frame.frame_from_columns({"a": np.zeros(2), "b": np.zeros(3)})
+
+
+def test_index_names_set_on_one_frame_stay_off_the_next():
+    # the row and column indexes are cached; each frame must still get its own objects
+    columns = _columns(3)
+    first = _frame.frame_from_columns(columns)
+    first.index.name, first.columns.name = "row", "column"
+    second = _frame.frame_from_columns(columns)
+    assert (second.index.name, second.columns.name) == (None, None)
+    assert (first.index.name, first.columns.name) == ("row", "column")

@@ -84,13 +84,15 @@ void finish_layer(const LayerGroup& g, const std::int64_t* lengths, const EsdRes
         summarize(out.pooled.data(), static_cast<std::int64_t>(out.pooled.size()), g.N, true,
                   out);
     const auto n = static_cast<std::int64_t>(out.pooled.size());
-    out.fit = fit_powerlaw(out.pooled.data(), n, options);
+    std::vector<double> logs;  // of the fitted values: the largest ones, as pooled is sorted
+    out.fit = fit_powerlaw(out.pooled.data(), n, options, &logs);
     if (n == 0) return;
     // the alpha of the table's alpha column: WeightWatcher's -1 for a failed fit in compat
     // mode, NaN by default
     const bool fitted = out.fit.error == FitError::none;
     const double alpha = fitted ? out.fit.alpha : norm_options.compat ? -1.0 : std::nan("");
-    out.norms = norm_metrics(out.pooled.data(), n, g.N, alpha, norm_options);
+    out.norms = norm_metrics(out.pooled.data(), n, g.N, alpha, norm_options, logs.data(),
+                             static_cast<std::int64_t>(logs.size()));
 }
 
 }  // namespace

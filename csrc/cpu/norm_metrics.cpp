@@ -15,7 +15,7 @@ constexpr double kEntropyEpsilon = 1e-10;
 }  // namespace
 
 NormMetrics norm_metrics(const double* values, std::int64_t n, double N, double alpha,
-                         const NormOptions& options) {
+                         const NormOptions& options, const double* logs, std::int64_t num_logs) {
     NormMetrics m;
     m.lambda_max = values[n - 1];
     const double rank_tolerance = std::sqrt(m.lambda_max) * N * DBL_EPSILON;
@@ -27,20 +27,29 @@ NormMetrics norm_metrics(const double* values, std::int64_t n, double N, double 
     m.weak_rank_loss =
         std::partition_point(values, end, [&](double v) { return v < options.tolerance; }) -
         values;
+    const std::int64_t first_log = logs != nullptr ? n - num_logs : n;
+    // log(values[j]), or NaN where it is not defined (v <= 0)
+    auto log_of = [&](std::int64_t j) {
+        if (j >= first_log) return logs[j - first_log];
+        const double v = values[j];
+        return v > 0.0 ? std::log(v) : std::nan("");
+    };
     for (std::int64_t j = 0; j < n; ++j) {
         const double v = values[j];
         m.norm += v;
-        m.alpha_norm_sum += std::pow(v, alpha);
+        m.alpha_norm_sum += v > 0.0 ? std::exp(alpha * log_of(j)) : std::pow(v, alpha);
     }
     // the entropy of p = v / norm, normalized by the log of the rank
     double plogp = 0.0;
+    const double log_norm = std::log(m.norm);
     for (std::int64_t j = 0; j < n; ++j) {
-        double p = values[j] / m.norm;
+        const double v = values[j];
+        const double p = v / m.norm;
         if (options.compat) {
-            p += kEntropyEpsilon;
-            plogp += p * std::log(p);
+            const double shifted = p + kEntropyEpsilon;  // no log to reuse: log(p + eps)
+            plogp += shifted * std::log(shifted);
         } else if (p > 0) {
-            plogp += p * std::log(p);
+            plogp += p * (log_of(j) - log_norm);
         }
     }
     const auto rank = static_cast<double>(m.matrix_rank);

@@ -327,11 +327,14 @@ bool prepare(const double* values, std::int64_t count, const PowerLawOptions& op
 }  // namespace
 
 PowerLawFitResult fit_powerlaw(const double* values, std::int64_t count,
-                               const PowerLawOptions& options) {
+                               const PowerLawOptions& options, std::vector<double>* logs) {
     Prepared prep;
     PowerLawFitResult r;
+    if (logs != nullptr) logs->clear();
     if (!prepare(values, count, options, prep, r)) return r;
-    return fit_prepared(prep, options);
+    r = fit_prepared(prep, options);
+    if (logs != nullptr) *logs = std::move(prep.logx);
+    return r;
 }
 
 void fit_powerlaw_batch(const double* const* values, const std::int64_t* counts,

@@ -44,14 +44,25 @@ def frame_from_columns(columns: dict[str, Any], *, blocks: bool = True) -> pd.Da
         else:
             array = values if isinstance(values, ExtensionArray) else pd.array(values, copy=False)
             parts.append((array, np.array([position], dtype=np.intp)))
-    for positions in by_dtype.values():
-        block = np.stack([arrays[p] for p in positions])  # (columns, rows), as pandas stores
+    for dtype, positions in by_dtype.items():
+        # (columns, rows), as pandas stores a block; np.array copies the rows in one C call
+        # (np.stack goes through several Python-level helpers, which cost more than the copy)
+        block = np.array([arrays[p] for p in positions], dtype=dtype)
         parts.append((block, np.array(positions, dtype=np.intp)))
-    index = pd.RangeIndex(lengths.pop())
-    return create_dataframe_from_blocks(parts, index=index, columns=_column_index(tuple(columns)))
+    # views of cached indexes: building them costs more than a small table's blocks, and a
+    # view per frame keeps a name set on one frame's index off the others
+    index = _range_index(lengths.pop()).view()
+    names = _column_index(tuple(columns)).view()
+    return create_dataframe_from_blocks(parts, index=index, columns=names)
+
+
+@functools.lru_cache(maxsize=256)
+def _range_index(length: int) -> pd.RangeIndex:
+    """RangeIndex(length), built once per length (handed out as views)."""
+    return pd.RangeIndex(length)
 
 
 @functools.lru_cache(maxsize=64)
 def _column_index(names: tuple[str, ...]) -> pd.Index:
-    """The columns' Index, built once per list of names (Index objects are immutable)."""
+    """The columns' Index, built once per list of names (handed out as views)."""
     return pd.Index(list(names))

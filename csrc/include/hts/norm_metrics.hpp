@@ -24,9 +24,13 @@ struct NormMetrics {
 
 // The metrics of one ascending ESD values[0, n), n >= 1; N is the layer's N (rank tolerance)
 // and alpha the layer's fitted alpha (NaN or WeightWatcher's -1 when the fit failed). Sums
-// run in index order.
+// run in index order. v**alpha is computed as exp(alpha * log v) for v > 0 (pow for the
+// others), so that the natural logs of the largest values, when the caller has them (the
+// power-law fit's), are not computed twice: `logs` (may be null) holds log(values[j]) for
+// the last `num_logs` values, all > 0. The result is the same with or without them.
 NormMetrics norm_metrics(const double* values, std::int64_t n, double N, double alpha,
-                         const NormOptions& options);
+                         const NormOptions& options, const double* logs = nullptr,
+                         std::int64_t num_logs = 0);
 
 // norm_metrics() of many ESDs, spread over `threads` threads (results independent of it).
 void norm_metrics_batch(const double* const* values, const std::int64_t* counts,

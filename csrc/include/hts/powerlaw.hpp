@@ -46,9 +46,12 @@ struct PowerLawFitResult {
     std::int64_t bad_index = -1;      // index in the input of the offending value
 };
 
-// Fits one spectrum. `values` need not be sorted; it is not modified.
+// Fits one spectrum. `values` need not be sorted; it is not modified. `logs` (may be null)
+// receives the natural logs of the fitted values (those above the threshold), ascending;
+// empty when the input was refused.
 PowerLawFitResult fit_powerlaw(const double* values, std::int64_t count,
-                               const PowerLawOptions& options);
+                               const PowerLawOptions& options,
+                               std::vector<double>* logs = nullptr);
 
 // Fits many spectra, spread over `threads` threads (<= 0: hardware concurrency).
 // Each spectrum is fitted by one thread with the serial algorithm, so the results do
