@@ -77,3 +77,24 @@ def test_worker_threads_pin_blas_after_the_main_thread_did():
         inside = pool.submit(pinned).result()
     assert inside == [1] * len(before)
     assert [lib["num_threads"] for lib in _threads.blas_info()] == before
+
+
+def test_the_pin_leaves_user_limits_working_in_both_orders():
+    """The pin sets OpenBLAS's count through its own symbols where it can: it still pins
+    inside a user's threadpoolctl limit and restores that limit, the counts come back as
+    they were, and a user's limit set after our pin still takes effect."""
+    import threadpoolctl
+    from hts_fast import _threads
+
+    before = [lib["num_threads"] for lib in _threads.blas_info()]
+    with _threads.single_threaded_blas():
+        assert [lib["num_threads"] for lib in _threads.blas_info()] == [1] * len(before)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        with _threads.single_threaded_blas():
+            pass
+        assert [lib["num_threads"] for lib in _threads.blas_info()] == [1] * len(before)
+    assert [lib["num_threads"] for lib in _threads.blas_info()] == before
+    if max(before) > 1:  # after our pin, a user's limit set from this thread still works
+        with threadpoolctl.threadpool_limits(max(before) - 1, user_api="blas"):
+            counts = [lib["num_threads"] for lib in _threads.blas_info()]
+        assert counts == [max(before) - 1] * len(before)

@@ -108,8 +108,8 @@ def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, An
         methods[failed] = ""
         reasons = [table.fit(k).reason if bad else "" for k, bad in enumerate(failed.tolist())]
     return fit_array_columns(
-        *(table.real(c).copy() for c in ("alpha", "D", "sigma", "xmin", "xmax")),
-        *(table.count(c).copy() for c in ("num_pl_spikes", "num_fit", "xmin_index")),
+        *(table.real(c) for c in ("alpha", "D", "sigma", "xmin", "xmax")),
+        *(table.count(c) for c in ("num_pl_spikes", "num_fit", "xmin_index")),
         methods, failed, reasons, compat=compat)  # fmt: skip
 
 
@@ -119,7 +119,8 @@ def fit_array_columns(
     failed: np.ndarray, reasons: list[str], *, compat: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """The fit columns (alpha, D, sigma, xmin, xmax, num_pl_spikes, status, status_reason,
-    fit_method, warning) of many fits given as arrays (modified in place).
+    fit_method, warning) of many fits given as arrays (not modified: an array whose values
+    change is copied first; the others are returned as they are).
 
     A failed fit has NaN values by default; in compat mode WeightWatcher's -1 defaults (xmax
     NaN). Its num_pl_spikes is -1 either way. In compat mode a small-n fit of fewer than 8
@@ -129,9 +130,12 @@ def fit_array_columns(
     if compat:
         quirk = ~failed & (method == "small_n") & (num_fit < 8) & (xmin_index == 0)
         if quirk.any():
+            sigma = sigma.copy()
             sigma[quirk] = -1.0 / np.sqrt(num_fit[quirk])
     n = len(failed)
     if failed.any():
+        alpha, D, sigma, xmin, xmax, spikes = (a.copy() for a in (alpha, D, sigma, xmin, xmax,
+                                                                   spikes))  # fmt: skip
         for values in (alpha, D, sigma, xmin):
             values[failed] = -1.0 if compat else math.nan
         xmax[failed] = math.nan

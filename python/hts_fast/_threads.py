@@ -48,6 +48,43 @@ def _blas_libraries() -> tuple[Any, ...]:
     return tuple(_controller().select(user_api="blas").lib_controllers)
 
 
+class _DirectThreads:
+    """An OpenBLAS with its own thread pool (pthreads), driven through its own
+    openblas_get/set_num_threads symbols: the same calls threadpoolctl makes, without its
+    per-call lookups and without making the caller threadpoolctl's controlling thread."""
+
+    def __init__(self, get: Any, set_: Any) -> None:
+        self._get, self._set = get, set_
+
+    @property
+    def num_threads(self) -> int:
+        return int(self._get())
+
+    def set_num_threads(self, threads: int) -> None:
+        self._set(threads)
+
+
+@lru_cache(maxsize=1)
+def _pinnable_libraries() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The BLAS libraries split into (driven directly, driven through threadpoolctl)."""
+    direct, others = [], []
+    for lib in _blas_libraries():
+        symbols = None
+        if (getattr(lib, "internal_api", None) == "openblas"
+                and getattr(lib, "threading_layer", None) == "pthreads"):  # fmt: skip
+            try:
+                prefix, suffix = lib._find_affixes()
+                symbols = (getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}"),
+                           getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}"))  # fmt: skip
+            except (AttributeError, TypeError, ValueError):  # another threadpoolctl layout
+                symbols = None
+        if symbols is None:
+            others.append(lib)
+        else:
+            direct.append(_DirectThreads(*symbols))
+    return tuple(direct), tuple(others)
+
+
 def _release_openblas_control() -> None:
     """Let any thread set OpenBLAS's thread count again.
 
@@ -70,10 +107,13 @@ def _release_openblas_control() -> None:
 def _set_threads(counts: list[tuple[Any, int]]) -> None:
     """Set each (library, thread count), from whichever thread calls, leaving no thread as
     threadpoolctl's OpenBLAS owner (so a user's own limits from any thread still work)."""
-    _release_openblas_control()
+    through_threadpoolctl = any(not isinstance(lib, _DirectThreads) for lib, _ in counts)
+    if through_threadpoolctl:
+        _release_openblas_control()
     for lib, threads in counts:
         lib.set_num_threads(threads)
-    _release_openblas_control()
+    if through_threadpoolctl:
+        _release_openblas_control()
 
 
 _pin_lock = threading.Lock()
@@ -93,7 +133,8 @@ def single_threaded_blas() -> Iterator[None]:
         if _pin_depth == 0:
             # each library's own get/set calls (a few microseconds), not a threadpoolctl
             # limiter, which re-reads every library's state first (tens of microseconds)
-            _pinned_from[:] = [(lib, lib.num_threads) for lib in _blas_libraries()]
+            direct, others = _pinnable_libraries()
+            _pinned_from[:] = [(lib, lib.num_threads) for lib in (*direct, *others)]
             _set_threads([(lib, 1) for lib, _ in _pinned_from])
         _pin_depth += 1
     try:

@@ -8,6 +8,7 @@ run the fits of the options (``_option_fits``), compute the metric columns and b
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -344,7 +345,10 @@ def _analyze_models(
     def read(k: int) -> tuple[list[Owner], list[np.ndarray], list[float]]:
         return _extract(chunks[k], compat, opt.conv2d_norm, opt.esd_method, device)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read") as reader:
+    # a reader thread only when there is a next chunk to read (most models are one chunk)
+    reading = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read")
+               if len(chunks) > 1 else contextlib.nullcontext())  # fmt: skip
+    with reading as reader:
         upcoming = None
         for k in range(len(chunks)):
             with timer.stage("extract"):
