@@ -296,7 +296,6 @@ class _Model:
     index: int
     plans: list[Planned]
     active: list[Planned]
-    skipped: pd.DataFrame | None = None  # the skipped-layers table (made before the ESDs)
 
 
 def _analyze_models(
@@ -325,9 +324,7 @@ def _analyze_models(
                     raise
                 results[k] = exc
                 continue
-            # the skipped-layers table is known now (and cheaper to build before the ESDs)
-            skipped = None if as_rows else skipped_frame(plans)
-            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason], skipped))
+            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
         active = [plan for member in batch for plan in member.active]
         device = resolve_device(opt.device, [p.layer.weight for p in active], opt.esd_method)
 
@@ -458,7 +455,8 @@ def _analyze_models(
                 continue
             frame = to_frame(table)
             frame.attrs["compat"] = compat
-            frame.attrs["skipped"] = member.skipped
+            # after the result table: the same construction, its code now warm
+            frame.attrs["skipped"] = skipped_frame(member.plans)
             if spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
                 position = {id(plan): k for k, plan in enumerate(member.active)}
                 spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
