@@ -113,7 +113,9 @@ def _paired_ratios(model: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
     matrices, scales = expand_stacks(*_extract(plans, compat, True, "svd")[1:])
     arrays = [as_matrix(m, "matrix") for m in matrices]
     threads = _threads.available_cores()
-    pairs = 3 * _rounds(model)
+    # small models: many pairs, as each takes milliseconds and the median of a ratio near 1
+    # moves by a percent with a few samples
+    pairs = 150 if _rounds(model) > 3 else 3 * _rounds(model)
     ratios, alone = [], []
     for k in range(pairs + 2):  # the first two pairs warm up
         start = time.perf_counter()

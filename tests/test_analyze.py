@@ -208,3 +208,39 @@ def test_chunked_reading_gives_the_same_table(monkeypatch):
     with_nan = hts_fast.analyze(state, threads=2)
     assert list(with_nan["status"]) == ["success"] * 3 + ["failed"] + ["success"] * 3
     assert with_nan.drop(index=3).equals(whole.drop(index=3))
+
+
+@pytest.mark.parametrize("compat", [None, "weightwatcher-0.7.7"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"esd_method": "gram"}, {"mp_fit": True}, {"fit": "TPL"}, {"detX": True},
+     {"randomize": True, "seed": 3}, {"alpha_ci": True, "seed": 1}],
+)  # fmt: skip
+def test_the_direct_frame_equals_the_general_route(monkeypatch, compat, options):
+    """analyze() builds the usual table (every layer analyzed) straight from its columns
+    (_table.analyzed_frame); the general route gives the very same frame."""
+    import importlib
+
+    if compat and options.get("fit") == "TPL":
+        options = {**options, "fit": "E_TPL"}
+    if compat and "alpha_ci" in options:
+        pytest.skip("alpha_ci is ours: no compat")
+    module = importlib.import_module("hts_fast.analyze")
+    rng = np.random.default_rng(11)
+    state = {"conv.weight": rng.standard_t(3, (16, 8, 3, 3)).astype(np.float32),
+             "dense.weight": rng.standard_t(4, (90, 60)),
+             "small.weight": rng.standard_normal((12, 9))}  # fmt: skip
+    direct = hts_fast.analyze(state, compat=compat, **options)
+    calls = []
+    original = module.analyzed_frame
+
+    def general(*args, **kwargs) -> None:  # None: the caller takes table_columns + to_frame
+        calls.append(original(*args, **kwargs) is not None)
+
+    monkeypatch.setattr(module, "analyzed_frame", general)
+    other = hts_fast.analyze(state, compat=compat, **options)
+    # the direct frame was built (not with E_TPL here: a failed fit takes the general route)
+    assert calls == [options.get("fit") != "E_TPL"]
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(direct, other, check_exact=True)
+    assert direct.attrs["skipped"].equals(other.attrs["skipped"])

@@ -171,3 +171,15 @@ def test_fit_columns_from_the_table_equal_those_from_fit_objects(compat):
         assert np.isnan(ours["alpha"][1])
     assert ours["status_reason"][1].startswith("power-law fit failed: only 1 eigenvalue")
     assert ours["num_pl_spikes"][1] == -1
+    # without the failed fit: the shortcut of the usual case gives the same columns too,
+    # also with a small-n fit of fewer than 8 values (compat: WeightWatcher's sigma)
+    few = rng.normal(size=(12, 6))  # 6 eigenvalues
+    for extra in (matrices[2], few):
+        table = layer_spectra_table([matrices[0], extra], [1.0] * 2, [(0, 1, None), (1, 1, None)],
+                                    [200.0, 30.0], compat=compat)  # fmt: skip
+        ours, theirs = table_fit_columns(table, compat=compat), fit_columns(table.fits(),
+                                                                            compat=compat)  # fmt: skip
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            np.testing.assert_array_equal(np.asarray(ours[key]), np.asarray(value), err_msg=key)
+    assert ours["sigma"][1] == (-1.0 / np.sqrt(6) if compat else table.fits()[1].sigma)

@@ -49,11 +49,20 @@ def frame_from_columns(columns: dict[str, Any], *, blocks: bool = True) -> pd.Da
         # (np.stack goes through several Python-level helpers, which cost more than the copy)
         block = np.array([arrays[p] for p in positions], dtype=dtype)
         parts.append((block, np.array(positions, dtype=np.intp)))
+    return frame_from_blocks(parts, lengths.pop(), tuple(columns))
+
+
+def frame_from_blocks(
+    parts: list[tuple[Any, np.ndarray]], rows: int, names: tuple[str, ...]
+) -> pd.DataFrame:
+    """The DataFrame of these blocks: each a (columns, rows) NumPy array or a 1-D extension
+    array, with the positions of its columns among ``names``; a RangeIndex of ``rows``.
+    Needs pandas >= 2.3 (pandas.api.internals)."""
     # views of cached indexes: building them costs more than a small table's blocks, and a
     # view per frame keeps a name set on one frame's index off the others
-    index = _range_index(lengths.pop()).view()
-    names = _column_index(tuple(columns)).view()
-    return create_dataframe_from_blocks(parts, index=index, columns=names)
+    index = _range_index(rows).view()
+    columns = _column_index(names).view()
+    return create_dataframe_from_blocks(parts, index=index, columns=columns)
 
 
 @functools.lru_cache(maxsize=256)

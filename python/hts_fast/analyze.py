@@ -40,6 +40,7 @@ from ._table import (
     RANDOM_MP_COLUMNS,
     RANDOMIZE_COLUMNS,
     TPL_COLUMNS,
+    analyzed_frame,
     base_row,
     failed_row,
     fit_columns,
@@ -448,12 +449,18 @@ def _analyze_models(
             for at, (plan, _, _) in enumerate(pooled):
                 rows_of[owner[id(plan)]].append(at)
         for n, member in enumerate(batch):
-            table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
-            if as_rows:
-                results[member.index] = {"table": to_rows(table),
-                                         "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
-                continue
-            frame = to_frame(table)
+            frame = None
+            if not as_rows and len(batch) == 1 and len(member.active) == len(pooled):
+                # every layer analyzed, in order: the frame straight from the columns
+                frame = analyzed_frame([p.row for p in member.active], columns, **layout,
+                                       compat=compat)  # fmt: skip
+            if frame is None:
+                table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
+                if as_rows:
+                    results[member.index] = {"table": to_rows(table),
+                                             "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
+                    continue
+                frame = to_frame(table)
             frame.attrs["compat"] = compat
             # after the result table: the same construction, its code now warm
             frame.attrs["skipped"] = skipped_frame(member.plans)
