@@ -53,3 +53,20 @@ def test_index_names_set_on_one_frame_stay_off_the_next():
     second = _frame.frame_from_columns(columns)
     assert (second.index.name, second.columns.name) == (None, None)
     assert (first.index.name, first.columns.name) == ("row", "column")
+
+
+def test_empty_skipped_tables_are_independent():
+    """The empty skipped-layers table shares its (empty) blocks between results: it equals
+    the one built from empty columns, and growing one leaves the next empty."""
+    from hts_fast._table import SKIPPED_COLUMNS, skipped_frame, to_frame
+
+    first = skipped_frame([])
+    built = to_frame({"layer_id": np.zeros(0, dtype=np.int64),
+                      **{col: [] for col in SKIPPED_COLUMNS[1:]}})  # fmt: skip
+    pd.testing.assert_frame_equal(first, built)
+    first.loc[0] = [7, "a", "a", "dense", "why"]
+    first["extra"] = 1.0
+    second = skipped_frame([])
+    assert second.empty
+    assert list(second.columns) == SKIPPED_COLUMNS
+    pd.testing.assert_frame_equal(second, built)

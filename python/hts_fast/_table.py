@@ -317,11 +317,21 @@ ALPHA_CI_COLUMNS = ["alpha_ci_low", "alpha_ci_high"]
 SKIPPED_COLUMNS = ["layer_id", "name", "longname", "layer_type", "skip_reason"]
 
 
+@functools.lru_cache(maxsize=1)
+def _empty_skipped_blocks() -> tuple[tuple[Any, np.ndarray], ...]:
+    """The blocks of an empty skipped-layers table (layer_id int64, the others str)."""
+    strings = tuple((_STRING_ARRAY._from_sequence([], dtype=_STRING_DTYPE),
+                     np.array([k], dtype=np.intp)) for k in range(1, len(SKIPPED_COLUMNS)))  # fmt: skip
+    return ((np.empty((1, 0), dtype=np.int64), np.array([0], dtype=np.intp)), *strings)
+
+
 def skipped_frame(plans: list[Planned]) -> pd.DataFrame:
     """The layers not analyzed and why (an empty table when every layer was): layer_id as
     int64, the others in pandas' string dtype. Built as the result table is (to_frame), so
     right after it the code is warm and the usual empty table costs little."""
     skipped = [p for p in plans if p.skip_reason]
+    if not skipped:  # the usual case: shared empty blocks (nothing in them can be changed)
+        return frame_from_blocks(list(_empty_skipped_blocks()), 0, tuple(SKIPPED_COLUMNS))
     layers = [p.layer for p in skipped]
     return to_frame({
         "layer_id": np.array([layer.layer_id for layer in layers], dtype=np.int64),
