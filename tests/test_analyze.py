@@ -210,21 +210,23 @@ def test_chunked_reading_gives_the_same_table(monkeypatch):
     assert with_nan.drop(index=3).equals(whole.drop(index=3))
 
 
-@pytest.mark.parametrize("compat", [None, "weightwatcher-0.7.7"])
+_OPTION_SETS = [{}, {"esd_method": "gram"}, {"mp_fit": True}, {"fit": "TPL"}, {"detX": True},
+                {"randomize": True, "seed": 3}]  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"esd_method": "gram"}, {"mp_fit": True}, {"fit": "TPL"}, {"detX": True},
-     {"randomize": True, "seed": 3}, {"alpha_ci": True, "seed": 1}],
+    ("compat", "options"),
+    [*((None, o) for o in [*_OPTION_SETS, {"alpha_ci": True, "seed": 1}]),
+     *(("weightwatcher-0.7.7", o) for o in _OPTION_SETS)],
 )  # fmt: skip
 def test_the_direct_frame_equals_the_general_route(monkeypatch, compat, options):
     """analyze() builds the usual table (every layer analyzed) straight from its columns
-    (_table.analyzed_frame); the general route gives the very same frame."""
+    (_table.analyzed_frame); the general route gives the very same frame (alpha_ci is ours:
+    default mode only)."""
     import importlib
 
     if compat and options.get("fit") == "TPL":
         options = {**options, "fit": "E_TPL"}
-    if compat and "alpha_ci" in options:
-        pytest.skip("alpha_ci is ours: no compat")
     module = importlib.import_module("hts_fast.analyze")
     rng = np.random.default_rng(11)
     state = {"conv.weight": rng.standard_t(3, (16, 8, 3, 3)).astype(np.float32),
