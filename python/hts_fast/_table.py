@@ -210,14 +210,8 @@ def table_columns(
             if col in columns:
                 values = np.array(values, dtype=object)
                 values[at] = columns[col]
-        if col in INT_COLUMNS or col in int_columns:
-            data[col] = np.asarray(values, dtype=np.int64)
-        elif col in ("has_esd", PEFT_COLUMN):
-            data[col] = np.asarray(values, dtype=bool)
-        elif col in STRING_COLUMNS:
-            data[col] = list(map(str, values))
-        else:
-            data[col] = np.asarray(values, dtype=np.float64)
+        dtype = _column_dtype(col, int_columns)
+        data[col] = list(map(str, values)) if dtype is None else np.asarray(values, dtype=dtype)
     if compat and n and all(s == "failed" for s in data["status"]):
         # WeightWatcher's -1 defaults of a failed fit stay Python ints when no fit succeeded
         for col in ("alpha", "D", "sigma", "xmin"):
@@ -240,6 +234,15 @@ def _gather(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[Any,
     return dict(zip(keys, zip(*table, strict=True), strict=True))
 
 
+def _column_dtype(col: str, int_columns: frozenset[str]) -> np.dtype | None:
+    """A table column's dtype (WeightWatcher's): int64, bool, float64, or None for str."""
+    if col in INT_COLUMNS or col in int_columns:
+        return np.dtype(np.int64)
+    if col in ("has_esd", PEFT_COLUMN):
+        return np.dtype(bool)
+    return None if col in STRING_COLUMNS else np.dtype(np.float64)
+
+
 #: the values a row gets before its spectrum (base_row), gathered in one pass
 _BASE_COLUMNS = ("layer_id", "name", "longname", "layer_type", "N", "M", "rf", "Q", "esd_method")
 
@@ -252,15 +255,7 @@ def _block_layout(
     bool, and None for pandas' str) the columns in table order and their positions."""
     groups: dict[Any, list[tuple[int, str]]] = {}
     for position, col in enumerate(names):
-        if col in INT_COLUMNS or col in int_columns:
-            dtype = np.dtype(np.int64)
-        elif col in ("has_esd", PEFT_COLUMN):
-            dtype = np.dtype(bool)
-        elif col in STRING_COLUMNS:
-            dtype = None
-        else:
-            dtype = np.dtype(np.float64)
-        groups.setdefault(dtype, []).append((position, col))
+        groups.setdefault(_column_dtype(col, int_columns), []).append((position, col))
     return tuple((tuple(c for _, c in members), dtype, tuple(p for p, _ in members))
                  for dtype, members in groups.items())  # fmt: skip
 
@@ -268,7 +263,7 @@ def _block_layout(
 def analyzed_frame(
     rows: list[dict[str, Any]], columns: dict[str, Any], *,
     option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
-    our_columns: Sequence[str] = (), compat: str | None = None,
+    our_columns: Sequence[str] = (),
 ) -> pd.DataFrame | None:  # fmt: skip
     """``to_frame(table_columns(rows, range(len(rows)), columns, ...))`` built directly, one
     NumPy block per dtype, when every row is an analyzed layer whose fit succeeded and

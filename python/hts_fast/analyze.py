@@ -452,8 +452,7 @@ def _analyze_models(
             frame = None
             if not as_rows and len(batch) == 1 and len(member.active) == len(pooled):
                 # every layer analyzed, in order: the frame straight from the columns
-                frame = analyzed_frame([p.row for p in member.active], columns, **layout,
-                                       compat=compat)  # fmt: skip
+                frame = analyzed_frame([p.row for p in member.active], columns, **layout)
             if frame is None:
                 table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
                 if as_rows:
