@@ -70,3 +70,25 @@ def test_empty_skipped_tables_are_independent():
     assert second.empty
     assert list(second.columns) == SKIPPED_COLUMNS
     pd.testing.assert_frame_equal(second, built)
+
+
+@pytest.mark.parametrize("values", [[], ["a", "layer.0"], ("x", 3, None, 2.5)])
+@pytest.mark.parametrize("template", [True, False])
+def test_string_arrays_equal_pandas_own(monkeypatch, values, template):
+    """_table.string_array (pandas' str dtype, each value made a str) equals the array pandas
+    itself builds, from its template or (as with pyarrow strings) from _from_sequence, and
+    every call gives a new array."""
+    from hts_fast import _table
+    from hts_fast._table import string_array
+
+    if not template:
+        monkeypatch.setattr(_table, "_STRING_TEMPLATE", None)
+    ours = string_array(values)
+    theirs = pd.array([str(v) for v in values], dtype="str")
+    assert ours.dtype == theirs.dtype
+    assert type(ours) is type(theirs)
+    pd.testing.assert_extension_array_equal(ours, theirs)
+    again = string_array(values)
+    if len(values):
+        again[0] = "changed"
+        assert ours[0] == str(values[0])

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from ._frame import frame_from_blocks, frame_from_columns
 from ._planning import Planned
@@ -170,6 +171,20 @@ _STRING_DTYPE = pd.array([], dtype="str").dtype
 #: Its array class: _from_sequence is the ExtensionArray constructor pd.array() dispatches
 #: to, without pd.array's type inference (about half the cost per column).
 _STRING_ARRAY = _STRING_DTYPE.construct_array_type()
+#: An empty array of that dtype when it is stored as NumPy objects (pandas without pyarrow):
+#: new ones are made from it by _from_backing_data, without _from_sequence's per-call checks
+#: (on cold caches right after the ESDs these cost twice as much as the column itself).
+_STRING_TEMPLATE = (_STRING_ARRAY._from_sequence([], dtype=_STRING_DTYPE)
+                    if getattr(_STRING_DTYPE, "storage", None) == "python"
+                    and hasattr(_STRING_ARRAY, "_from_backing_data") else None)  # fmt: skip
+
+
+def string_array(values: Any) -> ExtensionArray:
+    """A new array of pandas' str dtype holding ``str(v)`` of each value."""
+    strings = list(map(str, values))
+    if _STRING_TEMPLATE is None:
+        return _STRING_ARRAY._from_sequence(strings, dtype=_STRING_DTYPE)
+    return _STRING_TEMPLATE._from_backing_data(np.array(strings, dtype=object))
 
 
 def column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str] = ()) -> list[str]:
@@ -282,7 +297,7 @@ def analyzed_frame(
     for block_names, dtype, positions in _block_layout(names, int_columns):
         values = [columns[c] if c in columns else base[c] for c in block_names]
         if dtype is None:  # pandas' str columns, one extension array each
-            parts.extend((_STRING_ARRAY._from_sequence(list(map(str, v)), dtype=_STRING_DTYPE),
+            parts.extend((string_array(v),
                           np.array([p], dtype=np.intp)) for v, p in zip(values, positions,
                                                                          strict=True))  # fmt: skip
         else:
@@ -293,8 +308,7 @@ def analyzed_frame(
 def to_frame(columns: dict[str, Any]) -> pd.DataFrame:
     """The DataFrame of table_columns()' result (str columns in pandas' string dtype)."""
     return frame_from_columns({
-        col: _STRING_ARRAY._from_sequence(values, dtype=_STRING_DTYPE)
-        if isinstance(values, list) else values
+        col: string_array(values) if isinstance(values, list) else values
         for col, values in columns.items()
     })  # fmt: skip
 
