@@ -246,3 +246,11 @@ def test_the_direct_frame_equals_the_general_route(monkeypatch, compat, options)
     pd = pytest.importorskip("pandas")
     pd.testing.assert_frame_equal(direct, other, check_exact=True)
     assert direct.attrs["skipped"].equals(other.attrs["skipped"])
+    # frames built from the cached layout stay independent: reshaping and writing one leaves
+    # the next as it was
+    direct.insert(1, "extra", 1.0)
+    direct.loc[0, "alpha"] = -7.0
+    direct = direct.drop(columns=["name"])
+    monkeypatch.setattr(module, "analyzed_frame", original)
+    pd.testing.assert_frame_equal(hts_fast.analyze(state, compat=compat, **options), other,
+                                  check_exact=True)  # fmt: skip

@@ -265,14 +265,22 @@ _BASE_COLUMNS = ("layer_id", "name", "longname", "layer_type", "N", "M", "rf", "
 @functools.lru_cache(maxsize=64)
 def _block_layout(
     names: tuple[str, ...], int_columns: frozenset[str]
-) -> tuple[tuple[tuple[str, ...], np.dtype | None, tuple[int, ...]], ...]:
+) -> tuple[tuple[tuple[str, ...], np.dtype | None, tuple[np.ndarray, ...]], ...]:
     """The table's blocks as frame_from_columns() builds them: per dtype (float64, int64,
-    bool, and None for pandas' str) the columns in table order and their positions."""
+    bool, and None for pandas' str) the columns in table order and their placements (the
+    positions of a NumPy block's columns; one position per str column), as read-only
+    arrays: pandas reads them into placements of its own, so they are made once."""
     groups: dict[Any, list[tuple[int, str]]] = {}
     for position, col in enumerate(names):
         groups.setdefault(_column_dtype(col, int_columns), []).append((position, col))
-    return tuple((tuple(c for _, c in members), dtype, tuple(p for p, _ in members))
-                 for dtype, members in groups.items())  # fmt: skip
+    layout = []
+    for dtype, members in groups.items():
+        positions = [[p for p, _ in members]] if dtype is not None else [[p] for p, _ in members]
+        placements = tuple(np.array(p, dtype=np.intp) for p in positions)
+        for placement in placements:
+            placement.setflags(write=False)
+        layout.append((tuple(c for _, c in members), dtype, placements))
+    return tuple(layout)
 
 
 def analyzed_frame(
@@ -294,14 +302,12 @@ def analyzed_frame(
     if base is None:
         return None
     parts: list[tuple[Any, np.ndarray]] = []
-    for block_names, dtype, positions in _block_layout(names, int_columns):
+    for block_names, dtype, placements in _block_layout(names, int_columns):
         values = [columns[c] if c in columns else base[c] for c in block_names]
         if dtype is None:  # pandas' str columns, one extension array each
-            parts.extend((string_array(v),
-                          np.array([p], dtype=np.intp)) for v, p in zip(values, positions,
-                                                                         strict=True))  # fmt: skip
+            parts.extend(zip(map(string_array, values), placements, strict=True))
         else:
-            parts.append((np.array(values, dtype=dtype), np.array(positions, dtype=np.intp)))
+            parts.append((np.array(values, dtype=dtype), placements[0]))
     return frame_from_blocks(parts, len(rows), names)
 
 
