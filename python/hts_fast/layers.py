@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
 #: Name fragments of embedding tables (Hugging Face, GPT-2's wte/wpe, llama.cpp's token_embd).
 EMBEDDING_WORDS = ("embed", "embd", "wte", "wpe")
@@ -76,18 +78,26 @@ def _array_type(weight: Any, compat: str | None = None, name: str = "") -> str:
     else 2-D -> embedding when the name says so, else dense; 3-D -> conv1d (PyTorch's
     (out, in, k)); 4-D -> conv2d (PyTorch or Keras layout).
     """
-    shape = tuple(getattr(weight, "shape", ()))
-    stated = getattr(weight, "layer_type", None)
+    if type(weight) is np.ndarray:  # the common case: a shape and no stated type
+        shape, stated = weight.shape, None
+    else:
+        shape = tuple(getattr(weight, "shape", ()))
+        stated = getattr(weight, "layer_type", None)
     if not compat and isinstance(stated, str) and stated in LAYER_TYPES:
         return stated
     if len(shape) == 0 or shape[0] < 2:
         return "unknown"
     if compat:
-        return {2: "dense", 4: "conv2d"}.get(len(shape), "unknown")
+        return _COMPAT_TYPES.get(len(shape), "unknown")
     if len(shape) == 2:
         lowered = name.lower()
         return "embedding" if any(w in lowered for w in EMBEDDING_WORDS) else "dense"
-    return {3: "conv1d", 4: "conv2d"}.get(len(shape), "unknown")
+    return _DEFAULT_TYPES.get(len(shape), "unknown")
+
+
+#: layer types by number of dimensions (compat: WeightWatcher's state-dict rule)
+_COMPAT_TYPES = {2: "dense", 4: "conv2d"}
+_DEFAULT_TYPES = {3: "conv1d", 4: "conv2d"}
 
 
 def _onnx_type(weight: Any, compat: str | None) -> str:
