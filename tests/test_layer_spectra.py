@@ -183,3 +183,16 @@ def test_fit_columns_from_the_table_equal_those_from_fit_objects(compat):
         for key, value in theirs.items():
             np.testing.assert_array_equal(np.asarray(ours[key]), np.asarray(value), err_msg=key)
     assert ours["sigma"][1] == (-1.0 / np.sqrt(6) if compat else table.fits()[1].sigma)
+
+
+def test_without_the_pooled_esds_the_numbers_are_the_same():
+    """keep_pooled=False (analyze() without options that reread the spectra) returns None
+    for every pooled ESD and the very same table."""
+    matrices, scales, layers, Ns = _batch()
+    kept = layer_spectra_table(matrices, scales, layers, Ns)
+    dropped = layer_spectra_table(matrices, scales, layers, Ns, keep_pooled=False)
+    assert dropped.pooled == [None] * len(layers)
+    assert any(p is not None for p in kept.pooled)
+    np.testing.assert_array_equal(dropped.reals, kept.reals)
+    np.testing.assert_array_equal(dropped.counts, kept.counts)
+    assert dropped.errors.keys() == kept.errors.keys()

@@ -116,7 +116,7 @@ void register_esd(py::module_& m) {
            const std::vector<std::int64_t>& firsts, const std::vector<std::int64_t>& counts,
            const std::vector<std::int64_t>& keep_tops, const std::vector<double>& Ns, int method,
            double threshold, std::int64_t small_n_cutoff, std::int64_t small_n_min_tail,
-           double tolerance, bool compat, int threads) {
+           double tolerance, bool compat, int threads, bool keep_pooled) {
             if (scales.size() != matrices.size())
                 throw py::value_error("one scale per entry is required");
             // Each entry is a matrix or a 3-D stack of them; a matrix the kernels cannot read
@@ -212,15 +212,18 @@ void register_esd(py::module_& m) {
                     continue;
                 }
                 messages.append(py::none());
-                pooled.append(py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
-                                                  r.pooled.data()));
+                if (keep_pooled)
+                    pooled.append(py::array_t<double>(static_cast<py::ssize_t>(r.pooled.size()),
+                                                      r.pooled.data()));
+                else
+                    pooled.append(py::none());
             }
             return py::make_tuple(pooled, reals, ints, messages);
         },
         py::arg("matrices"), py::arg("scales"), py::arg("firsts"), py::arg("counts"),
         py::arg("keep_tops"), py::arg("Ns"), py::arg("method"), py::arg("threshold"),
         py::arg("small_n_cutoff"), py::arg("small_n_min_tail"), py::arg("tolerance"),
-        py::arg("compat"), py::arg("threads"),
+        py::arg("compat"), py::arg("threads"), py::arg("keep_pooled") = true,
         "Per layer (a run of matrices; an entry of `matrices` is a 2-D matrix or a 3-D stack "
         "standing for its slices, with one scale per entry, and firsts/counts index the "
         "matrices so expanded): ESDs pooled and sorted, singular-value summaries, "
@@ -230,7 +233,8 @@ void register_esd(py::module_& m) {
         "evals**alpha, fit alpha, xmin, xmax, D, sigma; int64 array (layers, 13): rank loss, "
         "matrix_rank, weak_rank_loss, fit num_pl_spikes, num_fit, xmin_index, method, error, "
         "bad index, esd error code (-1: unreadable matrix), LAPACK info, failed matrix index, "
-        "pooled length; per layer the unreadable matrix's message or None).");
+        "pooled length; per layer the unreadable matrix's message or None). keep_pooled=False: "
+        "None instead of every pooled ESD (when only the table's numbers are wanted).");
 
     m.def(
         "symmetric_eigenvalues",

@@ -58,6 +58,7 @@ def layer_spectra(
     tolerance: float,
     compat: bool,
     threads: int,
+    keep_pooled: bool = True,
 ) -> tuple[
     list[npt.NDArray[np.float64] | None],
     npt.NDArray[np.float64],

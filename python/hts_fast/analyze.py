@@ -337,6 +337,10 @@ def _analyze_models(
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
     fused_tables: list[LayerSpectraTable] = []  # their fits, norm sums and slice stats
+    # the pooled ESDs themselves only where something reads them: the spectra sink (plots)
+    # and the options that refit or reread them
+    keep_pooled = bool(spectra_sink is not None or as_rows or opt.peft or opt.randomize
+                       or opt.mp_fit or opt.detX or opt.alpha_ci or opt.compare)  # fmt: skip
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
@@ -355,7 +359,8 @@ def _analyze_models(
             with timer.stage("esd+fit" if fused else "esd"):
                 if fused:
                     done, table = _layer_spectra(owners, matrices, scales, opt.esd_method,
-                                                 compat, n_threads, opt.tolerance)  # fmt: skip
+                                                 compat, n_threads, opt.tolerance,
+                                                 keep_pooled)  # fmt: skip
                     fused_tables.append(table)
                 else:
                     matrices, scales = expand_stacks(matrices, scales)  # one matrix per entry
@@ -579,15 +584,17 @@ def _extract(
 
 def _layer_spectra(
     owners: list[Owner], matrices: list[np.ndarray], scales: list[float], method: str,
-    compat: str | None, threads: int, tolerance: float,
-) -> tuple[list[tuple[Planned, np.ndarray, None]], LayerSpectraTable]:  # fmt: skip
+    compat: str | None, threads: int, tolerance: float, keep_pooled: bool,
+) -> tuple[list[tuple[Planned, np.ndarray | None, None]], LayerSpectraTable]:  # fmt: skip
     """_pool(), the power-law fits and the norm sums of a chunk in one compiled pass
-    (esd.layer_spectra_table). Returns the pooled entries (no per-matrix spectra) and the
-    table rows of those layers, in the same order; a failed layer gets its failed row."""
+    (esd.layer_spectra_table). Returns the pooled entries (no per-matrix spectra; their ESDs
+    None without ``keep_pooled``) and the table rows of those layers, in the same order; a
+    failed layer gets its failed row."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
     table = layer_spectra_table(matrices, scales, layers, Ns, method=method, threads=threads,
-                                tolerance=tolerance, compat=bool(compat))  # fmt: skip
+                                tolerance=tolerance, compat=bool(compat),
+                                keep_pooled=keep_pooled)  # fmt: skip
     for k, error in sorted(table.errors.items()):
         detail = getattr(error, "detail", f": {error}")
         failed_row(owners[k][0].row, f"weight{detail}", compat=bool(compat))

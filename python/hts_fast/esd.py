@@ -399,8 +399,11 @@ def layer_spectra_table(
     threads: int | None = None,
     tolerance: float = 1e-6,
     compat: bool = False,
+    keep_pooled: bool = True,
 ) -> LayerSpectraTable:
     """:func:`layer_spectra` as a :class:`LayerSpectraTable` (arrays, no per-layer objects).
+    ``keep_pooled=False``: ``pooled`` holds None for every layer (only the table's numbers
+    are wanted; :meth:`LayerSpectraTable.fits` then cannot be used).
 
     An entry of ``matrices`` may also be a 3-D NumPy array standing for its slices ``a[0]``,
     ``a[1]``, ... (a conv2d kernel's positions, without a Python object per slice);
@@ -422,7 +425,8 @@ def layer_spectra_table(
     norm_options = (float(tolerance), bool(compat))
     layer_list = list(layers)
     table, unreadable = _layer_spectra_call(arrays, scale_list, layer_list, list(Ns), code,
-                                            method, n_threads, bad, norm_options)  # fmt: skip
+                                            method, n_threads, bad, norm_options,
+                                            keep_pooled)  # fmt: skip
     if unreadable:  # arrays the kernels could not read as they are (e.g. foreign byte order)
         arrays, scale_list = expand_stacks(arrays, scale_list)
         for k in unreadable:
@@ -432,7 +436,7 @@ def layer_spectra_table(
         bad = {idx: a for idx, a in enumerate(arrays) if isinstance(a, Exception)}
         again, _ = _layer_spectra_call(arrays, scale_list, [layer_list[k] for k in unreadable],
                                        [Ns[k] for k in unreadable], code, method, n_threads,
-                                       bad, norm_options)  # fmt: skip
+                                       bad, norm_options, keep_pooled)  # fmt: skip
         for row, k in enumerate(unreadable):
             table.pooled[k] = again.pooled[row]
             table.reals[k] = again.reals[row]
@@ -469,12 +473,13 @@ def _as_matrix_or_error(item: Any, idx: int) -> Any:
 def _layer_spectra_call(
     arrays: list[Any], scales: list[float], layers: list[tuple[int, int, int | None]],
     Ns: list[float], code: int, method: str, threads: int, bad: dict[int, Exception],
-    norm_options: tuple[float, bool],
+    norm_options: tuple[float, bool], keep_pooled: bool = True,
 ) -> tuple[LayerSpectraTable, list[int]]:  # fmt: skip
     """One compiled layer_spectra pass; ``bad``: the matrices that could not be converted
     (index -> its error), whose layers fail with that error without being run;
-    ``norm_options``: (weak rank-loss tolerance, compat). Returns the table and the layers
-    with a matrix the kernels could not read (their errors are in the table too)."""
+    ``norm_options``: (weak rank-loss tolerance, compat); ``keep_pooled``: return the pooled
+    ESDs (else None for each). Returns the table and the layers with a matrix the kernels
+    could not read (their errors are in the table too)."""
     from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL
 
     num = len(layers)
@@ -495,7 +500,7 @@ def _layer_spectra_call(
             runnable, scales, [first for first, _, _ in run], [count for _, count, _ in run],
             [-1 if keep_top is None else keep_top for _, _, keep_top in run],
             [float(Ns[k]) for k in keep], code, DEFAULT_THRESHOLD, SMALL_N_CUTOFF,
-            SMALL_N_MIN_TAIL, *norm_options, threads)  # fmt: skip
+            SMALL_N_MIN_TAIL, *norm_options, threads, keep_pooled)  # fmt: skip
     if len(keep) == num:
         pooled, reals, ints = out_pooled, out_reals, out_ints
     else:  # scatter the rows of the layers that ran; the others keep NaN / 0
