@@ -24,7 +24,7 @@ DESCRIBE_COLUMNS = ["layer_id", "name", "M", "N", "Q", "layer_type", "longname",
                     "rf", "analyzed", "skip_reason"]  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class Planned:
     """A layer and what the size tests decided about it."""
 

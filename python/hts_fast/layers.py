@@ -33,7 +33,7 @@ LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
 EMBEDDING_WORDS = ("embed", "embd", "wte", "wpe")
 
 
-@dataclass
+@dataclass(slots=True)
 class Layer:
     """One candidate layer: where it sits in the model and its raw weight (not yet read)."""
 
