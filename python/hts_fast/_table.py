@@ -105,17 +105,6 @@ def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, An
     decomposed layer); a failure's reason is worked out for the failed rows only."""
     failed = table.count("fit_error") != 0
     methods = _METHOD_NAMES[table.count("fit_method")]
-    if not failed.any() and not (compat and (table.count("num_fit") < 8).any()):
-        # the usual case: no failed fit, no small-n sigma quirk (compat: fewer than 8 values)
-        # to apply; the columns as fit_array_columns() returns them, in fewer steps
-        alpha, n = table.real("alpha"), len(failed)
-        return {
-            "alpha": alpha, "D": table.real("D"), "sigma": table.real("sigma"),
-            "xmin": table.real("xmin"), "xmax": table.real("xmax"),
-            "num_pl_spikes": table.count("num_pl_spikes"), "status": ["success"] * n,
-            "status_reason": [""] * n, "fit_method": methods.tolist(),
-            "warning": warning_labels(alpha, failed, compat=compat),
-        }  # fmt: skip
     reasons = []
     if failed.any():
         methods[failed] = ""
@@ -140,7 +129,7 @@ def fit_array_columns(
     values that fell back to the whole sample gets WeightWatcher's sigma, computed before
     its fallback set alpha: -1 / sqrt(num_fit).
     """
-    if compat:
+    if compat and (num_fit < 8).any():  # (method is an object array: compared only then)
         quirk = ~failed & (method == "small_n") & (num_fit < 8) & (xmin_index == 0)
         if quirk.any():
             sigma = sigma.copy()

@@ -65,9 +65,10 @@ class _DirectThreads:
 
 
 @lru_cache(maxsize=1)
-def _pinnable_libraries() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """The BLAS libraries split into (driven directly, driven through threadpoolctl)."""
-    direct, others = [], []
+def _pinnable_libraries() -> tuple[Any, ...]:
+    """The BLAS libraries, each driven directly (_DirectThreads) where it can be, else
+    through its threadpoolctl controller."""
+    pinnable = []
     for lib in _blas_libraries():
         symbols = None
         if (getattr(lib, "internal_api", None) == "openblas"
@@ -78,11 +79,8 @@ def _pinnable_libraries() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
                            getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}"))  # fmt: skip
             except (AttributeError, TypeError, ValueError):  # another threadpoolctl layout
                 symbols = None
-        if symbols is None:
-            others.append(lib)
-        else:
-            direct.append(_DirectThreads(*symbols))
-    return tuple(direct), tuple(others)
+        pinnable.append(lib if symbols is None else _DirectThreads(*symbols))
+    return tuple(pinnable)
 
 
 def _release_openblas_control() -> None:
@@ -133,8 +131,7 @@ def single_threaded_blas() -> Iterator[None]:
         if _pin_depth == 0:
             # each library's own get/set calls (a few microseconds), not a threadpoolctl
             # limiter, which re-reads every library's state first (tens of microseconds)
-            direct, others = _pinnable_libraries()
-            _pinned_from[:] = [(lib, lib.num_threads) for lib in (*direct, *others)]
+            _pinned_from[:] = [(lib, lib.num_threads) for lib in _pinnable_libraries()]
             _set_threads([(lib, 1) for lib, _ in _pinned_from])
         _pin_depth += 1
     try:
