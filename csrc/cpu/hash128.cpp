@@ -13,18 +13,13 @@ namespace {
 constexpr std::uint64_t kP32 = 0x9E3779B1ULL;
 constexpr std::uint64_t kP64 = 0x9E3779B97F4A7C15ULL;
 
-std::uint64_t splitmix64(std::uint64_t& state) {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 std::uint64_t mix(std::uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
+
+std::uint64_t splitmix64(std::uint64_t& state) { return mix(state += kP64); }
 
 // The constants of the definition (see hash128.hpp), drawn once.
 struct Constants {

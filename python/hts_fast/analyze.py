@@ -333,14 +333,15 @@ def _analyze_models(
     # the next chunk is read by a background thread while this one is decomposed, and a
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]] = []
-    # the plain power-law fit runs inside the ESD threads, layer by layer (esd.layer_spectra)
+    # the plain power-law fit runs inside the ESD threads, layer by layer
+    # (esd.layer_spectra_table)
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
     fused_tables: list[LayerSpectraTable] = []  # their fits, norm sums and slice stats
     # the pooled ESDs themselves only where something reads them: the spectra sink (plots)
     # and the options that refit or reread them
-    keep_pooled = bool(spectra_sink is not None or as_rows or opt.peft or opt.randomize
-                       or opt.mp_fit or opt.detX or opt.alpha_ci or opt.compare)  # fmt: skip
+    keep_pooled = bool(spectra_sink is not None or opt.randomize or opt.mp_fit or opt.detX
+                       or opt.alpha_ci or opt.compare)  # fmt: skip
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 

@@ -97,9 +97,10 @@ def layer_slice_stats(
     layer of matrix k, non-decreasing; sv_min: the smallest, or in compat mode
     WeightWatcher's largest, of the matrices' smallest singular values)."""
     starts = np.searchsorted(owner, np.arange(num_layers))
-    return slice_columns(np.maximum.reduceat(tops, starts), np.minimum.reduceat(bottoms, starts),
-                         np.maximum.reduceat(bottoms, starts), np.add.reduceat(lost, starts),
-                         compat=compat)  # fmt: skip
+    # only the end slice_columns reports is reduced: it is passed as both ends
+    sv_min = (np.maximum if compat else np.minimum).reduceat(bottoms, starts)
+    return slice_columns(np.maximum.reduceat(tops, starts), sv_min, sv_min,
+                         np.add.reduceat(lost, starts), compat=compat)  # fmt: skip
 
 
 def norm_columns(

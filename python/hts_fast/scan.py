@@ -163,17 +163,6 @@ def _digest(data: bytes, algorithm: str) -> str:
     return _hasher(algorithm)(data).hexdigest()[:32]
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    """A file's bytes to its end (``size``: its size when it was opened)."""
-    data = os.read(fd, size)
-    if os.read(fd, 1) == b"" and len(data) == size:  # the usual case: no more
-        return data
-    os.lseek(fd, len(data), os.SEEK_SET)  # it grew meanwhile, or a short read: the rest
-    while more := os.read(fd, 1 << 20):
-        data += more
-    return data
-
-
 def _hash_file(
     path: str, keep: dict[str, bytes] | None, algorithm: str
 ) -> tuple[str, os.stat_result]:
@@ -191,11 +180,19 @@ def _hash_file(
                 ".safetensors"):  # fmt: skip
             with open(fd, "rb", closefd=False) as handle:
                 return _file_digest(handle, _hasher(algorithm)), stat
-        data = _read_all(fd, stat.st_size)
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read()
     finally:
         os.close(fd)
     keep[path] = data
     return _digest(data, algorithm), stat
+
+
+def _file_names(checkpoint: Path, files: list[Path]) -> list[str]:
+    """The names a checkpoint's hash is made of: its files' paths relative to its folder, or
+    "" for a checkpoint that is one file (hash_checkpoint and cached_content_hash must agree,
+    or a resumed scan analyzes every checkpoint again)."""
+    return [""] if checkpoint.is_file() else [str(f.relative_to(checkpoint)) for f in files]
 
 
 def _combine(names: list[str], hashes: list[str], algorithm: str) -> str:
@@ -228,8 +225,8 @@ def hash_checkpoint(
     for f in files:
         digest, stat = _hash_file(str(f), keep, algorithm)
         entries.append((_cache_key(str(f)), stat.st_size, stat.st_mtime_ns, digest))
-    names = [str(f.relative_to(path)) for f in files]
-    return _combine(names, [e[3] for e in entries], algorithm), entries
+    return _combine(_file_names(Path(path), files), [e[3] for e in entries],
+                    algorithm), entries  # fmt: skip
 
 
 HashLookup = Callable[[str, int, int], "str | None"]
@@ -259,8 +256,7 @@ def cached_content_hash(
                 hashes.append(cached)
     if len(hashes) < len(files):
         return None, size
-    names = [""] if checkpoint.is_file() else [str(f.relative_to(checkpoint)) for f in files]
-    return _combine(names, hashes, algorithm), size
+    return _combine(_file_names(checkpoint, files), hashes, algorithm), size
 
 
 def content_hash(checkpoint: Path, store: Store | None = None) -> str:
