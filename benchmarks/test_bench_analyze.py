@@ -21,9 +21,9 @@ import threadpoolctl
 from hts_fast import _threads
 from hts_fast._arrays import as_matrix
 from hts_fast._core_loader import core
-from hts_fast._planning import plan_layers
-from hts_fast.analyze import _extract
-from hts_fast.esd import expand_stacks
+from hts_fast.analysis.layer_spectra import expand_stacks
+from hts_fast.analysis.pipeline import _extract
+from hts_fast.analysis.planning import plan_layers
 
 from .conftest import _timings, quiet_call, record
 from .models import models

@@ -1,7 +1,7 @@
 """Randomized (certified top-k) ESD + fit vs the exact routes, float32 heavy-tailed input.
 
 Each run does what analyze(esd_method=...) does for one layer: the ESD and the power-law fit
-(randomized: the certification loop of hts_fast.esd_randomized). The exact routes are timed
+(randomized: the certification loop of hts_fast.spectra.randomized). The exact routes are timed
 in the same test, right after, so the ratio is taken in one process on one machine state.
 BLAS is pinned to one thread everywhere, so the ratios compare algorithms.
 
@@ -16,7 +16,7 @@ import time
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast import esd_randomized as er
+from hts_fast.spectra import randomized as er
 
 from .conftest import _timings, full_only, heavy_tailed_matrix, record
 

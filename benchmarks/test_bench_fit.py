@@ -79,7 +79,7 @@ def test_fit_share_of_svd(benchmark, n):
 def test_bootstrap_alpha_1000_resamples(benchmark):
     """issue target: <= 2 s for 1,000 resamples of n = 4,096 on 2 cores (absolute figure;
     the ratio is against one plain fit of the same ESD)."""
-    from hts_fast.bootstrap import bootstrap_alpha
+    from hts_fast.fits.bootstrap import bootstrap_alpha
 
     rng = np.random.default_rng(3)
     evals = 1.0 + (1.0 - rng.random(4096)) ** (-1 / 2.0)

@@ -18,7 +18,7 @@ import time
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast import gpu
+from hts_fast.spectra import gpu
 
 from .conftest import SIZES
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hts_fast.scan import scan
+from hts_fast.zoo.scan import scan
 
 from .conftest import SIZES, _timings, quiet_call, record
 
@@ -37,7 +37,7 @@ _alone: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hts_fast.demo_zoo import write_safetensors
+    from hts_fast.zoo.demo import write_safetensors
 
     root = tmp_path_factory.mktemp("zoo")
     rng = np.random.default_rng(0)
@@ -51,15 +51,15 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("esd_method", ["svd", "gram"])
 def test_analysis_alone(benchmark, zoo, esd_method):
     """The scan's analysis only: its batches of 32 paths through analyze's rows pipeline."""
-    from hts_fast.analyze import _analyze_batch
-    from hts_fast.scan import BATCH_CHECKPOINTS, _analyze_defaults
+    from hts_fast.analysis.pipeline import analyze_batch
+    from hts_fast.zoo.scan import BATCH_CHECKPOINTS, _analyze_defaults
 
     paths = [str(p) for p in sorted(zoo.glob("*.safetensors"))]
     options = {**_analyze_defaults(), "esd_method": esd_method, "threads": None}
 
     def run() -> int:
         for k in range(0, len(paths), BATCH_CHECKPOINTS):
-            _analyze_batch(paths[k : k + BATCH_CHECKPOINTS], options, as_rows=True)
+            analyze_batch(paths[k : k + BATCH_CHECKPOINTS], options, as_rows=True)
         return len(paths)
 
     assert benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0) == CHECKPOINTS

@@ -15,7 +15,7 @@ import logging
 
 import hts_fast
 import pytest
-from hts_fast.marchenko_pastur import mp_fit
+from hts_fast.fits.marchenko_pastur import mp_fit
 
 from .conftest import full_only, quiet_call, record
 

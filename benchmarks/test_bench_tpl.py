@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
-from hts_fast.tpl_search import _search_by_loop, fit_truncated_powerlaw
-from hts_fast.truncated import fit_truncated_powerlaw_at
+from hts_fast.fits.tpl_search import _search_by_loop, fit_truncated_powerlaw
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
 from .conftest import full_only, record
 

@@ -1,4 +1,4 @@
-"""Exponential and lognormal tail fits (hts_fast.alt_fits) against scipy and brute force."""
+"""Exponential and lognormal tail fits (hts_fast.fits.alternatives) against scipy and brute force."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hts_fast
 import numpy as np
 import pytest
 import scipy.stats
-from hts_fast.alt_fits import fit_exponential, fit_lognormal
+from hts_fast.fits.alternatives import fit_exponential, fit_lognormal
 
 
 def _brute_exponential(x: np.ndarray) -> tuple[float, float, float]:

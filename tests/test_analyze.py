@@ -7,9 +7,9 @@ import math
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast._planning import Planned
-from hts_fast._table import EXTRA_COLUMNS, WW_COLUMNS
-from hts_fast.layers import discover_layers
+from hts_fast.analysis.layers import discover_layers
+from hts_fast.analysis.planning import Planned
+from hts_fast.analysis.table import EXTRA_COLUMNS, WW_COLUMNS
 
 torch = pytest.importorskip("torch")
 
@@ -194,7 +194,7 @@ def test_unsupported_model_type():
 def test_chunked_reading_gives_the_same_table(monkeypatch):
     import importlib
 
-    module = importlib.import_module("hts_fast.analyze")
+    module = importlib.import_module("hts_fast.analysis.pipeline")
     rng = np.random.default_rng(8)
     state = {f"l{k}.weight": rng.standard_normal((40 + k, 30)) for k in range(7)}
     whole = hts_fast.analyze(state, threads=2)
@@ -219,38 +219,24 @@ _OPTION_SETS = [{}, {"esd_method": "gram"}, {"mp_fit": True}, {"fit": "TPL"}, {"
     [*((None, o) for o in [*_OPTION_SETS, {"alpha_ci": True, "seed": 1}]),
      *(("weightwatcher-0.7.7", o) for o in _OPTION_SETS)],
 )  # fmt: skip
-def test_the_direct_frame_equals_the_general_route(monkeypatch, compat, options):
-    """analyze() builds the usual table (every layer analyzed) straight from its columns
-    (_table.analyzed_frame); the general route gives the very same frame (alpha_ci is ours:
-    default mode only)."""
-    import importlib
-
+def test_result_frames_are_independent(compat, options):
+    """Reshaping and writing one result leaves the next analyze() result as it was, for the
+    option sets that add columns (alpha_ci is ours: default mode only)."""
     if compat and options.get("fit") == "TPL":
         options = {**options, "fit": "E_TPL"}
-    module = importlib.import_module("hts_fast.analyze")
     rng = np.random.default_rng(11)
     state = {"conv.weight": rng.standard_t(3, (16, 8, 3, 3)).astype(np.float32),
              "dense.weight": rng.standard_t(4, (90, 60)),
              "small.weight": rng.standard_normal((12, 9))}  # fmt: skip
-    direct = hts_fast.analyze(state, compat=compat, **options)
-    calls = []
-    original = module.analyzed_frame
-
-    def general(*args, **kwargs) -> None:  # None: the caller takes table_columns + to_frame
-        calls.append(original(*args, **kwargs) is not None)
-
-    monkeypatch.setattr(module, "analyzed_frame", general)
+    first = hts_fast.analyze(state, compat=compat, **options)
     other = hts_fast.analyze(state, compat=compat, **options)
-    # the direct frame was built (not with E_TPL here: a failed fit takes the general route)
-    assert calls == [options.get("fit") != "E_TPL"]
     pd = pytest.importorskip("pandas")
-    pd.testing.assert_frame_equal(direct, other, check_exact=True)
-    assert direct.attrs["skipped"].equals(other.attrs["skipped"])
-    # frames built from the cached layout stay independent: reshaping and writing one leaves
-    # the next as it was
-    direct.insert(1, "extra", 1.0)
-    direct.loc[0, "alpha"] = -7.0
-    direct = direct.drop(columns=["name"])
-    monkeypatch.setattr(module, "analyzed_frame", original)
-    pd.testing.assert_frame_equal(hts_fast.analyze(state, compat=compat, **options), other,
-                                  check_exact=True)  # fmt: skip
+    pd.testing.assert_frame_equal(first, other, check_exact=True)
+    assert first.attrs["skipped"].equals(other.attrs["skipped"])
+    first.insert(1, "extra", 1.0)
+    first.loc[0, "alpha"] = -7.0
+    first.index.name, first.columns.name = "row", "column"
+    first = first.drop(columns=["name"])
+    again = hts_fast.analyze(state, compat=compat, **options)
+    pd.testing.assert_frame_equal(again, other, check_exact=True)
+    assert (again.index.name, again.columns.name) == (None, None)

@@ -9,7 +9,7 @@ import hts_fast
 import numpy as np
 import pandas as pd
 import pytest
-from hts_fast.analyze import _Options
+from hts_fast.analysis.pipeline import _Options
 
 
 def _model(seed: int, *, bad: bool = False) -> dict[str, np.ndarray]:

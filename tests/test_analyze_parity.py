@@ -11,7 +11,7 @@ import hts_fast
 import numpy as np
 import pandas as pd
 import pytest
-from hts_fast._table import WW_COLUMNS
+from hts_fast.analysis.table import WW_COLUMNS
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.weightwatcher

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast.bootstrap import bootstrap_alpha
+from hts_fast.fits.bootstrap import bootstrap_alpha
 
 from .conftest import pareto_sample
 

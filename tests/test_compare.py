@@ -10,8 +10,8 @@ import warnings
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast.alt_fits import lognormal_logpdf
-from hts_fast.compare import COLUMNS, compare_tail, exponential_logpdf
+from hts_fast.fits.alternatives import lognormal_logpdf
+from hts_fast.fits.compare import COLUMNS, compare_tail, exponential_logpdf
 
 from .conftest import _require, pareto_sample
 

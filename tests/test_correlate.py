@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 from hts_fast.cli import main
-from hts_fast.correlate import attach_labels, checkpoint_metrics, rank_correlations
+from hts_fast.zoo.correlate import attach_labels, checkpoint_metrics, rank_correlations
 
 from .test_scan import _zoo
 
@@ -34,7 +34,7 @@ def test_correlate_command_on_a_scanned_zoo(tmp_path, capsys):
     db = tmp_path / "zoo.sqlite"
     assert main(["scan", str(zoo), "--store", str(db), "--quiet"]) == 1  # the broken file
     capsys.readouterr()
-    from hts_fast.store import Store
+    from hts_fast.zoo.store import Store
 
     with Store(db) as store:
         metrics = checkpoint_metrics(store.frame("layers"))

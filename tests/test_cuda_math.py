@@ -17,7 +17,7 @@ import hts_fast
 import numpy as np
 import pytest
 from hts_fast import fit_powerlaw_batch, powerlaw_curve
-from hts_fast.truncated import fit_truncated_powerlaw_at_batch
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 CXX = shutil.which("c++") or shutil.which("g++")

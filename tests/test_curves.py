@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hts_fast import fit_curves, fit_powerlaw
-from hts_fast.truncated import fit_truncated_powerlaw_at
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
 from .conftest import heavy_tailed_esd
 from .test_tpl import tpl_sample

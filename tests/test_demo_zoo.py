@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hts_fast
 import numpy as np
-from hts_fast.demo_zoo import accuracy, load_digits, make_demo_zoo, train_mlp
+from hts_fast.zoo.demo import accuracy, load_digits, make_demo_zoo, train_mlp
 
 from .conftest import _require
 
@@ -22,7 +22,7 @@ def test_training_learns_and_is_reproducible():
 
 def test_zoo_files_and_labels(tmp_path, monkeypatch):
     _require("sklearn")
-    import hts_fast.demo_zoo as demo
+    from hts_fast.zoo import demo
 
     monkeypatch.setattr(demo, "BATCH_SIZES", (8, 128))
     monkeypatch.setattr(demo, "WIDTHS", (32,))

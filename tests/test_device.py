@@ -6,7 +6,7 @@ import hts_fast
 import numpy as np
 import pandas as pd
 import pytest
-from hts_fast import device as device_mod
+from hts_fast.analysis import device as device_mod
 
 
 def _model() -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@ import hts_fast
 import numpy as np
 import pytest
 import scipy.linalg
-from hts_fast import esd_randomized as er
+from hts_fast.analysis import randomized_esd
+from hts_fast.spectra import randomized as er
 
 from .packaged_model import load_minilm
 
@@ -135,7 +136,7 @@ def test_light_tailed_matrix_falls_back_to_the_whole_spectrum():
 
 
 def test_analyze_randomized_matches_exact_on_heavy_tailed_layer(layer, monkeypatch):
-    monkeypatch.setattr(er, "EXACT_BELOW", 512)
+    monkeypatch.setattr(randomized_esd, "EXACT_BELOW", 512)
     model = {"big.weight": layer, "small.weight": layer[:300, :400].copy()}
     svd = hts_fast.analyze(model)
     rnd = hts_fast.analyze(model, esd_method="randomized")
@@ -167,7 +168,7 @@ def test_unconverged_iteration_raises(layer):
 
 
 def test_dense_eigensolve_equals_dsyevd():
-    from hts_fast.esd import symmetric_eigenvalues
+    from hts_fast.spectra.exact import symmetric_eigenvalues
 
     a = np.random.default_rng(2).standard_normal((300, 700))
     g = a @ a.T

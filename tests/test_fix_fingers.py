@@ -57,7 +57,7 @@ def test_default_without_room_to_clip_keeps_the_raw_fit():
 
 def test_xmin_peak_restricts_the_search_to_the_peak():
     from hts_fast import _reference
-    from hts_fast.tpl_search import peak_xmin_range
+    from hts_fast.fits.tpl_search import peak_xmin_range
 
     state = _state()
     spectra: dict[int, np.ndarray] = {}

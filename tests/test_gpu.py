@@ -1,6 +1,6 @@
-"""GPU backend (hts_fast.gpu) against the CPU kernels: every output, 1e-9 in float64.
+"""GPU backend (hts_fast.spectra.gpu) against the CPU kernels: every output, 1e-9 in float64.
 
-Marked ``gpu``; skipped with the reason from ``hts_fast.gpu.status()`` when no GPU backend is
+Marked ``gpu``; skipped with the reason from ``hts_fast.spectra.gpu.status()`` when no GPU backend is
 usable. On a GPU machine: ``python -m pytest -m gpu tests/test_gpu.py``.
 """
 
@@ -11,8 +11,8 @@ import importlib.util
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast import gpu
-from hts_fast.truncated import fit_truncated_powerlaw_at_batch
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at_batch
+from hts_fast.spectra import gpu
 
 _STATUS = gpu.status()
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hts_fast._core_loader import core
-from hts_fast.esd import (
+from hts_fast.analysis.layer_spectra import (
     LayerSpectraTable,
-    esd_batch,
     expand_stacks,
     layer_spectra,
     layer_spectra_table,
 )
-from hts_fast.fits import fit_powerlaw_batch
-from hts_fast.metrics import LayerSliceStats, batch_slice_stats
+from hts_fast.analysis.metrics import LayerSliceStats, batch_slice_stats
+from hts_fast.fits.powerlaw import fit_powerlaw_batch
+from hts_fast.spectra.esd import esd_batch
 
 
 def _batch():
@@ -146,7 +146,7 @@ def test_the_table_columns_match_the_binding():
 def test_fit_columns_from_the_table_equal_those_from_fit_objects(compat):
     """analyze's fused path (table_fit_columns on the arrays) and its other paths (fit_columns
     on PowerLawFit objects) give the same columns, a failed fit and a small-n fit included."""
-    from hts_fast._table import fit_columns, table_fit_columns
+    from hts_fast.analysis.table import fit_columns, table_fit_columns
 
     rng = np.random.default_rng(3)
     matrices = [

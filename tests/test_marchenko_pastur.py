@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hts_fast.marchenko_pastur import (
+from hts_fast.fits.marchenko_pastur import (
     KDE_BANDWIDTH,
     DetX,
     MPFit,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hts_fast import _reference
 from hts_fast._core_loader import core
-from hts_fast.esd import layer_spectra
-from hts_fast.metrics import batch_norm_metrics
+from hts_fast.analysis.layer_spectra import layer_spectra
+from hts_fast.analysis.metrics import batch_norm_metrics
 
 KEYS = ("norm", "lambda_max", "matrix_rank", "weak_rank_loss", "entropy", "alpha_norm_sum")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.linalg
-from hts_fast._table import WW_COLUMNS
+from hts_fast.analysis.table import WW_COLUMNS
 
 from .test_analyze_parity import assert_same_table, run_weightwatcher, torch
 

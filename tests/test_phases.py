@@ -5,7 +5,7 @@ from __future__ import annotations
 import hts_fast
 import numpy as np
 import pytest
-from hts_fast.phases import phase_of
+from hts_fast.analysis.phases import phase_of
 
 N, M = 1000, 500
 

@@ -119,7 +119,7 @@ def test_default_option_columns() -> None:
 def test_compat_stream_continues_across_chunks(monkeypatch):
     import importlib
 
-    module = importlib.import_module("hts_fast.analyze")
+    module = importlib.import_module("hts_fast.analysis.pipeline")
     rng = np.random.default_rng(6)
     state = {f"l{k}.weight": rng.standard_normal((60, 40)).astype(np.float32) for k in range(4)}
     whole = hts_fast.analyze(state, compat=COMPAT, randomize=True, seed=5, threads=1)

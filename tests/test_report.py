@@ -88,7 +88,7 @@ def test_report_of_a_missing_or_unreadable_source(tmp_path):
 
 def test_model_report_with_a_zero_layer(tmp_path):
     _require("matplotlib")
-    from hts_fast.report import model_report
+    from hts_fast.zoo.report import model_report
 
     rng = np.random.default_rng(2)
     state = [("zero", np.zeros((40, 30))), ("ok", rng.standard_normal((40, 30)))]

@@ -15,8 +15,8 @@ import hts_fast
 import numpy as np
 import pandas as pd
 import pytest
-from hts_fast.scan import discover, scan
-from hts_fast.store import Store
+from hts_fast.zoo.scan import discover, scan
+from hts_fast.zoo.store import Store
 
 #: columns that differ between two runs of the same analysis
 VOLATILE = ["seconds", "finished", "id", "checkpoint_id"]
@@ -211,7 +211,7 @@ def test_trainer_checkpoints_inside_a_model_folder_and_variant_files(tmp_path):
     assert discover([tmp_path / "zoo"]) == [run, run / "checkpoint-500"]
     assert len(hts_fast.analyze(str(run))) == 1  # the variant is not read as more layers
     # the parent's identity does not include its subfolders' files
-    from hts_fast.scan import content_hash
+    from hts_fast.zoo.scan import content_hash
 
     before = content_hash(run)
     save_file(weights | {"x.weight": np.ones((9, 9), np.float32)},
@@ -247,7 +247,7 @@ def test_a_stuck_checkpoint_times_out(tmp_path, monkeypatch):
 
 def test_a_checkpoint_is_analyzed_from_the_bytes_it_was_hashed_from(tmp_path):
     from hts_fast.loaders.safetensors_files import preread
-    from hts_fast.scan import hash_checkpoint
+    from hts_fast.zoo.scan import hash_checkpoint
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(1)
@@ -283,7 +283,7 @@ def _files_zoo(root: Path, count: int = 24) -> Path:
 def test_this_process_analyzes_while_the_workers_start(tmp_path, monkeypatch, workers_start):
     import threading
 
-    import hts_fast.scan as scan_module
+    import hts_fast.zoo.scan as scan_module
 
     zoo = _files_zoo(tmp_path / "zoo")  # 24 checkpoints: 8 batches of 3 with 2 workers
     scan([zoo], tmp_path / "serial.sqlite")
@@ -340,7 +340,7 @@ def test_a_new_store_records_its_content_hash_and_each_option_set_once(tmp_path)
     import hashlib
 
     from hts_fast import _reference as ref
-    from hts_fast.scan import hash_checkpoint
+    from hts_fast.zoo.scan import hash_checkpoint
 
     zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
     db = tmp_path / "s.sqlite"
@@ -391,7 +391,7 @@ def test_a_store_of_the_first_layout_and_sha256_resumes(tmp_path):
     changed = scan([zoo], db, esd_method="gram")
     assert (changed.done, changed.skipped) == (1, 4)
     with Store(db) as store:
-        from hts_fast.scan import content_hash
+        from hts_fast.zoo.scan import content_hash
 
         assert store.hash_algorithm == "sha256"
         digest = content_hash(zoo / "run00", store)
@@ -470,7 +470,7 @@ def test_files_hash_the_same_without_hashlib_file_digest(tmp_path, monkeypatch):
     """Python 3.10 has no hashlib.file_digest: the chunked fallback gives the same hashes."""
     import hashlib
 
-    from hts_fast.scan import hash_checkpoint
+    from hts_fast.zoo.scan import hash_checkpoint
 
     zoo = _zoo(tmp_path / "zoo", runs=1, broken=False)
     expected = {a: hash_checkpoint(zoo / "loose.npz", algorithm=a)[0] for a in ("hts128", "sha256")}

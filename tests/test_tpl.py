@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hts_fast import _reference as ref
 from hts_fast._core_loader import core
-from hts_fast.truncated import (
+from hts_fast.fits.truncated import (
     TruncatedPowerLawFit,
     fit_truncated_powerlaw_at,
     fit_truncated_powerlaw_at_batch,

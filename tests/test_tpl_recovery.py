@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hts_fast.tpl_search import fit_truncated_powerlaw_batch
-from hts_fast.truncated import fit_truncated_powerlaw_at_batch
+from hts_fast.fits.tpl_search import fit_truncated_powerlaw_batch
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at_batch
 
 from .test_tpl import tpl_sample
 

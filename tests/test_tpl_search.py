@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 from hts_fast import fit_curves
-from hts_fast.tpl_search import (
+from hts_fast.fits.tpl_search import (
     _search_by_loop,
     fit_truncated_powerlaw,
     fit_truncated_powerlaw_batch,
     peak_xmin_range,
 )
-from hts_fast.truncated import fit_truncated_powerlaw_at
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
 from .conftest import heavy_tailed_esd, pareto_sample
 from .test_tpl import tpl_sample

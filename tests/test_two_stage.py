@@ -44,7 +44,7 @@ def test_switch_off_gives_dsyevd():
 @pytest.mark.parametrize("order", [5, 300, ORDER])
 def test_symmetric_eigenvalues_equal_scipy(order):
     import scipy.linalg
-    from hts_fast.esd import symmetric_eigenvalues
+    from hts_fast.spectra.exact import symmetric_eigenvalues
 
     rng = np.random.default_rng(order)
     x = rng.standard_normal((order, order))
@@ -57,7 +57,7 @@ def test_symmetric_eigenvalues_equal_scipy(order):
 
 
 def test_symmetric_eigenvalues_bad_input():
-    from hts_fast.esd import symmetric_eigenvalues
+    from hts_fast.spectra.exact import symmetric_eigenvalues
 
     with pytest.raises(ValueError, match="square"):
         symmetric_eigenvalues(np.zeros((3, 4)))
@@ -66,7 +66,7 @@ def test_symmetric_eigenvalues_bad_input():
 
 
 def test_symmetric_eigenvalues_overwrite_uses_the_array_in_place():
-    from hts_fast.esd import symmetric_eigenvalues
+    from hts_fast.spectra.exact import symmetric_eigenvalues
 
     x = np.random.default_rng(4).standard_normal((50, 50))
     a = x @ x.T

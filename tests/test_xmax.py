@@ -1,11 +1,11 @@
-"""analyze(xmax=...): None, a number, or "force" (hts_fast.xmax)."""
+"""analyze(xmax=...): None, a number, or "force" (hts_fast.analysis.xmax)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hts_fast import analyze, fit_curves, fit_powerlaw
-from hts_fast.truncated import fit_truncated_powerlaw_at
+from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
 from .conftest import _require
 

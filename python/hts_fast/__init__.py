@@ -22,14 +22,20 @@ from __future__ import annotations
 
 from ._build_info import build_info
 from ._core_loader import core as _core
-from ._planning import describe
-from ._table import summary
-from .analyze import analyze, analyze_many
-from .bootstrap import AlphaInterval, bootstrap_alpha
-from .conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
-from .curves import fit_curves
-from .esd import esd, esd_batch
-from .fits import PowerLawCurve, PowerLawFit, fit_powerlaw, fit_powerlaw_batch, powerlaw_curve
+from .analysis.pipeline import analyze, analyze_many
+from .analysis.planning import describe
+from .analysis.table import summary
+from .fits.bootstrap import AlphaInterval, bootstrap_alpha
+from .fits.curves import fit_curves
+from .fits.powerlaw import (
+    PowerLawCurve,
+    PowerLawFit,
+    fit_powerlaw,
+    fit_powerlaw_batch,
+    powerlaw_curve,
+)
+from .spectra.conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
+from .spectra.esd import esd, esd_batch
 
 __version__: str = _core.__version__
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _threads, gpu
+from . import _threads
 from ._core_loader import LAPACK_SOURCE, core
+from .spectra import gpu
 
 
 def build_info() -> dict[str, Any]:

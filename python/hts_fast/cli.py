@@ -152,7 +152,7 @@ def _write(table: pd.DataFrame, out: Path) -> None:
 
 
 def _print_analysis(path: Path, table: pd.DataFrame) -> None:
-    from ._table import summary
+    from .analysis.table import summary
 
     with pd.option_context("display.width", 200, "display.max_columns", None,
                            "display.max_rows", None, "display.float_format", "{:.4g}".format):  # fmt: skip
@@ -175,8 +175,8 @@ def _print_analysis(path: Path, table: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    from ._planning import describe
-    from .analyze import analyze
+    from .analysis.pipeline import analyze
+    from .analysis.planning import describe
     from .loaders import TensorReadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "demo-zoo":
-        from .demo_zoo import make_demo_zoo
+        from .zoo.demo import make_demo_zoo
 
         labels = make_demo_zoo(args.folder)
         print(f"trained {len(labels)} models into {args.folder} (labels: "
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
-    from .scan import scan
+    from .zoo.scan import scan
 
     options.update(_compute_options(args))
     try:
@@ -250,7 +250,7 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .store import Store
+    from .zoo.store import Store
 
     if not args.store.is_file():
         print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
@@ -264,8 +264,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _correlate(args: argparse.Namespace) -> int:
-    from .correlate import attach_labels, checkpoint_metrics, rank_correlations
-    from .store import Store
+    from .zoo.correlate import attach_labels, checkpoint_metrics, rank_correlations
+    from .zoo.store import Store
 
     if not args.store.is_file():
         print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
@@ -303,7 +303,7 @@ def _is_store(path: Path) -> bool:
 
 def _report(args: argparse.Namespace) -> int:
     from .loaders import TensorReadError
-    from .report import model_report, zoo_report
+    from .zoo.report import model_report, zoo_report
 
     if not args.source.exists():
         print(f"hts-fast: {args.source}: no such file or directory", file=sys.stderr)

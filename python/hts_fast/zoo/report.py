@@ -138,8 +138,8 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 def model_report(model: Any, out: str | Path, **options: Any) -> Path:
     """Analyze ``model`` and write its plots and ``report.html`` into ``out``; return the page."""
-    from ._table import summary
-    from .analyze import analyze
+    from ..analysis.pipeline import analyze
+    from ..analysis.table import summary
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,9 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from . import _threads
-from ._arrays import as_float_array
-from ._core_loader import core
+from .. import _threads
+from .._arrays import as_float_array
+from .._core_loader import core
 
 #: Eigenvalues at or below this are left out of the fit (WeightWatcher's EVALS_THRESH).
 DEFAULT_THRESHOLD = 1e-5
@@ -20,7 +20,7 @@ SMALL_N_CUTOFF = 20
 #: Smallest tail the small-sample rule accepts.
 SMALL_N_MIN_TAIL = 8
 
-_METHODS = {0: "standard", 1: "small_n"}
+FIT_METHODS = {0: "standard", 1: "small_n"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _failure_reason(fields: tuple[Any, ...], values: np.ndarray, threshold: floa
     return f"unknown kernel error {error}"
 
 
-def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) -> PowerLawFit:
+def fit_from_fields(fields: tuple[Any, ...], values: np.ndarray, threshold: float) -> PowerLawFit:
     alpha, xmin, xmax, D, sigma, spikes, num_fit, xmin_index, method, error, _bad = fields
     if error:
         return PowerLawFit.failed(_failure_reason(fields, values, threshold), int(num_fit))
@@ -110,7 +110,7 @@ def _to_result(fields: tuple[Any, ...], values: np.ndarray, threshold: float) ->
         sigma=sigma,
         num_pl_spikes=int(spikes),
         num_fit=int(num_fit),
-        method=_METHODS[method],
+        method=FIT_METHODS[method],
         status="success",
         xmin_index=int(xmin_index),
     )
@@ -170,7 +170,7 @@ def fit_powerlaw(
     threshold, cutoff, min_tail = _check_options(threshold, small_n)
     values = _as_evals(evals, "evals")
     fields = core.fit_powerlaw(values, threshold, cutoff, min_tail)
-    result = _to_result(fields, values, threshold)
+    result = fit_from_fields(fields, values, threshold)
     if result.status == "failed":
         raise ValueError(result.reason)
     return result
@@ -212,7 +212,7 @@ def fit_powerlaw_batch(
         core.fit_powerlaw_batch(arrays, threshold, cutoff, min_tail, n_threads),
         strict=True,
     ):
-        results[k] = _to_result(fields, values, threshold)
+        results[k] = fit_from_fields(fields, values, threshold)
     return cast(list[PowerLawFit], results)  # every slot was filled above
 
 
@@ -245,7 +245,7 @@ def powerlaw_curve(
     fields, xmins, alphas, ds, sigmas = core.powerlaw_curve(
         values, threshold, cutoff, min_tail, _threads.resolve_threads(threads)
     )
-    best = _to_result(fields, values, threshold)
+    best = fit_from_fields(fields, values, threshold)
     if best.status == "failed":
         raise ValueError(best.reason)
     return PowerLawCurve(xmins=xmins, alphas=alphas, Ds=ds, sigmas=sigmas, best=best)

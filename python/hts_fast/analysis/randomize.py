@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ._core_loader import core
-from .esd import esd_batch
+from .._core_loader import core
+from ..spectra.esd import esd_batch
 
 #: Layers with fewer eigenvalues than this get REPLICAS_SMALL shuffled copies pooled.
 SMALL_LAYER = 100

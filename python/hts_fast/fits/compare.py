@@ -6,7 +6,7 @@ likelihood with three alternatives, each normalised on [xmin, inf):
 * exponential: p(x) = lam exp(-lam (x - xmin)), lam = 1 / (mean(x) - xmin) (closed form);
 * lognormal: p(x) = phi((ln x - mu) / s) / (x s S), S = P(X >= xmin) for the untruncated
   lognormal; (mu, s) by numerical maximisation (scipy, from the moments of ln x);
-* truncated power law: p(x) ~ x^-alpha exp(-Lambda x) (hts_fast.truncated, exact MLE).
+* truncated power law: p(x) ~ x^-alpha exp(-Lambda x) (hts_fast.fits.truncated, exact MLE).
 
 For each pair (power law, alternative) R = sum_i (l_PL(x_i) - l_alt(x_i)) of the pointwise
 log-likelihoods: R > 0 favours the power law. Non-nested alternatives (exponential,
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.special
 
-from .alt_fits import lognormal_logpdf
+from .alternatives import lognormal_logpdf
 from .truncated import fit_truncated_powerlaw_at
 
 COLUMNS = ["pl_exp_R", "pl_exp_p", "pl_lognormal_R", "pl_lognormal_p", "pl_tpl_R", "pl_tpl_p"]

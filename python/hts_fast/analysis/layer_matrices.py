@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._arrays import as_float_array
-from .conv2d import CONV2D_NORM_SCALE, conv2d_matrices, oihw_slices
+from .._arrays import as_float_array
+from ..spectra.conv2d import CONV2D_NORM_SCALE, conv2d_matrices, oihw_slices
 
 COMPAT = "weightwatcher-0.7.7"
 _NATIVE_FLOATS = (np.float16, np.float32, np.float64)
@@ -107,7 +107,7 @@ def read_weight(weight: Any, compat: str | None) -> np.ndarray:
     if (type(weight) is np.ndarray and weight.dtype.type in _NATIVE_FLOATS and weight.size
             and weight.dtype.isnative):  # fmt: skip
         return weight  # the common case, checked first: a plain float array as it is
-    from .loaders import LazyTensor, TensorReadError
+    from ..loaders import LazyTensor, TensorReadError
 
     if isinstance(weight, LazyTensor):
         try:

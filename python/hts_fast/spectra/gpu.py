@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .fits import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, PowerLawFit
-from .fits import _to_result as _pl_result
-from .truncated import TruncatedPowerLawFit
-from .truncated import _to_result as _tpl_result
+from ..fits.powerlaw import DEFAULT_THRESHOLD, SMALL_N_CUTOFF, SMALL_N_MIN_TAIL, PowerLawFit
+from ..fits.powerlaw import fit_from_fields as _pl_result
+from ..fits.truncated import TruncatedPowerLawFit
+from ..fits.truncated import fit_from_fields as _tpl_result
 
 __all__ = [
     "GpuPowerLawBatch",
@@ -68,7 +68,7 @@ def _import_cupy() -> Any:
 def _compiled() -> tuple[Any, str]:
     """(hts_fast._cuda, "") when it imports and sees a device, else (None, reason)."""
     try:
-        from . import _cuda  # type: ignore[attr-defined]
+        from .. import _cuda  # type: ignore[attr-defined]
     except ImportError as exc:
         return None, f"not built (HTS_FAST_CUDA=ON builds hts_fast._cuda): {exc}"
     if _cuda.driver_version() == 0:
@@ -80,10 +80,11 @@ def _compiled() -> tuple[Any, str]:
 
 def _kernel_source_dirs() -> tuple[Path, Path]:
     """(directory of kernels.cuh, include directory holding hts/*.hpp)."""
-    shipped = Path(__file__).resolve().parent / "cuda_src"
+    package = Path(__file__).resolve().parents[1]  # hts_fast/
+    shipped = package / "cuda_src"
     if (shipped / "kernels.cuh").is_file():
         return shipped, shipped
-    root = Path(__file__).resolve().parents[2]  # editable install: the source tree
+    root = package.parents[1]  # editable install: the source tree
     return root / "csrc" / "cuda", root / "csrc" / "include"
 
 

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _threads
-from ._core_loader import core
-from .fits import DEFAULT_THRESHOLD, powerlaw_curve
+from .. import _threads
+from .._core_loader import core
+from .powerlaw import DEFAULT_THRESHOLD, powerlaw_curve
 from .tpl_search import _as_evals, _cdf_xmax
 from .truncated import _STATUSES
 
@@ -65,11 +65,11 @@ def fit_curves(
     fit : {"PL", "TPL"}
         ``"PL"``: the power-law scan of :func:`hts_fast.fit_powerlaw` (every fitted value but
         the largest is a candidate, duplicates included). ``"TPL"``: the truncated power law
-        of :func:`hts_fast.tpl_search.fit_truncated_powerlaw` (distinct values, optionally
+        of :func:`hts_fast.fits.tpl_search.fit_truncated_powerlaw` (distinct values, optionally
         inside ``xmin_range`` = [low, high)).
     alpha_above_one, cdf_xmax
         TPL only: which fits are valid for the selection, and the KS test's upper cut (as in
-        :func:`hts_fast.tpl_search.fit_truncated_powerlaw`).
+        :func:`hts_fast.fits.tpl_search.fit_truncated_powerlaw`).
     threads
         Worker threads (None: all cores); results do not depend on it.
 
@@ -83,7 +83,7 @@ def fit_curves(
         (1 / units of the eigenvalues; 0 where the pure power law is the maximum), ``D``
         (NaN where the fit has no CDF), ``loglik`` (summed natural-log likelihood),
         ``alpha_se``, ``Lambda_se`` (observed-information standard errors), ``n`` and
-        ``status`` (as :class:`hts_fast.truncated.TruncatedPowerLawFit`).
+        ``status`` (as :class:`hts_fast.fits.truncated.TruncatedPowerLawFit`).
         ``table.attrs["selected"]`` is the row of the chosen xmin (smallest D among the valid
         fits, the first on ties; -1 when none is valid), the row that
         :func:`hts_fast.fit_powerlaw` / ``fit_truncated_powerlaw`` return.

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._arrays import as_float_array
+from .._arrays import as_float_array
 
 #: Bandwidth of WeightWatcher's linear-kernel density estimate (rescaled units).
 KDE_BANDWIDTH = 0.1

@@ -60,9 +60,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _threads
-from ._arrays import as_matrix
-from .fits import DEFAULT_THRESHOLD, fit_powerlaw_batch
+from .. import _threads
+from .._arrays import as_matrix
+from ..fits.powerlaw import DEFAULT_THRESHOLD, fit_powerlaw_batch
+from .exact import exact_esd, symmetric_eigenvalues
 
 #: Default relative accuracy certified for every returned eigenvalue.
 DEFAULT_TOL = 1e-8
@@ -83,14 +84,9 @@ ABANDON_FRACTION, ABANDON_RATIO = 0.125, 16
 #: analyze(): a top-k fit is accepted when at least max(MIN_BELOW, k * BELOW_FRACTION)
 #: computed eigenvalues lie below its xmin; otherwise k grows.
 MIN_BELOW, BELOW_FRACTION = 32, 0.25
-#: analyze(): layers whose smaller side is below this get the exact svd ESD (cheap enough).
-EXACT_BELOW = 1024
 
 Route = Literal["krylov-gram", "krylov-matrix", "dense"]
 Operator = Literal["auto", "gram", "matrix"]
-#: Columns analyze() cannot compute from a top-k ESD (NaN, or -1 for counts).
-UNAVAILABLE_FLOAT = ("entropy", "sv_min", "log_alpha_norm")
-UNAVAILABLE_INT = ("matrix_rank", "rank_loss", "weak_rank_loss")
 
 
 class ConvergenceError(RuntimeError):
@@ -338,9 +334,7 @@ def _solve(
 
 def _dense(s: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
     """The whole spectrum by the compiled Gram kernel (no float64 Gram matrix at hand)."""
-    from .esd import esd_batch
-
-    return _complete(esd_batch([s], method="gram", threads=1)[0], m, n, frob)
+    return _complete(exact_esd(s, "gram"), m, n, frob)
 
 
 def _complete(values: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
@@ -467,87 +461,4 @@ def _dense_gram(g: np.ndarray, m: int, n: int, frob: float) -> TopSpectrum:
     """Every eigenvalue of the float64 Gram matrix ``g`` (overwritten) by the Gram route's
     compiled eigensolver (LAPACK's two-stage dsyevd for large orders where SciPy's OpenBLAS
     has it, else dsyevd), as a complete TopSpectrum."""
-    from .esd import symmetric_eigenvalues
-
     return _complete(symmetric_eigenvalues(g, overwrite=True), m, n, frob)
-
-
-#: Where analyze() keeps a layer's CertifiedSpectrum (in its plan's ``extra``).
-EXTRA_KEY = "_randomized_esd"
-
-
-def check_options(**options: Any) -> None:
-    """Reject analyze() options that need the whole spectrum (or WeightWatcher's svd)."""
-    bad = [f"{name}={value!r}" for name, value in options.items()
-           if value not in (None, False, "PL")]  # fmt: skip
-    if bad:
-        msg = (f"esd_method='randomized' computes only the top of each ESD; it cannot be "
-               f"combined with {', '.join(bad)} (use esd_method='svd' or 'gram')")  # fmt: skip
-        raise ValueError(msg)
-
-
-def layer_spectra(
-    owners: list[Any], matrices: list[np.ndarray], scales: list[float], *, threads: int,
-    seed: int | None,
-) -> list[Any]:  # fmt: skip
-    """Each matrix's ESD for analyze(esd_method="randomized"), as esd_batch returns them.
-
-    A layer of one matrix whose smaller side is at least EXACT_BELOW gets its certified
-    top-k (:func:`certified_spectrum`, recorded in ``plan.extra[EXTRA_KEY]``); every other
-    matrix (small ones, conv2d slices, LoRA products) gets the exact svd ESD.
-    """
-    from .esd import _tagged, esd_batch
-
-    spectra: list[Any] = [None] * len(matrices)
-    certified: list[tuple[Any, int]] = []
-    exact: list[int] = []
-    for plan, first, count, keep_top in owners:
-        big = count == 1 and keep_top is None and min(matrices[first].shape) >= EXACT_BELOW
-        if big:
-            certified.append((plan, first))
-        else:
-            exact.extend(range(first, first + count))
-    if exact:
-        values = esd_batch([matrices[i] for i in exact], method="svd",
-                           scales=[scales[i] for i in exact], threads=threads,
-                           on_error="return")  # fmt: skip
-        for i, value in zip(exact, values, strict=True):
-            spectra[i] = value
-
-    def one(item: tuple[Any, int]) -> Any:
-        plan, i = item
-        try:
-            result = certified_spectrum(matrices[i], scale=scales[i], seed=seed or 0)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            return _tagged(type(exc)(f"matrix {i}: {exc}"), f"matrix {i}")
-        plan.extra[EXTRA_KEY] = result
-        return result.spectrum.values
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for (_, i), value in zip(certified, pool.map(one, certified), strict=True):
-            spectra[i] = value
-    return spectra
-
-
-def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
-    """Correct the metric columns of layers whose ESD is a top-k: norm, log_norm and
-    stable_rank from the exact Frobenius norm, num_evals the whole ESD's length; the columns
-    that need every eigenvalue become NaN (-1 for counts) with a note in status_reason."""
-    for k, (plan, _, _) in enumerate(pooled):
-        result = plan.extra.get(EXTRA_KEY)
-        if result is None or result.spectrum.complete:
-            continue
-        spec = result.spectrum
-        columns["norm"][k] = spec.frobenius_sq
-        columns["log_norm"][k] = math.log10(spec.frobenius_sq)
-        columns["stable_rank"][k] = spec.frobenius_sq / spec.values[-1]
-        columns["num_evals"][k] = spec.n_evals
-        for col in UNAVAILABLE_FLOAT:
-            columns[col][k] = math.nan
-        for col in UNAVAILABLE_INT:
-            columns[col][k] = -1
-        note = (f"randomized ESD: top {len(spec.values)} of {spec.n_evals} eigenvalues "
-                f"(k tried: {', '.join(map(str, result.ks))}); "
-                f"{', '.join(UNAVAILABLE_FLOAT + UNAVAILABLE_INT)} not available")  # fmt: skip
-        reason = columns["status_reason"][k]
-        columns["status_reason"][k] = f"{reason}; {note}" if reason else note

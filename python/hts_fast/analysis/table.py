@@ -3,7 +3,6 @@ DataFrame (or plain rows for scans), the skipped-layers table and summary()."""
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -13,13 +12,12 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from ._frame import frame_from_blocks, frame_from_columns
-from ._planning import Planned
-from .fits import _METHODS, PowerLawFit
+from ..fits.powerlaw import FIT_METHODS, PowerLawFit
 from .metrics import warning_label, warning_labels
+from .planning import Planned
 
 if TYPE_CHECKING:
-    from .esd import LayerSpectraTable
+    from .layer_spectra import LayerSpectraTable
 
 #: WeightWatcher 0.7.7's 32 analyze() columns, in its order (reference doc 6.1).
 WW_COLUMNS = [
@@ -49,12 +47,12 @@ INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes"
 #: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
 #: tail) and the standard errors of alpha and Lambda from the observed Fisher information
 TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
-#: fits for model comparison (hts_fast.alt_fits) and their columns: the exponential tail's rate
+#: fits for model comparison (hts_fast.fits.alternatives) and their columns: the exponential tail's rate
 #: is the Lambda column; the lognormal is fitted above the power law's xmin
 ALT_FITS = ("EXP", "LOGNORMAL")
 ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
                    "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
-#: our column with mp_fit=True: the 5+1 phases of training (hts_fast.phases)
+#: our column with mp_fit=True: the 5+1 phases of training (hts_fast.analysis.phases)
 PHASE_COLUMN = "phase"
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
                   PHASE_COLUMN}  # fmt: skip
@@ -97,7 +95,7 @@ def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
 
 
 #: fit_method by the kernels' method code
-_METHOD_NAMES = np.array([_METHODS[code] for code in sorted(_METHODS)], dtype=object)
+_METHOD_NAMES = np.array([FIT_METHODS[code] for code in sorted(FIT_METHODS)], dtype=object)
 
 
 def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, Any]:
@@ -154,26 +152,13 @@ def fit_array_columns(
     }  # fmt: skip
 
 
-#: pandas' default string dtype (what dtype="str" means), built once: parsing the name per
-#: column costs more than building the column.
-_STRING_DTYPE = pd.array([], dtype="str").dtype
-#: Its array class: _from_sequence is the ExtensionArray constructor pd.array() dispatches
-#: to, without pd.array's type inference (about half the cost per column).
-_STRING_ARRAY = _STRING_DTYPE.construct_array_type()
-#: An empty array of that dtype when it is stored as NumPy objects (pandas without pyarrow):
-#: new ones are made from it by _from_backing_data, without _from_sequence's per-call checks
-#: (on cold caches right after the ESDs these cost twice as much as the column itself).
-_STRING_TEMPLATE = (_STRING_ARRAY._from_sequence([], dtype=_STRING_DTYPE)
-                    if getattr(_STRING_DTYPE, "storage", None) == "python"
-                    and hasattr(_STRING_ARRAY, "_from_backing_data") else None)  # fmt: skip
+#: pandas' default string dtype (what ``dtype="str"`` means in the installed pandas).
+STRING_DTYPE = pd.array([], dtype="str").dtype
 
 
 def string_array(values: Any) -> ExtensionArray:
     """A new array of pandas' str dtype holding ``str(v)`` of each value."""
-    strings = list(map(str, values))
-    if _STRING_TEMPLATE is None:
-        return _STRING_ARRAY._from_sequence(strings, dtype=_STRING_DTYPE)
-    return _STRING_TEMPLATE._from_backing_data(np.array(strings, dtype=object))
+    return pd.array([str(v) for v in values], dtype=STRING_DTYPE)
 
 
 def column_names(option_columns: Sequence[str] = (), our_columns: Sequence[str] = ()) -> list[str]:
@@ -247,62 +232,9 @@ def _column_dtype(col: str, int_columns: frozenset[str]) -> np.dtype | None:
     return None if col in STRING_COLUMNS else np.dtype(np.float64)
 
 
-#: the values a row gets before its spectrum (base_row), gathered in one pass
-_BASE_COLUMNS = ("layer_id", "name", "longname", "layer_type", "N", "M", "rf", "Q", "esd_method")
-
-
-@functools.lru_cache(maxsize=64)
-def _block_layout(
-    names: tuple[str, ...], int_columns: frozenset[str]
-) -> tuple[tuple[tuple[str, ...], np.dtype | None, tuple[np.ndarray, ...]], ...]:
-    """The table's blocks as frame_from_columns() builds them: per dtype (float64, int64,
-    bool, and None for pandas' str) the columns in table order and their placements (the
-    positions of a NumPy block's columns; one position per str column), as read-only
-    arrays: pandas reads them into placements of its own, so they are made once."""
-    groups: dict[Any, list[tuple[int, str]]] = {}
-    for position, col in enumerate(names):
-        groups.setdefault(_column_dtype(col, int_columns), []).append((position, col))
-    layout = []
-    for dtype, members in groups.items():
-        positions = [[p for p, _ in members]] if dtype is not None else [[p] for p, _ in members]
-        placements = tuple(np.array(p, dtype=np.intp) for p in positions)
-        for placement in placements:
-            placement.setflags(write=False)
-        layout.append((tuple(c for _, c in members), dtype, placements))
-    return tuple(layout)
-
-
-def analyzed_frame(
-    rows: list[dict[str, Any]], columns: dict[str, Any], *,
-    option_columns: Sequence[str] = (), int_columns: frozenset[str] = frozenset(),
-    our_columns: Sequence[str] = (),
-) -> pd.DataFrame | None:  # fmt: skip
-    """``to_frame(table_columns(rows, range(len(rows)), columns, ...))`` built directly, one
-    NumPy block per dtype, when every row is an analyzed layer whose fit succeeded and
-    ``columns`` holds every column but the base_row ones (the usual table); None otherwise
-    (the caller then takes the general route). The same frame, with far fewer steps: after
-    the ESDs every step runs on cold caches, so their number is what costs."""
-    names = tuple(column_names(option_columns, our_columns))
-    status = columns.get("status")
-    if (not rows or status is None or "failed" in status
-            or any(c not in columns and c not in _BASE_COLUMNS for c in names)):  # fmt: skip
-        return None
-    base = _gather(rows, list(_BASE_COLUMNS))
-    if base is None:
-        return None
-    parts: list[tuple[Any, np.ndarray]] = []
-    for block_names, dtype, placements in _block_layout(names, int_columns):
-        values = [columns[c] if c in columns else base[c] for c in block_names]
-        if dtype is None:  # pandas' str columns, one extension array each
-            parts.extend(zip(map(string_array, values), placements, strict=True))
-        else:
-            parts.append((np.array(values, dtype=dtype), placements[0]))
-    return frame_from_blocks(parts, len(rows), names)
-
-
 def to_frame(columns: dict[str, Any]) -> pd.DataFrame:
     """The DataFrame of table_columns()' result (str columns in pandas' string dtype)."""
-    return frame_from_columns({
+    return pd.DataFrame({
         col: string_array(values) if isinstance(values, list) else values
         for col, values in columns.items()
     })  # fmt: skip
@@ -321,21 +253,10 @@ ALPHA_CI_COLUMNS = ["alpha_ci_low", "alpha_ci_high"]
 SKIPPED_COLUMNS = ["layer_id", "name", "longname", "layer_type", "skip_reason"]
 
 
-@functools.lru_cache(maxsize=1)
-def _empty_skipped_blocks() -> tuple[tuple[Any, np.ndarray], ...]:
-    """The blocks of an empty skipped-layers table (layer_id int64, the others str)."""
-    strings = tuple((_STRING_ARRAY._from_sequence([], dtype=_STRING_DTYPE),
-                     np.array([k], dtype=np.intp)) for k in range(1, len(SKIPPED_COLUMNS)))  # fmt: skip
-    return ((np.empty((1, 0), dtype=np.int64), np.array([0], dtype=np.intp)), *strings)
-
-
 def skipped_frame(plans: list[Planned]) -> pd.DataFrame:
     """The layers not analyzed and why (an empty table when every layer was): layer_id as
-    int64, the others in pandas' string dtype. Built as the result table is (to_frame), so
-    right after it the code is warm and the usual empty table costs little."""
+    int64, the others in pandas' string dtype, whether empty or not."""
     skipped = [p for p in plans if p.skip_reason]
-    if not skipped:  # the usual case: shared empty blocks (nothing in them can be changed)
-        return frame_from_blocks(list(_empty_skipped_blocks()), 0, tuple(SKIPPED_COLUMNS))
     layers = [p.layer for p in skipped]
     return to_frame({
         "layer_id": np.array([layer.layer_id for layer in layers], dtype=np.int64),

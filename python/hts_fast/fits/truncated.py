@@ -16,9 +16,9 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from . import _threads
-from ._arrays import as_float_array
-from ._core_loader import core
+from .. import _threads
+from .._arrays import as_float_array
+from .._core_loader import core
 
 #: Search box of the fit: alpha outside it ends on the bound (status ``"alpha_bound"``).
 ALPHA_RANGE = (-100.0, 100.0)
@@ -125,7 +125,7 @@ def _reason(status: TplStatus, error: int, n: int, bad_index: int, xmin: float) 
     return ""
 
 
-def _to_result(fields: tuple[Any, ...], xmin: float) -> TruncatedPowerLawFit:
+def fit_from_fields(fields: tuple[Any, ...], xmin: float) -> TruncatedPowerLawFit:
     alpha, lam, _xmin, loglik, D, alpha_se, lam_se, n, iterations, status_code, error, bad = fields
     status = _STATUSES.get(int(status_code), "failed")
     return TruncatedPowerLawFit(
@@ -197,7 +197,7 @@ def fit_truncated_powerlaw_at(evals: Any, xmin: float) -> TruncatedPowerLawFit:
     """
     x = _as_xmin(xmin)
     values = _as_evals(evals, "evals")
-    return _to_result(core.fit_truncated_powerlaw(values, x), x)
+    return fit_from_fields(core.fit_truncated_powerlaw(values, x), x)
 
 
 def fit_truncated_powerlaw_at_batch(
@@ -231,5 +231,5 @@ def fit_truncated_powerlaw_at_batch(
         core.fit_truncated_powerlaw_batch(arrays, xmins, n_threads),
         strict=True,
     ):
-        results[k] = _to_result(fields, x)
+        results[k] = fit_from_fields(fields, x)
     return cast(list[TruncatedPowerLawFit], results)  # every slot was filled above

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .fits import fit_powerlaw_batch
+from .powerlaw import fit_powerlaw_batch
 
 
 @dataclass(frozen=True)

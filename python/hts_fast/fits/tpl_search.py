@@ -3,7 +3,7 @@
 
 Candidates are the distinct eigenvalues above ``threshold`` inside the xmin range, the
 largest excepted (a tail needs two values). Each is fitted by the exact maximum-likelihood
-kernel (hts_fast.truncated); the chosen xmin has the smallest KS distance D among the valid
+kernel (hts_fast.fits.truncated); the chosen xmin has the smallest KS distance D among the valid
 fits (a maximum found: status "converged", or "power_law" when Lambda = 0 is the maximum),
 the first one on ties. With Lambda > 0 the density is proper for any alpha, so alpha <= 1 is
 valid; powerlaw (and so WeightWatcher) also requires alpha > 1, which
@@ -35,10 +35,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _threads
-from ._core_loader import core
-from .fits import DEFAULT_THRESHOLD
-from .truncated import TruncatedPowerLawFit, _as_evals, _to_result, fit_truncated_powerlaw_at_batch
+from .. import _threads
+from .._core_loader import core
+from .powerlaw import DEFAULT_THRESHOLD
+from .truncated import (
+    TruncatedPowerLawFit,
+    _as_evals,
+    fit_from_fields,
+    fit_truncated_powerlaw_at_batch,
+)
 
 Variant = Literal["corrected", "weightwatcher-0.7.7"]
 PEAK_BINS = 100
@@ -108,7 +113,7 @@ def _to_search(fields: tuple[Any, ...], low: float, high: float,
         reason = f"none of the {candidates} xmin candidates gave a valid fit"
         return TplSearch(TruncatedPowerLawFit.failed(reason), (low, high), variant,
                          int(candidates), 0)  # fmt: skip
-    return TplSearch(_to_result(fit_fields, float(fit_fields[2])), (low, high), variant,
+    return TplSearch(fit_from_fields(fit_fields, float(fit_fields[2])), (low, high), variant,
                      int(candidates), int(valid))  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._arrays import as_float_array
+from .._arrays import as_float_array
 from .esd import EsdMethod, esd_batch
 
 Layout = Literal["oihw", "hwio"]

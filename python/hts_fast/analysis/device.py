@@ -3,7 +3,7 @@
 * ``"cpu"`` (the default): the compiled CPU kernels; weights on a GPU are refused per layer.
 * ``"cuda"``: the weights must already be on a GPU (CUDA torch tensors or CuPy arrays, e.g. a
   model after ``model.cuda()``); every layer's Gram matrix and its symmetric eigensolve run
-  there (cuSOLVER through torch or CuPy, equal shapes batched, float64; :mod:`hts_fast.gpu`),
+  there (cuSOLVER through torch or CuPy, equal shapes batched, float64; :mod:`hts_fast.spectra.gpu`),
   and only the eigenvalues (min(N, M) numbers per matrix) come back to the host, where the
   fits and metrics run (they cost well under 1 % of the eigensolves). Weights on the host are
   an error, never copied to the GPU behind the caller's back; so is a machine without a GPU.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .conv2d import CONV2D_NORM_SCALE
+from ..spectra.conv2d import CONV2D_NORM_SCALE
 from .layer_matrices import LayerError, LayerMatrices
 
 Device = Literal["cpu", "cuda", "auto"]
@@ -58,7 +58,7 @@ def resolve_device(device: Device, weights: list[Any], esd_method: str) -> Liter
     if device == "auto":
         return "cuda" if placed and all(placed) and esd_method == "gram" else "cpu"
     if device == "cuda" and not (placed and all(placed)):
-        from . import gpu
+        from ..spectra import gpu
 
         info = gpu.status()
         reason = "" if info["loaded"] else f" (GPU backend: {info['reason']})"
@@ -93,7 +93,7 @@ def _is_real_float(weight: Any) -> bool:
 def device_spectra(matrices: list[Any], scales: list[float]) -> list[np.ndarray | Exception]:
     """Ascending eigenvalues of (scale W)^T (scale W) for every matrix, computed on the GPU
     (float64) and copied to the host; a matrix with NaN/Inf gives its error."""
-    from . import gpu
+    from ..spectra import gpu
 
     if not matrices:
         return []

@@ -145,8 +145,8 @@ def batch_norm_metrics(
     rank; default: exact, 0 for rank <= 1) and sum(evals**alpha); :func:`norm_columns` makes
     the table's columns of them. ``hts_fast._reference.norm_metrics`` is the readable oracle.
     """
-    from . import _threads
-    from ._core_loader import core
+    from .. import _threads
+    from .._core_loader import core
 
     sums = core.norm_metrics_batch(
         [np.ascontiguousarray(s, dtype=np.float64) for s in spectra],

@@ -160,7 +160,7 @@ def _array_layers(pairs: Sequence[Any], compat: str | None) -> list[Layer]:
 
 
 def _checkpoint_layers(path: Any, compat: str | None) -> list[Layer]:
-    from .loaders import checkpoint_format, checkpoint_tensors
+    from ..loaders import checkpoint_format, checkpoint_tensors
 
     tensors, per_file = checkpoint_tensors(path)
     if checkpoint_format(path) == "onnx":  # every initializer, ids from 0, names as stored
@@ -194,7 +194,7 @@ def discover_layers(model: Any, compat: str | None = None) -> list[Layer]:
     (name, array) pairs or a checkpoint path, and TensorReadError for an unreadable
     checkpoint.
     """
-    from .loaders import is_checkpoint_path
+    from ..loaders import is_checkpoint_path
 
     if is_checkpoint_path(model):
         return _checkpoint_layers(model, compat)

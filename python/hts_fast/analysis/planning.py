@@ -10,13 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .layer_matrices import (
-    COMPAT,
-    LayerError,
-    LayerShape,
-    layer_shape,
-    not_a_matrix_reason,
-)
+from .layer_matrices import COMPAT, LayerError, LayerShape, layer_shape, not_a_matrix_reason
 from .layers import Layer, apply_filters, discover_layers
 from .peft import LoraProduct, LoraScaling, adapter_scaling, check_peft, lora_role, module_of
 
@@ -54,7 +48,7 @@ def plan_layers(
 ) -> list[Planned]:  # fmt: skip
     """Discover the layers and apply WeightWatcher's support tests in its order (2.4).
 
-    With ``peft``, LoRA pairs then become product rows (hts_fast.peft), in WeightWatcher's
+    With ``peft``, LoRA pairs then become product rows (hts_fast.analysis.peft), in WeightWatcher's
     row order in compat mode and in layer-id order otherwise.
     """
     found = discover_layers(model, compat)
@@ -178,7 +172,7 @@ def pair_lora(
 
 def weight_identity(weight: Any) -> Any:
     """A key equal for two layers that hold the very same weight memory."""
-    from .loaders import LazyTensor
+    from ..loaders import LazyTensor
 
     if isinstance(weight, LazyTensor):
         return weight.identity if weight.identity is not None else id(weight)

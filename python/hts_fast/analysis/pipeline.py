@@ -18,8 +18,19 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _threads, esd_randomized, marchenko_pastur
-from ._option_fits import (
+from .. import _threads
+from .._timing import StageTimer
+from ..fits import marchenko_pastur
+from ..fits.compare import COLUMNS as COMPARE_COLUMNS
+from ..fits.compare import compare_tail
+from ..fits.powerlaw import PowerLawFit, fit_powerlaw_batch
+from ..spectra.esd import EsdMethod, esd_batch
+from . import randomized_esd
+from .device import check_device, device_matrices, device_spectra, resolve_device
+from .layer_matrices import LayerError, layer_matrices, read_weight
+from .layer_spectra import LayerSpectraTable, expand_stacks, layer_spectra_table
+from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns, slice_columns
+from .option_fits import (
     alpha_ci_columns,
     alternative_fits,
     check_alpha_ci,
@@ -27,8 +38,11 @@ from ._option_fits import (
     peak_fits,
     tpl_fits,
 )
-from ._planning import Owner, Planned, check_compat, plan_layers
-from ._table import (
+from .peft import LoraProduct, check_peft
+from .phases import phases
+from .planning import Owner, Planned, check_compat, plan_layers
+from .randomize import RandomizedLayer, compat_stream, randomized_columns
+from .table import (
     ALPHA_CI_COLUMNS,
     ALT_FIT_COLUMNS,
     ALT_FITS,
@@ -40,7 +54,6 @@ from ._table import (
     RANDOM_MP_COLUMNS,
     RANDOMIZE_COLUMNS,
     TPL_COLUMNS,
-    analyzed_frame,
     base_row,
     failed_row,
     fit_columns,
@@ -51,21 +64,6 @@ from ._table import (
     to_frame,
     to_rows,
 )
-from ._timing import StageTimer
-from .compare import COLUMNS as COMPARE_COLUMNS
-from .compare import compare_tail
-from .device import check_device, device_matrices, device_spectra, resolve_device
-from .esd import EsdMethod, LayerSpectraTable, esd_batch, expand_stacks, layer_spectra_table
-from .fits import PowerLawFit, fit_powerlaw_batch
-from .layer_matrices import (
-    LayerError,
-    layer_matrices,
-    read_weight,
-)
-from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns, slice_columns
-from .peft import LoraProduct, check_peft
-from .phases import phases
-from .randomize import RandomizedLayer, compat_stream, randomized_columns
 from .xmax import Xmax, check_xmax, fitted_evals
 
 #: Eigenvalues below this count as weak rank loss (WeightWatcher's default tolerance).
@@ -116,7 +114,7 @@ def analyze(
         ``"svd"`` (float64 gesdd, WeightWatcher's numbers) or ``"gram"`` (faster; rank
         columns less reliable, see :func:`hts_fast.esd`), or ``"randomized"``: layers whose
         smaller side is >= 1024 get a certified top-k ESD and fit
-        (hts_fast.esd_randomized.certified_spectrum); entropy, sv_min, log_alpha_norm are
+        (hts_fast.spectra.randomized.certified_spectrum); entropy, sv_min, log_alpha_norm are
         NaN and matrix_rank, rank_loss, weak_rank_loss -1 for them (status_reason says so),
         smaller layers get the exact svd ESD. Not combinable with compat, peft, randomize,
         mp_fit, detX, fit != "PL", fix_fingers or compare.
@@ -130,10 +128,10 @@ def analyze(
     peft
         LoRA adapters: True analyzes only each lora_A/lora_B pair's product B·A (row named
         ``...lora_BA...``); ``"with_base"`` also W + B·A (``...lora_W_plus_AB...``) and the
-        other layers; a ``peft`` column marks the product rows (see hts_fast.peft).
+        other layers; a ``peft`` column marks the product rows (see hts_fast.analysis.peft).
     randomize
         Also decompose each layer's weights with their entries shuffled: columns
-        max_rand_eval, rand_distance, ww_softrank, ww_maxdist (hts_fast.randomize).
+        max_rand_eval, rand_distance, ww_softrank, ww_maxdist (hts_fast.analysis.randomize).
         With ``randomize`` the shuffled spectra also get a Marchenko-Pastur fit: columns
         rand_num_spikes, num_traps, rand_sigma_mp, rand_mp_softrank, rand_W_scale,
         rand_bulk_max, rand_bulk_min.
@@ -142,7 +140,7 @@ def analyze(
         ``np.random`` state, as WeightWatcher does).
     mp_fit
         Marchenko-Pastur fit of each ESD's bulk: num_spikes, sigma_mp, mp_softrank, W_scale,
-        bulk_max, bulk_min (hts_fast.marchenko_pastur).
+        bulk_max, bulk_min (hts_fast.fits.marchenko_pastur).
     detX
         The detX constraint: detX_num, detX_val, detX_val_unrescaled, num_ERG_spikes,
         ERG_gap.
@@ -150,18 +148,18 @@ def analyze(
         ``"PL"`` (power law, the default), ``"TPL"`` (truncated power law, xmin over every
         eigenvalue) or ``"E_TPL"`` (xmin around the ESD's peak; compat: WeightWatcher 0.7.7's
         range and alpha > 1, default: the corrected range): alpha, xmin and D of the TPL fit,
-        its rate in a ``Lambda`` column, sigma NaN (hts_fast.tpl_search); our columns
+        its rate in a ``Lambda`` column, sigma NaN (hts_fast.fits.tpl_search); our columns
         loglik, alpha_se and Lambda_se after the others. For model comparison (not in
         compat): ``"EXP"``, the exponential tail with xmin by the smallest KS distance (its
         rate in ``Lambda``; our columns loglik, Lambda_se), and ``"LOGNORMAL"``, the
         lognormal truncated at the power law's xmin (our columns lognormal_mu,
-        lognormal_sigma, loglik); alpha and sigma are NaN for both (hts_fast.alt_fits).
+        lognormal_sigma, loglik); alpha and sigma are NaN for both (hts_fast.fits.alternatives).
     fix_fingers, max_fingers
         ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
         from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
         alpha <= 2), WeightWatcher's rule; columns raw_alpha (the unclipped fit's alpha) and
         num_fingers. ``"xmin_peak"``: xmin searched only in [0.95, 1.5) times the ESD's peak
-        (hts_fast.tpl_search.peak_xmin_range); WeightWatcher 0.7.7 fails every layer there
+        (hts_fast.fits.tpl_search.peak_xmin_range); WeightWatcher 0.7.7 fails every layer there
         (its own fitter cannot take an xmin range), which compat reproduces. Compat reproduces WeightWatcher's reset of max_fingers to 10 whenever it
         is below half the number of eigenvalues and its num_fingers = clipped count - 1;
         the default uses max_fingers as given and reports the clipped count.
@@ -169,7 +167,7 @@ def analyze(
         Upper end of the fitted tail: None, a number (eigenvalues above it leave the fit) or
         ``"force"`` (the largest eigenvalue). Compat with fit="TPL"/"E_TPL" follows powerlaw
         as WeightWatcher 0.7.7 calls it: D's CDF is renormalised at xmax; ``"force"`` with
-        fit="PL" is invalid in compat and changes nothing by default (hts_fast.xmax).
+        fit="PL" is invalid in compat and changes nothing by default (hts_fast.analysis.xmax).
     alpha_ci
         True (a 95 % interval) or a level in (0, 1): our columns alpha_ci_low and
         alpha_ci_high, the percentile bootstrap interval of alpha with the xmin search rerun
@@ -179,11 +177,11 @@ def analyze(
         ``"cpu"``; ``"cuda"``: the eigensolves on the GPU for a model whose weights are
         already there (with esd_method="gram"; nothing is moved between devices, a host
         model raises RuntimeError); ``"auto"``: the GPU when the weights are on it
-        (hts_fast.device).
+        (hts_fast.analysis.device).
     compare
         Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
         lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
-        pl_lognormal_R, pl_lognormal_p, pl_tpl_R, pl_tpl_p (hts_fast.compare).
+        pl_lognormal_R, pl_lognormal_p, pl_tpl_R, pl_tpl_p (hts_fast.fits.compare).
 
     Returns
     -------
@@ -222,10 +220,10 @@ def analyze_many(models: Sequence[Any], **options: Any) -> list[pd.DataFrame | E
     equal share of the batch's stage times. With ``randomize=True`` the models are analyzed
     one after the other (one shuffle stream per model, as :func:`analyze`).
     """
-    return _analyze_batch(models, options, as_rows=False)
+    return analyze_batch(models, options, as_rows=False)
 
 
-def _analyze_batch(models: Sequence[Any], options: dict[str, Any], *, as_rows: bool) -> list[Any]:
+def analyze_batch(models: Sequence[Any], options: dict[str, Any], *, as_rows: bool) -> list[Any]:
     """analyze_many(), or its rows form for scans (see _analyze_models)."""
     parsed = _Options(**options)
     if parsed.randomize:
@@ -284,7 +282,7 @@ class _Options:
         check_device(self.device, esd_method=self.esd_method, compat=self.compat)
         object.__setattr__(self, "alpha_ci", check_alpha_ci(self.alpha_ci, self))
         if self.esd_method == "randomized":
-            esd_randomized.check_options(compat=self.compat, peft=self.peft,
+            randomized_esd.check_options(compat=self.compat, peft=self.peft,
                                          randomize=self.randomize, mp_fit=self.mp_fit,
                                          detX=self.detX, fit=fit, fix_fingers=fix_fingers,
                                          compare=self.compare)  # fmt: skip
@@ -368,7 +366,7 @@ def _analyze_models(
                     if device == "cuda":
                         spectra = device_spectra(matrices, scales)
                     elif opt.esd_method == "randomized":
-                        spectra = esd_randomized.layer_spectra(owners, matrices, scales,
+                        spectra = randomized_esd.layer_spectra(owners, matrices, scales,
                                                                threads=n_threads, seed=opt.seed)  # fmt: skip
                     else:
                         spectra = esd_batch(matrices, method=opt.esd_method, scales=scales,
@@ -404,7 +402,7 @@ def _analyze_models(
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
                                   fused=fused_table)  # fmt: skip
         if opt.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
-            esd_randomized.patch_columns(pooled, columns)
+            randomized_esd.patch_columns(pooled, columns)
         option_columns = []
         if fix_fingers == "clip_xmax":
             option_columns += ["raw_alpha", "num_fingers"]
@@ -455,21 +453,15 @@ def _analyze_models(
             for at, (plan, _, _) in enumerate(pooled):
                 rows_of[owner[id(plan)]].append(at)
         for n, member in enumerate(batch):
-            frame = None
-            if not as_rows and len(batch) == 1 and len(member.active) == len(pooled):
-                # every layer analyzed, in order: the frame straight from the columns
-                frame = analyzed_frame([p.row for p in member.active], columns, **layout)
-            if frame is None:
-                table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
-                if as_rows:
-                    results[member.index] = {"table": to_rows(table),
-                                             "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
-                    continue
-                frame = to_frame(table)
+            table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
+            if as_rows:
+                results[member.index] = {"table": to_rows(table),
+                                         "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
+                continue
+            frame = to_frame(table)
             frame.attrs["compat"] = compat
-            # after the result table: the same construction, its code now warm
             frame.attrs["skipped"] = skipped_frame(member.plans)
-            if spectra_sink is not None:  # for plots (hts_fast.report): row index -> its ESD
+            if spectra_sink is not None:  # for plots (hts_fast.zoo.report): row index -> its ESD
                 position = {id(plan): k for k, plan in enumerate(member.active)}
                 spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
                                      for at in rows_of[n]})  # fmt: skip

@@ -37,8 +37,8 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-from ._core_loader import core
-from ._timing import StageTimer
+from .._core_loader import core
+from .._timing import StageTimer
 from .store import HASH_ALGORITHMS, NEW_STORE_HASH, FileHash, Store, canonical_options
 
 SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".npy", ".onnx", ".keras", ".h5",
@@ -302,8 +302,8 @@ def analyze_checkpoints(
     bytes hashed are the bytes analyzed. ``options[HASH_OPTION]``: the store's content hash
     (default: a new store's), not an analyze() option.
     """
-    from .analyze import _analyze_batch
-    from .loaders.safetensors_files import preread
+    from ..analysis.pipeline import analyze_batch
+    from ..loaders.safetensors_files import preread
 
     options = dict(options)
     algorithm = options.pop(HASH_OPTION, NEW_STORE_HASH)
@@ -326,12 +326,12 @@ def analyze_checkpoints(
     start = time.perf_counter()
     with preread(contents):
         try:
-            results: list[Any] = _analyze_batch(paths, options, as_rows=True)
+            results: list[Any] = analyze_batch(paths, options, as_rows=True)
         except Exception:  # noqa: BLE001 - one at a time, so that the error stays with its checkpoint
             results = []
             for path in paths:
                 try:
-                    results.append(_analyze_batch([path], options, as_rows=True)[0])
+                    results.append(analyze_batch([path], options, as_rows=True)[0])
                 except Exception as exc:  # noqa: BLE001 - any failure of one checkpoint is recorded
                     results.append(exc)
     contents.clear()
@@ -352,7 +352,7 @@ def _analyze_defaults() -> dict[str, Any]:
     identify the same analysis."""
     import inspect
 
-    from .analyze import analyze
+    from ..analysis.pipeline import analyze
 
     return {name: p.default for name, p in inspect.signature(analyze).parameters.items()
             if p.kind is p.KEYWORD_ONLY and name != "threads" and not name.startswith("_")}  # fmt: skip
@@ -502,7 +502,7 @@ def scan(
     transaction. Returns the counts; interrupted (Ctrl-C) scans return with
     ``interrupted=True`` after keeping everything already stored.
     """
-    from . import __version__, _threads
+    from .. import _threads
 
     if "threads" in options:
         msg = "scan() shares the cores among its workers; it takes no threads= option"
@@ -511,7 +511,7 @@ def scan(
     start = time.perf_counter()
     with result.timer.stage("discovery"):
         checkpoints = _discover(paths, include, exclude, sizes=True)
-    options = {**_analyze_defaults(), **options, "hts_fast": __version__}
+    options = {**_analyze_defaults(), **options, "hts_fast": core.__version__}
     text = canonical_options(options)
     threads = max(1, _threads.available_cores() // max(1, workers))
     progress = _Progress(len(checkpoints), quiet)
@@ -679,14 +679,14 @@ def _context() -> BaseContext:
     """Where worker processes come from: a fork server where the platform has one, else spawn;
     never a fork of this process (it may hold BLAS and reader threads).
 
-    The fork server is a fresh interpreter started on first use that imports hts_fast.scan
+    The fork server is a fresh interpreter started on first use that imports hts_fast.zoo.scan
     once; each worker is then a fork of it: about 20 ms instead of about a second of
     interpreter start and imports per worker, for the workers of every pool of this process
     (the pools that replace a broken one, later scans) too.
     """
     if "forkserver" in get_all_start_methods():
         context = get_context("forkserver")
-        context.set_forkserver_preload(["hts_fast.scan"])
+        context.set_forkserver_preload(["hts_fast.zoo.scan"])
         return context
     return get_context("spawn")
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ._planning import Planned
-from ._table import ALPHA_CI_COLUMNS, ALT_FIT_COLUMNS, TPL_COLUMNS
-from .fits import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
+from ..fits.powerlaw import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
+from .planning import Planned
+from .table import ALPHA_CI_COLUMNS, ALT_FIT_COLUMNS, TPL_COLUMNS
 from .xmax import Xmax, cdf_xmax
 
 #: resamples per layer for alpha_ci
@@ -38,7 +38,7 @@ def alpha_ci_columns(
 ) -> dict[str, list[float]]:  # fmt: skip
     """Bootstrap interval of each fitted layer's alpha; layer k's resamples are seeded by
     (seed, layer_id), so a layer's interval does not depend on the other layers."""
-    from .bootstrap import bootstrap_alpha
+    from ..fits.bootstrap import bootstrap_alpha
 
     out: dict[str, list[float]] = {col: [] for col in ALPHA_CI_COLUMNS}
     for (plan, evals, _), fit in zip(pooled, fits, strict=True):
@@ -112,8 +112,8 @@ def peak_fits(
     threads: int,
 ) -> list[PowerLawFit]:  # fmt: skip
     """fix_fingers="xmin_peak": the power-law fit with xmin restricted to the peak's range."""
-    from .fits import powerlaw_curve
-    from .tpl_search import peak_xmin_range
+    from ..fits.powerlaw import powerlaw_curve
+    from ..fits.tpl_search import peak_xmin_range
 
     if compat:  # WeightWatcher hands WWFit a (low, high) xmin and the fit fails
         reason = "fix_fingers='xmin_peak' needs the powerlaw package in WeightWatcher 0.7.7"
@@ -148,8 +148,8 @@ def tpl_fits(
 ) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
     """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN), and their
     Lambda, log-likelihood and standard-error columns (TPL_COLUMNS); fit_method records the
-    E_TPL range variant. ``xmax``: see hts_fast.xmax."""
-    from .tpl_search import fit_truncated_powerlaw
+    E_TPL range variant. ``xmax``: see hts_fast.analysis.xmax."""
+    from ..fits.tpl_search import fit_truncated_powerlaw
 
     variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
     label = f"E_TPL[{variant}]" if variant else "TPL"
@@ -181,7 +181,7 @@ def alternative_fits(
 ) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
     """Exponential (xmin by KS) or lognormal (above the power law's xmin) fits as PowerLawFit
     rows (alpha and sigma NaN) and their own columns (ALT_FIT_COLUMNS)."""
-    from .alt_fits import fit_exponential_batch, fit_lognormal
+    from ..fits.alternatives import fit_exponential_batch, fit_lognormal
 
     rows: list[PowerLawFit] = []
     columns: dict[str, list[float]] = {col: [] for col in ALT_FIT_COLUMNS[fit]}

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _threads
-from .fits import DEFAULT_THRESHOLD
+from .. import _threads
+from .powerlaw import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def fit_exponential_batch(
     """fit_exponential() of many spectra, in parallel (compiled; each spectrum is fitted by one
     thread, so results do not depend on ``threads``). The KS scan skips a candidate as soon as
     one deviation reaches the best distance so far, which leaves the argmin unchanged."""
-    from ._core_loader import core
+    from .._core_loader import core
 
     nan = math.nan
     prepared = [_fitted(evals, -math.inf) for evals in spectra]  # sorted, checked
