@@ -23,7 +23,7 @@ SIZES_N = [384, *full_only(1536, 4096)]
 
 
 def _ww_mp(n):
-    from tests.test_marchenko_pastur import mp_quantiles, ww_mp_columns
+    from tests.fits.test_marchenko_pastur import mp_quantiles, ww_mp_columns
 
     ww = pytest.importorskip("weightwatcher")
     pytest.importorskip("sklearn")
@@ -35,7 +35,7 @@ def _ww_mp(n):
 
 @pytest.mark.parametrize("n", SIZES_N)
 def test_mp_fit_hts_fast(benchmark, n):
-    from tests.test_marchenko_pastur import mp_quantiles
+    from tests.fits.test_marchenko_pastur import mp_quantiles
 
     evals = mp_quantiles(n, 2.0)
     fit = benchmark(mp_fit, evals, 2 * n, n, compat=True)

@@ -3,7 +3,7 @@ search over every xmin candidate (powerlaw has no such batch; fitting its candid
 one costs candidates x its single-fit time): the compiled search against the Python loop over
 the fixed-xmin kernel it replaced, side by side in one process (same results asserted).
 
-Samples: TPL(alpha = 2.5, Lambda = 0.02) on x >= 1, drawn exactly (tests/test_tpl.py).
+Samples: TPL(alpha = 2.5, Lambda = 0.02) on x >= 1, drawn exactly (tests/fits/test_tpl.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SIZES_N = [1000, *full_only(4096, 15000)]
 
 
 def _sample(n: int) -> np.ndarray:
-    from tests.test_tpl import tpl_sample
+    from tests.fits.test_tpl import tpl_sample
 
     return tpl_sample(np.random.default_rng(n), n, 2.5, 0.02, 1.0)
 

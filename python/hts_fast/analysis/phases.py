@@ -17,7 +17,7 @@ count ``num_spikes`` and ``mp_softrank`` = bulk edge / lambda_max) and the power
 6. otherwise                                                 -> Bulk-decay
 
 The thresholds (1/2 of the rank, 3 spikes or 0.5%, alpha = 4) are our choice, made so that
-matrices built to sit in each phase (tests/test_phases.py) land there for every seed; the
+matrices built to sit in each phase (tests/analysis/test_phases.py) land there for every seed; the
 papers describe the phases by pictures, not numbers. Bleeding-out is the least sharp: it
 rests on lambda_max against the fitted edge, which fluctuates by a Tracy-Widom width (our
 near-threshold construction lands there for 5 of 6 seeds, Random-like for the sixth). Use ``esd_method="svd"`` when rank

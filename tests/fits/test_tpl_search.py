@@ -16,7 +16,7 @@ from hts_fast.fits.tpl_search import (
 )
 from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
-from .conftest import heavy_tailed_esd, pareto_sample
+from ..conftest import heavy_tailed_esd, pareto_sample
 from .test_tpl import tpl_sample
 
 

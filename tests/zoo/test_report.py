@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hts_fast.cli import default_input, main
 
-from .conftest import REQUIRE_REFERENCES, _require
+from ..conftest import REQUIRE_REFERENCES, _require
 from .test_scan import _zoo
 
 

@@ -9,7 +9,7 @@ import warnings
 import hts_fast
 import pytest
 
-from .conftest import REQUIRE_REFERENCES
+from ..conftest import REQUIRE_REFERENCES
 from .test_analyze_parity import assert_same_table, run_weightwatcher
 
 torch = pytest.importorskip("torch")

@@ -6,8 +6,8 @@ import hts_fast
 import numpy as np
 import pytest
 
-from .conftest import REQUIRE_REFERENCES
-from .packaged_model import load_minilm
+from ..conftest import REQUIRE_REFERENCES
+from ..packaged_model import load_minilm
 from .test_analyze_parity import assert_same_table, run_weightwatcher
 
 pytestmark = pytest.mark.weightwatcher

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hts_fast import _reference as ref
 
-from .conftest import heavy_tailed_esd, pareto_sample
+from ..conftest import heavy_tailed_esd, pareto_sample
 
 
 def _spectra() -> dict[str, np.ndarray]:

@@ -20,8 +20,8 @@ import pytest
 from hts_fast.loaders import TensorReadError, gguf_files
 from hts_fast.loaders.gguf_files import GGML_TYPES, gguf_tensors
 
-from .conftest import _require
-from .mutations import mutate
+from ..conftest import _require
+from ..mutations import mutate
 
 FUZZ_CASES = 300
 UNSUPPORTED = "is not supported (supported: F32, F16, BF16, F64, Q8_0, Q4_0)"

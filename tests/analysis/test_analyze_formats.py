@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hts_fast.loaders import TensorReadError, checkpoint_tensors
 
-from .conftest import _require
+from ..conftest import _require
 
 COMPAT = "weightwatcher-0.7.7"
 #: columns whose values come from the spectrum (ids and names differ between inputs)
@@ -109,7 +109,7 @@ def test_default_reads_keras_layout_conv_kernels() -> None:
 
 
 def test_gguf_equals_its_dequantized_weights(tmp_path: Path) -> None:
-    from .test_loaders_gguf import gguf_model_bytes
+    from ..loaders.test_loaders_gguf import gguf_model_bytes
 
     path = tmp_path / "m.gguf"
     path.write_bytes(gguf_model_bytes())

@@ -18,7 +18,7 @@ from hts_fast.fits.truncated import (
     fit_truncated_powerlaw_at_batch,
 )
 
-from .conftest import _require, pareto_sample
+from ..conftest import _require, pareto_sample
 
 
 def tpl_sample(

@@ -38,7 +38,7 @@ from hts_fast.fits.marchenko_pastur import (
     mp_fit_batch,
 )
 
-from .conftest import _require, heavy_tailed_esd
+from ..conftest import _require, heavy_tailed_esd
 
 pytestmark = pytest.mark.weightwatcher
 

@@ -7,7 +7,7 @@ import pytest
 from hts_fast import analyze, fit_curves, fit_powerlaw
 from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
-from .conftest import _require
+from ..conftest import _require
 
 COMPAT = "weightwatcher-0.7.7"
 

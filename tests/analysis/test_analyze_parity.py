@@ -23,7 +23,7 @@ EXACT_COLUMNS = {"layer_id", "name", "longname", "layer_type", "M", "N", "rf", "
 
 
 def run_weightwatcher(model, **kwargs) -> pd.DataFrame:
-    from .conftest import _require
+    from ..conftest import _require
 
     ww = _require("weightwatcher")
     logging.getLogger("weightwatcher").setLevel(logging.CRITICAL)

@@ -44,7 +44,7 @@ def test_kernel_equals_reference_and_full_scan(values):
 def test_alpha_recovered_within_three_sigma_in_95_percent_of_200_trials():
     """Pareto samples with a known alpha: the full fit (xmin search included) lands within 3
     of its own standard errors (alpha - 1)/sqrt(n_tail) in at least 95% of seeded trials."""
-    from .conftest import pareto_sample
+    from ..conftest import pareto_sample
 
     for alpha in (2.0, 2.5, 4.0):
         hits = 0

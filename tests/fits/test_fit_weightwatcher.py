@@ -6,7 +6,7 @@ import hts_fast
 import numpy as np
 import pytest
 
-from .conftest import heavy_tailed_esd, pareto_sample
+from ..conftest import heavy_tailed_esd, pareto_sample
 
 pytestmark = pytest.mark.weightwatcher
 

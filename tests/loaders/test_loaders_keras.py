@@ -12,7 +12,7 @@ import pytest
 from hts_fast.loaders import TensorReadError
 from hts_fast.loaders.keras_files import keras_tensors
 
-from .conftest import _require
+from ..conftest import _require
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 # Keras 3 with the torch backend converts variables through numpy's old __array__ protocol

@@ -174,7 +174,7 @@ def test_a_kill_inside_a_checkpoint_transaction_leaves_no_trace(tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_dask_local_cluster_stores_the_same_rows(tmp_path):
-    from .conftest import _require
+    from ..conftest import _require
 
     _require("distributed")
     zoo = _zoo(tmp_path / "zoo")

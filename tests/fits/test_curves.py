@@ -7,7 +7,7 @@ import pytest
 from hts_fast import fit_curves, fit_powerlaw
 from hts_fast.fits.truncated import fit_truncated_powerlaw_at
 
-from .conftest import heavy_tailed_esd
+from ..conftest import heavy_tailed_esd
 from .test_tpl import tpl_sample
 
 

@@ -9,7 +9,7 @@ import scipy.linalg
 from hts_fast.analysis import randomized_esd
 from hts_fast.spectra import randomized as er
 
-from .packaged_model import load_minilm
+from ..packaged_model import load_minilm
 
 
 def exact(w: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 from hts_fast.fits.alternatives import lognormal_logpdf
 from hts_fast.fits.compare import COLUMNS, compare_tail, exponential_logpdf
 
-from .conftest import _require, pareto_sample
+from ..conftest import _require, pareto_sample
 
 
 def _powerlaw_fit(x: np.ndarray, xmin: float) -> tuple[dict[str, tuple[float, float]], float]:

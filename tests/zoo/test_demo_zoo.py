@@ -6,7 +6,7 @@ import hts_fast
 import numpy as np
 from hts_fast.zoo.demo import accuracy, load_digits, make_demo_zoo, train_mlp
 
-from .conftest import _require
+from ..conftest import _require
 
 
 def test_training_learns_and_is_reproducible():

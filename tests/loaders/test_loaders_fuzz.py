@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hts_fast.loaders import TensorReadError
 
-from .mutations import mutate
+from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", struct.pack("<Q", 2**63 - 1),

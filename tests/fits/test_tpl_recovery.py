@@ -1,5 +1,5 @@
 """Recovery study: truncated power laws with known parameters, drawn exactly (rejection from a
-Pareto proposal with exponential acceptance, tests/test_tpl.py::tpl_sample), seeded."""
+Pareto proposal with exponential acceptance, tests/fits/test_tpl.py::tpl_sample), seeded."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ import pytest
 from hts_fast.loaders import LazyTensor, TensorReadError
 from hts_fast.loaders.onnx_files import onnx_tensors
 
-from .conftest import _require
-from .mutations import mutate
+from ..conftest import _require
+from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", struct.pack("<Q", 2**63 - 1),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hts_fast.fits.bootstrap import bootstrap_alpha
 
-from .conftest import pareto_sample
+from ..conftest import pareto_sample
 
 
 def test_interval_is_seeded_and_thread_independent():
