@@ -16,6 +16,11 @@ analyze, describe, summary
     The WeightWatcher-style layer table of a whole model.
 build_info
     What was compiled and loaded.
+gpu
+    The optional GPU backend (the module hts_fast.spectra.gpu).
+
+The package is grouped by concern: spectra/, fits/, analysis/, loaders/, zoo/
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .fits.powerlaw import (
     fit_powerlaw_batch,
     powerlaw_curve,
 )
+from .spectra import gpu as gpu  # documented as hts_fast.gpu
 from .spectra.conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .spectra.esd import esd, esd_batch
 

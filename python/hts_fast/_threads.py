@@ -48,41 +48,6 @@ def _blas_libraries() -> tuple[Any, ...]:
     return tuple(_controller().select(user_api="blas").lib_controllers)
 
 
-class _DirectThreads:
-    """An OpenBLAS with its own thread pool (pthreads), driven through its own
-    openblas_get/set_num_threads symbols: the same calls threadpoolctl makes, without its
-    per-call lookups and without making the caller threadpoolctl's controlling thread."""
-
-    def __init__(self, get: Any, set_: Any) -> None:
-        self._get, self._set = get, set_
-
-    @property
-    def num_threads(self) -> int:
-        return int(self._get())
-
-    def set_num_threads(self, threads: int) -> None:
-        self._set(threads)
-
-
-@lru_cache(maxsize=1)
-def _pinnable_libraries() -> tuple[Any, ...]:
-    """The BLAS libraries, each driven directly (_DirectThreads) where it can be, else
-    through its threadpoolctl controller."""
-    pinnable = []
-    for lib in _blas_libraries():
-        symbols = None
-        if (getattr(lib, "internal_api", None) == "openblas"
-                and getattr(lib, "threading_layer", None) == "pthreads"):  # fmt: skip
-            try:
-                prefix, suffix = lib._find_affixes()
-                symbols = (getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}"),
-                           getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}"))  # fmt: skip
-            except (AttributeError, TypeError, ValueError):  # another threadpoolctl layout
-                symbols = None
-        pinnable.append(lib if symbols is None else _DirectThreads(*symbols))
-    return tuple(pinnable)
-
-
 def _release_openblas_control() -> None:
     """Let any thread set OpenBLAS's thread count again.
 
@@ -103,15 +68,13 @@ def _release_openblas_control() -> None:
 
 
 def _set_threads(counts: list[tuple[Any, int]]) -> None:
-    """Set each (library, thread count), from whichever thread calls, leaving no thread as
-    threadpoolctl's OpenBLAS owner (so a user's own limits from any thread still work)."""
-    through_threadpoolctl = any(not isinstance(lib, _DirectThreads) for lib, _ in counts)
-    if through_threadpoolctl:
-        _release_openblas_control()
+    """Set each (library controller, thread count), from whichever thread calls, leaving no
+    thread as threadpoolctl's OpenBLAS owner (so a user's own limits from any thread still
+    work)."""
+    _release_openblas_control()
     for lib, threads in counts:
         lib.set_num_threads(threads)
-    if through_threadpoolctl:
-        _release_openblas_control()
+    _release_openblas_control()
 
 
 _pin_lock = threading.Lock()
@@ -129,9 +92,7 @@ def single_threaded_blas() -> Iterator[None]:
     global _pin_depth
     with _pin_lock:
         if _pin_depth == 0:
-            # each library's own get/set calls (a few microseconds), not a threadpoolctl
-            # limiter, which re-reads every library's state first (tens of microseconds)
-            _pinned_from[:] = [(lib, lib.num_threads) for lib in _pinnable_libraries()]
+            _pinned_from[:] = [(lib, lib.num_threads) for lib in _blas_libraries()]
             _set_threads([(lib, 1) for lib, _ in _pinned_from])
         _pin_depth += 1
     try:

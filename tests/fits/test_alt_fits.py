@@ -1,4 +1,5 @@
-"""Exponential and lognormal tail fits (hts_fast.fits.alternatives) against scipy and brute force."""
+"""Exponential and lognormal tail fits (hts_fast.fits.alternatives) against scipy and brute
+force."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """GPU backend (hts_fast.spectra.gpu) against the CPU kernels: every output, 1e-9 in float64.
 
-Marked ``gpu``; skipped with the reason from ``hts_fast.spectra.gpu.status()`` when no GPU backend is
-usable. On a GPU machine: ``python -m pytest -m gpu tests/spectra/test_gpu.py``.
+Marked ``gpu``; skipped with the reason from ``hts_fast.spectra.gpu.status()`` when no GPU
+backend is usable. On a GPU machine: ``python -m pytest -m gpu tests/spectra/test_gpu.py``.
 """
 
 from __future__ import annotations

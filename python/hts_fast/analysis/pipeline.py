@@ -1,9 +1,10 @@
 """analyze() and analyze_many(): the WeightWatcher-style layer table of models.
 
-The pipeline: plan the layers (``_planning``), read and cut them into matrices chunk by chunk,
-compute the ESDs (with the plain power-law fit in the same compiled pass where it applies),
-run the fits of the options (``_option_fits``), compute the metric columns and build the table
-(``_table``).
+The pipeline: plan the layers (``planning``), read and cut them into matrices chunk by chunk
+(``layer_matrices``), compute the ESDs (with the plain power-law fit in the same compiled pass
+where it applies: ``layer_spectra``), run the fits of the options (``option_fits``), compute
+the metric columns (``metrics``) and build the table (``table``). docs/architecture.md
+follows one call through these steps.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def _analyze_models(
     # chunk's weights (and a file's mapped pages) are released once its ESDs are done
     pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]] = []
     # the plain power-law fit runs inside the ESD threads, layer by layer
-    # (esd.layer_spectra_table)
+    # (layer_spectra.layer_spectra_table)
     fused = (fit == "PL" and not fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram") and opt.xmax in (None, "force"))  # fmt: skip
     fused_tables: list[LayerSpectraTable] = []  # their fits, norm sums and slice stats
@@ -540,8 +541,8 @@ def _extract(
     """Read each layer's weight and cut it into matrices; failures become failed rows.
 
     Returns the owners (each layer's first matrix and count), the entries (a matrix, or a
-    conv2d kernel's positions as one 3-D stack, as esd.layer_spectra_table takes them; see
-    esd.expand_stacks) and one scale per entry.
+    conv2d kernel's positions as one 3-D stack, as layer_spectra.layer_spectra_table takes
+    them; see layer_spectra.expand_stacks) and one scale per entry.
     """
     entries: list[np.ndarray] = []
     scales: list[float] = []
@@ -580,8 +581,8 @@ def _layer_spectra(
     compat: str | None, threads: int, tolerance: float, keep_pooled: bool,
 ) -> tuple[list[tuple[Planned, np.ndarray | None, None]], LayerSpectraTable]:  # fmt: skip
     """_pool(), the power-law fits and the norm sums of a chunk in one compiled pass
-    (esd.layer_spectra_table). Returns the pooled entries (no per-matrix spectra; their ESDs
-    None without ``keep_pooled``) and the table rows of those layers, in the same order; a
+    (layer_spectra.layer_spectra_table). Returns the pooled entries (no per-matrix spectra;
+    their ESDs None without ``keep_pooled``) and the table rows of those layers, in the same order; a
     failed layer gets its failed row."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
@@ -686,7 +687,7 @@ def _metric_columns(
 ) -> dict[str, Any]:  # fmt: skip
     """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order
     (``fused``: their fits, norm sums and slice summaries when the ESD pass computed them,
-    see esd.layer_spectra_table; ``fits`` is then not read)."""
+    see layer_spectra.layer_spectra_table; ``fits`` is then not read)."""
     if not pooled:
         return {}
     if fused is not None:

@@ -47,8 +47,8 @@ INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes"
 #: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
 #: tail) and the standard errors of alpha and Lambda from the observed Fisher information
 TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
-#: fits for model comparison (hts_fast.fits.alternatives) and their columns: the exponential tail's rate
-#: is the Lambda column; the lognormal is fitted above the power law's xmin
+#: fits for model comparison (hts_fast.fits.alternatives) and their columns: the exponential
+#: tail's rate is the Lambda column; the lognormal is fitted above the power law's xmin
 ALT_FITS = ("EXP", "LOGNORMAL")
 ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
                    "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
@@ -99,7 +99,7 @@ _METHOD_NAMES = np.array([FIT_METHODS[code] for code in sorted(FIT_METHODS)], dt
 
 
 def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, Any]:
-    """The table's fit columns of the fits in an esd.layer_spectra_table result (every row a
+    """The table's fit columns of the fits in a layer_spectra_table result (every row a
     decomposed layer); a failure's reason is worked out for the failed rows only."""
     failed = table.count("fit_error") != 0
     methods = _METHOD_NAMES[table.count("fit_method")]

@@ -80,7 +80,8 @@ def decompose(
 def symmetric_eigenvalues(a: Any, *, overwrite: bool = False) -> np.ndarray:
     """Eigenvalues of a real symmetric matrix, ascending (float64; its units squared if ``a``
     is a Gram matrix), by the Gram route's compiled eigensolver: LAPACK dsyevd, or the
-    two-stage dsyevd for orders >= 2,048 when SciPy's OpenBLAS has it (see README "Layout").
+    two-stage dsyevd for orders >= 2,048 when SciPy's OpenBLAS has it (docs/architecture.md,
+    "LAPACK and threads").
 
     ``a`` is assumed symmetric: only one triangle is read. ``a`` is not modified, unless
     ``overwrite`` and it is already a writeable C-ordered float64 array, which the solver

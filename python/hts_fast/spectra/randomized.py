@@ -8,8 +8,8 @@ the Krylov basis would cover a large part of the space, a dense symmetric eigens
 float64 Gram matrix is cheaper and is used instead (``route="dense"``).
 
 :func:`certified_spectrum` builds the float64 Gram matrix once, grows one Krylov basis on it
-and fits the certified top after every block; analyze(esd_method="randomized") calls
-:func:`layer_spectra` and :func:`patch_columns` (README "Randomized top-k ESDs").
+and fits the certified top after every block; analyze(esd_method="randomized") calls it through
+:mod:`hts_fast.analysis.randomized_esd` (README "Randomized top-k ESDs").
 
 What is certified, and what cannot be
 -------------------------------------
