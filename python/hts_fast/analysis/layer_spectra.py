@@ -140,21 +140,13 @@ def _span(names: tuple[str, ...], first: str, last: str) -> slice:
     return slice(names.index(first), names.index(last) + 1)
 
 
-# runs of LayerSpectraTable columns: the fit's fields in fits.fit_from_fields's order (alpha, xmin,
+# runs of LayerSpectraTable columns: the fit's fields in fit_from_fields's order (alpha, xmin,
 # xmax, D, sigma; num_pl_spikes, num_fit, xmin_index, method, error, bad index) and the
 # singular-value summary (sv_max, smallest and largest sv_min)
 _FIT_REALS = _span(LayerSpectraTable.REALS, "alpha", "sigma")
-
-
 _FIT_COUNTS = _span(LayerSpectraTable.COUNTS, "num_pl_spikes", "fit_bad_index")
-
-
 _STATS_REALS = _span(LayerSpectraTable.REALS, "sv_max", "sv_min_largest")
-
-
 _ESD_ERROR = LayerSpectraTable.COUNTS.index("esd_error")
-
-
 _ESD_ERROR_INFO_WHERE = _span(LayerSpectraTable.COUNTS, "esd_error", "failed_matrix")
 
 

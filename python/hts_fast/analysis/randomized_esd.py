@@ -17,12 +17,8 @@ from ..spectra.randomized import certified_spectrum
 #: Columns analyze() cannot compute from a top-k ESD (NaN, or -1 for counts).
 UNAVAILABLE_FLOAT = ("entropy", "sv_min", "log_alpha_norm")
 UNAVAILABLE_INT = ("matrix_rank", "rank_loss", "weak_rank_loss")
-
-
 #: analyze(): layers whose smaller side is below this get the exact svd ESD (cheap enough).
 EXACT_BELOW = 1024
-
-
 #: Where analyze() keeps a layer's CertifiedSpectrum (in its plan's ``extra``).
 EXTRA_KEY = "_randomized_esd"
 

@@ -13,21 +13,20 @@ from .. import _threads
 from .._arrays import as_float_array, as_matrix
 from .._core_loader import core
 
+#: The kernels' code of each exact method.
 METHOD_CODES = {"svd": 0, "gram": 1}
-
-
+#: What the kernels' error codes mean (4: LAPACK failed, see error_for).
 _ERRORS = {
     1: "is empty",
     2: "contains NaN or Inf values",
     3: "is too large for 32-bit LAPACK indexing",
     5: "has eigenvalues beyond the float64 range (matrix or scale too large)",
 }
-
-
 _ROUTINES = {0: "the SVD (LAPACK dgesdd)", 1: "the eigensolver (LAPACK dsyevd)"}
 
 
 def method_code(method: str) -> int:
+    """The kernels' code of an exact method; ValueError naming the choices otherwise."""
     try:
         return METHOD_CODES[method]
     except (KeyError, TypeError):
@@ -36,6 +35,7 @@ def method_code(method: str) -> int:
 
 
 def error_for(code: int, info: int, what: str, shape: tuple[int, ...], method: str) -> ValueError:
+    """The ValueError for a kernel's error code (and LAPACK's ``info``) on matrix ``what``."""
     if code == 4:
         routine = _ROUTINES[METHOD_CODES[method]]
         problem = (
@@ -56,6 +56,7 @@ def tagged(exc: Exception, what: str) -> Exception:
 
 
 def check_scale(scale: Any) -> float:
+    """``scale`` as a float; ValueError unless it is finite."""
     value = float(scale)
     if not math.isfinite(value):
         msg = f"scale must be a finite number, got {scale!r}"
