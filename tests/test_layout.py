@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "hts_fast"
 
 #: Each concern and the concerns it may import ("" is the top level's private helpers:
-#: _arrays, _threads, _lapack, _core_loader, _timing and the compiled _core).
+#: _arrays, _threads, _lapack, _core_loader, _timing, _progress and the compiled _core).
 LAYERS = {
     "loaders": {""},
     "fits": {""},
@@ -21,8 +21,18 @@ LAYERS = {
     "analysis": {"", "fits", "spectra", "loaders"},
     "zoo": {"", "fits", "spectra", "loaders", "analysis"},
 }
-#: Top-level modules every concern may use: the boundary with the compiled core.
-HELPERS = {"_arrays", "_threads", "_lapack", "_core_loader", "_timing", "_core", "_cuda"}
+#: Top-level modules every concern may use: the boundary with the compiled core, timing and
+#: progress bars.
+HELPERS = {
+    "_arrays",
+    "_threads",
+    "_lapack",
+    "_core_loader",
+    "_timing",
+    "_progress",
+    "_core",
+    "_cuda",
+}
 #: The compiled extension modules (no Python source; they import nothing of the package).
 COMPILED = ("hts_fast._core", "hts_fast._cuda")
 

@@ -182,7 +182,7 @@ void register_esd(py::module_& m) {
             }
             // Columnar result: one row per layer in two arrays (no Python object per layer
             // beyond its pooled ESD), columns in the order of
-            // hts_fast.esd.LayerSpectraTable.REALS / COUNTS.
+            // hts_fast.analysis.layer_spectra.LayerSpectraTable.REALS / COUNTS.
             py::list pooled;
             py::array_t<double> reals({static_cast<py::ssize_t>(num), py::ssize_t{12}});
             py::array_t<std::int64_t> ints({static_cast<py::ssize_t>(num), py::ssize_t{13}});

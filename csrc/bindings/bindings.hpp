@@ -54,7 +54,7 @@ inline PowerLawOptions make_options(double threshold, std::int64_t small_n_cutof
     return o;
 }
 
-// A fit result as the tuple hts_fast.fits reads (field order of fits._to_result).
+// A fit result as the tuple hts_fast.fits.powerlaw reads (field order of fit_from_fields).
 inline pybind11::tuple as_tuple(const PowerLawFitResult& r) {
     return pybind11::make_tuple(r.alpha, r.xmin, r.xmax, r.D, r.sigma, r.num_pl_spikes,
                                 r.num_fit, r.xmin_index, static_cast<int>(r.method),

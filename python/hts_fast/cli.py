@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_compute_options(analyze)
     analyze.add_argument("--threads", type=int, default=None)
     analyze.add_argument("--quiet", action="store_true", help="print nothing; use with --out")
+    analyze.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress bar on stderr (default: if stderr is a terminal)")  # fmt: skip
     describe = commands.add_parser("describe", help="the layer table, no spectra computed")
     _add_model_options(describe)
     scan = commands.add_parser("scan", help="analyze every checkpoint under PATHs into a store")
@@ -210,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "describe":
             table = describe(str(path), **options)
         else:
-            table = analyze(str(path), threads=args.threads, **_compute_options(args),
-                            **options)  # fmt: skip
+            progress = False if args.quiet else args.progress
+            table = analyze(str(path), threads=args.threads, progress=progress,
+                            **_compute_options(args), **options)  # fmt: skip
     except (TensorReadError, TypeError, ValueError) as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)
         return 2

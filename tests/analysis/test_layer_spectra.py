@@ -1,4 +1,4 @@
-"""esd.layer_spectra (ESDs + pooling + fit per layer in one compiled pass) equals the separate
+"""analysis.layer_spectra (ESDs + pooling + fit per layer in one compiled pass) equals the separate
 steps: esd_batch, np.sort of the concatenation, fit_powerlaw_batch, batch_slice_stats."""
 
 from __future__ import annotations

@@ -4,9 +4,10 @@
 * ``"cuda"``: the weights must already be on a GPU (CUDA torch tensors or CuPy arrays, e.g. a
   model after ``model.cuda()``); every layer's Gram matrix and its symmetric eigensolve run
   there (cuSOLVER through torch or CuPy, equal shapes batched, float64;
-  :mod:`hts_fast.spectra.gpu`), and only the eigenvalues (min(N, M) numbers per matrix) come back to the host, where the
-  fits and metrics run (they cost well under 1 % of the eigensolves). Weights on the host are
-  an error, never copied to the GPU behind the caller's back; so is a machine without a GPU.
+  :mod:`hts_fast.spectra.gpu`), and only the eigenvalues (min(N, M) numbers per matrix) come
+  back to the host, where the fits and metrics run (they cost well under 1 % of the
+  eigensolves). Weights on the host are an error, never copied to the GPU behind the caller's
+  back; so is a machine without a GPU.
 * ``"auto"``: ``"cuda"`` when the model's weights are on a GPU, else ``"cpu"``.
 
 The GPU route is the Gram route: use it with ``esd_method="gram"`` (its accuracy contract is

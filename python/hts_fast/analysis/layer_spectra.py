@@ -40,15 +40,16 @@ def layer_spectra(
     ``matrices[first:first + count]`` (keep_top: keep only that many largest pooled
     eigenvalues, else None). ``Ns``: each layer's N (rank-loss tolerance). One thread handles
     a layer from its decompositions to its fit, so the fits of finished layers overlap the
-    decompositions of the others; the results equal :func:`esd_batch`, pooling with
+    decompositions of the others; the results equal :func:`hts_fast.esd_batch`, pooling with
     ``np.sort`` and :func:`hts_fast.fit_powerlaw_batch` bit for bit.
 
     Returns per layer either (pooled ascending ESD, :class:`.metrics.LayerSliceStats` (equal to
     :func:`.metrics.batch_slice_stats` of its matrices' ESDs), PowerLawFit, norm sums (norm,
     lambda_max, matrix_rank, weak_rank_loss, entropy, sum(evals**alpha)) as
-    :func:`.metrics.batch_norm_metrics` computes them with the fit's alpha, NaN when it failed or -1 with ``compat``; ``tolerance``: weak rank loss)
-    or the exception of its first bad matrix (``detail``: the message after "matrix k", as
-    esd_batch's). :func:`layer_spectra_table` returns the same as arrays.
+    :func:`.metrics.batch_norm_metrics` computes them with the fit's alpha, NaN when it failed
+    or -1 with ``compat``; ``tolerance``: weak rank loss) or the exception of its first bad
+    matrix (``detail``: the message after "matrix k", as esd_batch's).
+    :func:`layer_spectra_table` returns the same as arrays.
     """
     table = layer_spectra_table(matrices, scales, layers, Ns, method=method, threads=threads,
                                 tolerance=tolerance, compat=compat)  # fmt: skip

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _threads
+from .._progress import check_progress, progress_bar
 from .._timing import StageTimer
 from ..fits import marchenko_pastur
 from ..fits.compare import COLUMNS as COMPARE_COLUMNS
@@ -95,6 +96,7 @@ def analyze(
     xmax: float | Literal["force"] | None = None,
     device: Literal["cpu", "cuda", "auto"] = "cpu",
     alpha_ci: bool | float = False,
+    progress: bool | None = None,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -183,6 +185,10 @@ def analyze(
         Likelihood-ratio tests of the power-law tail (fit="PL") against the exponential,
         lognormal and truncated power law at its xmin: columns pl_exp_R, pl_exp_p,
         pl_lognormal_R, pl_lognormal_p, pl_tpl_R, pl_tpl_p (hts_fast.fits.compare).
+    progress
+        A progress bar on stderr (layers done, rate, time left; tqdm): None (the default)
+        shows it when stderr is a terminal, True always, False never. It advances by chunks
+        (128-256 MB of weights), so a small model's bar jumps from 0 to done.
 
     Returns
     -------
@@ -204,7 +210,7 @@ def analyze(
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
         detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
-        xmax=xmax, device=device, alpha_ci=alpha_ci,
+        xmax=xmax, device=device, alpha_ci=alpha_ci, progress=progress,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
 
@@ -257,9 +263,11 @@ class _Options:
     xmax: Xmax = None
     device: str = "cpu"
     alpha_ci: bool | float = False
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         check_compat(self.compat)
+        check_progress(self.progress)
         object.__setattr__(self, "peft", check_peft(self.peft))
         fit, fix_fingers = self.fit, self.fix_fingers
         if fit not in ("PL", "TPL", "E_TPL", *ALT_FITS):
@@ -350,7 +358,8 @@ def _analyze_models(
     # a reader thread only when there is a next chunk to read (most models are one chunk)
     reading = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="hts_fast-read")
                if len(chunks) > 1 else contextlib.nullcontext())  # fmt: skip
-    with reading as reader:
+    bar = progress_bar(len(active), progress=opt.progress, desc="analyze", unit="layer")
+    with reading as reader, bar:
         upcoming = None
         for k in range(len(chunks)):
             with timer.stage("extract"):
@@ -380,6 +389,7 @@ def _analyze_models(
                                compat=bool(compat), seed=opt.seed, esd_method=opt.esd_method,
                                threads=n_threads, stream=stream)  # fmt: skip
             del owners, matrices, scales
+            bar.update(len(chunks[k]))
 
     # 3. power-law fits in one batch, then the metrics
     with timer.stage("fit"):
@@ -582,8 +592,8 @@ def _layer_spectra(
 ) -> tuple[list[tuple[Planned, np.ndarray | None, None]], LayerSpectraTable]:  # fmt: skip
     """_pool(), the power-law fits and the norm sums of a chunk in one compiled pass
     (layer_spectra.layer_spectra_table). Returns the pooled entries (no per-matrix spectra;
-    their ESDs None without ``keep_pooled``) and the table rows of those layers, in the same order; a
-    failed layer gets its failed row."""
+    their ESDs None without ``keep_pooled``) and the table rows of those layers, in the same
+    order; a failed layer gets its failed row."""
     layers = [(first, count, keep_top) for _, first, count, keep_top in owners]
     Ns = [plan.shape.N if plan.shape else 0 for plan, _, _, _ in owners]
     table = layer_spectra_table(matrices, scales, layers, Ns, method=method, threads=threads,

@@ -85,7 +85,7 @@ def esd(
                                               power_iters, "seed": seed, "tol": tol})  # fmt: skip
     if options:
         return top_eigenvalues(W, scale=check_scale(scale), **options).values
-    return exact_esd(W, method, check_scale(scale))
+    return exact_esd(W, method, scale)
 
 
 def esd_batch(

@@ -103,11 +103,12 @@ def symmetric_eigenvalues(a: Any, *, overwrite: bool = False) -> np.ndarray:
     return values
 
 
-def exact_esd(W: Any, method: str, scale: float = 1.0) -> np.ndarray:
+def exact_esd(W: Any, method: str, scale: Any = 1.0) -> np.ndarray:
     """The eigenvalues of (scale*W)^T (scale*W) by ``method`` ("svd" or "gram"), float64,
-    ascending: :func:`hts_fast.esd`'s exact routes. Raises ValueError naming the matrix "W"."""
+    ascending: :func:`hts_fast.esd`'s exact routes. Raises TypeError or ValueError naming
+    the matrix "W" (checked before ``scale``)."""
     matrix = as_matrix(W, "W")
-    values, code, info = decompose([matrix], method, [scale], 1)[0]
+    values, code, info = decompose([matrix], method, [check_scale(scale)], 1)[0]
     if code:
         raise error_for(code, info, "W", matrix.shape, method)
     return values

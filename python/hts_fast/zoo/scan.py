@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .._core_loader import core
+from .._progress import progress_bar, wanted
 from .._timing import StageTimer
 from .store import HASH_ALGORITHMS, NEW_STORE_HASH, FileHash, Store, canonical_options
 
@@ -323,6 +324,7 @@ def analyze_checkpoints(
         outcomes.append(outcome)
         paths.append(path)
     options["threads"] = threads
+    options["progress"] = False  # the scan shows its own
     start = time.perf_counter()
     with preread(contents):
         try:
@@ -347,15 +349,20 @@ def analyze_checkpoints(
     return outcomes
 
 
+#: analyze() options that do not change the numbers: not part of a stored option set.
+NOT_STORED = ("threads", "progress")
+
+
 def _analyze_defaults() -> dict[str, Any]:
-    """analyze()'s keyword defaults (threads excepted), so that options given or left out
+    """analyze()'s keyword defaults (NOT_STORED excepted), so that options given or left out
     identify the same analysis."""
     import inspect
 
     from ..analysis.pipeline import analyze
 
     return {name: p.default for name, p in inspect.signature(analyze).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name != "threads" and not name.startswith("_")}  # fmt: skip
+            if p.kind is p.KEYWORD_ONLY and name not in NOT_STORED
+            and not name.startswith("_")}  # fmt: skip
 
 
 @dataclass
@@ -378,27 +385,43 @@ class ScanResult:
 
 
 class _Progress:
-    """A one-line progress report on stderr: counts, rate and time left."""
+    """The scan's progress on stderr: a tqdm bar on a terminal (checkpoints handled, rate, time
+    left, and the done / skipped / failed counts); elsewhere (a log file) one line every
+    LOG_SECONDS and one at the end; nothing when ``quiet``."""
+
+    LOG_SECONDS = 30.0
 
     def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet, self.start = total, quiet, time.perf_counter()
+        self.total, self.start = total, time.perf_counter()
+        self.bar = progress_bar(total, progress=False if quiet else None, desc="scan",
+                                unit="checkpoint")  # fmt: skip
+        self.log = not quiet and not wanted(None)
+        self.logged = self.start
+        self.handled = 0
 
     def update(self, result: ScanResult) -> None:
-        if self.quiet:
-            return
         handled = result.done + result.failed + result.skipped
-        elapsed = time.perf_counter() - self.start
-        computed = result.done + result.failed
-        rate = computed / elapsed if elapsed > 0 else 0.0
-        left = (self.total - handled) / rate if rate > 0 else float("nan")
-        sys.stderr.write(f"\r[{handled}/{self.total}] done {result.done}, skipped "
-                         f"{result.skipped}, failed {result.failed} | {rate:.2f}/s, "
-                         f"{left:.0f} s left ")  # fmt: skip
-        sys.stderr.flush()
+        self.bar.set_postfix(done=result.done, skipped=result.skipped, failed=result.failed,
+                             refresh=False)  # fmt: skip
+        self.bar.update(handled - self.handled)
+        self.handled = handled
+        if self.log and time.perf_counter() - self.logged >= self.LOG_SECONDS:
+            self._line(result)
 
-    def finish(self) -> None:
-        if not self.quiet:
-            sys.stderr.write("\n")
+    def _line(self, result: ScanResult) -> None:
+        self.logged = now = time.perf_counter()
+        computed = result.done + result.failed
+        elapsed = now - self.start
+        rate = computed / elapsed if elapsed > 0 else 0.0
+        left = f", {(self.total - self.handled) / rate:.0f} s left" if rate > 0 else ""
+        print(f"scan: {self.handled}/{self.total} checkpoints (done {result.done}, skipped "
+              f"{result.skipped}, failed {result.failed}), {rate:.2f}/s{left}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def finish(self, result: ScanResult) -> None:
+        self.bar.close()
+        if self.log:
+            self._line(result)
 
 
 #: A checkpoint to analyze: its path and its content hash when the store's cache knew it
@@ -507,6 +530,9 @@ def scan(
     if "threads" in options:
         msg = "scan() shares the cores among its workers; it takes no threads= option"
         raise TypeError(msg)
+    if "progress" in options:
+        msg = "scan() shows its own progress (quiet=True turns it off); it takes no progress="
+        raise TypeError(msg)
     result = ScanResult()
     start = time.perf_counter()
     with result.timer.stage("discovery"):
@@ -561,7 +587,8 @@ def scan(
                 _parallel(todo, max(1, workers), analyze_options, threads, record, timeout)
         except KeyboardInterrupt:
             result.interrupted = True
-        progress.finish()
+        finally:
+            progress.finish(result)
     result.seconds = time.perf_counter() - start
     return result
 
