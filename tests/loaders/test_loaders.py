@@ -118,6 +118,35 @@ def test_sharded_folder_matches_weightwatcher(tmp_path, with_index):
     assert_same_table(ours, run_weightwatcher(str(folder)))
 
 
+def test_an_index_whose_shards_do_not_match_fails_the_checkpoint(tmp_path):
+    """A shard the index names is missing, unreadable, or lacks a tensor the index puts in it:
+    the whole checkpoint fails with the file named (no table of the surviving layers)."""
+    folder = _sharded_folder(tmp_path, with_index=True)
+    index = folder / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    second = folder / "model-00002-of-00002.safetensors"
+    data = second.read_bytes()
+    intact = hts_fast.analyze(folder)
+
+    second.unlink()
+    with pytest.raises(TensorReadError, match=r"names the shard model-00002-of-00002\.safetensors, "
+                                              r"which is missing"):  # fmt: skip
+        hts_fast.analyze(folder)
+    second.write_bytes(data[:4])  # no header: unusable as a whole
+    with pytest.raises(TensorReadError, match=r"model-00002-of-00002\.safetensors.*a shard named by "
+                                              r"model\.safetensors\.index\.json"):  # fmt: skip
+        hts_fast.analyze(folder)
+    second.write_bytes(data)
+    index.write_text(json.dumps({"weight_map": {**weight_map, "extra.weight": second.name}}))
+    with pytest.raises(TensorReadError, match=r"lists 'extra\.weight' in model-00002-of-00002"):
+        hts_fast.analyze(folder)
+    index.write_text(json.dumps({"weight_map": {**weight_map, "extra.weight": "../x.safetensors"}}))
+    with pytest.raises(TensorReadError, match="as a shard"):
+        hts_fast.analyze(folder)
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    assert hts_fast.analyze(folder).equals(intact)
+
+
 def test_npz_checkpoint(tmp_path):
     state = _state(3)
     path = tmp_path / "w.npz"

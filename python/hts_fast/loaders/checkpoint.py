@@ -2,8 +2,9 @@
 
 * a ``.safetensors`` file: its tensors, names sorted;
 * a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
-  the index's ``weight_map`` order grouped by shard file (shards sorted by name), else each
-  shard's sorted names, shard after shard; without them ``adapter_model*.safetensors`` (a
+  the index's ``weight_map`` order grouped by shard file (shards sorted by name; a shard it
+  names that is missing or unreadable, or a tensor it lists that its shard lacks, fails the
+  whole checkpoint), else each shard's sorted names, shard after shard; without them ``adapter_model*.safetensors`` (a
   PEFT adapter), then ``pytorch_model*.bin`` and ``adapter_model*.bin`` shards;
 * an ``.npz`` file: its arrays in file order, shapes from the headers, data on demand
   (object arrays refused);
@@ -27,6 +28,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -118,24 +120,20 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
         except (OSError, ValueError, KeyError, TypeError) as exc:
             msg = f"{index}: not a valid safetensors index ({exc})"
             raise TensorReadError(msg) from exc
-        files: dict[str, SafetensorsFile | TensorReadError] = {}
+        if not isinstance(weight_map, dict):
+            msg = f"{index}: not a valid safetensors index (weight_map is not an object)"
+            raise TensorReadError(msg)
         tensors = []
         for shard in sorted(set(weight_map.values())):
-            try:
-                files[shard] = SafetensorsFile(folder / shard)
-            except (OSError, TensorReadError) as exc:
-                files[shard] = TensorReadError(f"{folder / shard}: {exc}")
+            opened = _indexed_shard(index, folder, shard)
+            present = set(opened.names())
             for name, file in weight_map.items():
                 if file != shard:
                     continue
-                opened = files[shard]
-                if isinstance(opened, TensorReadError):
-                    tensors.append((name, failing_tensor(name, (), "?", shard, str(opened))))
-                elif name not in opened.names():
-                    tensors.append((name, failing_tensor(name, (), "?", shard,
-                                                         "listed in the index, absent in the shard")))  # fmt: skip
-                else:
-                    tensors.append((name, opened.tensor(name)))
+                if name not in present:
+                    msg = f"{index}: lists {name!r} in {shard}, which does not hold it"
+                    raise TensorReadError(msg)
+                tensors.append((name, opened.tensor(name)))
         return tensors, [len(tensors)]
     for pattern in FOLDER_PATTERNS:
         files = _shards(folder, pattern)
@@ -153,6 +151,26 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
         tensors.extend((name, opened.tensor(name)) for name in opened.names())
         counts.append(len(opened.names()))
     return tensors, counts
+
+
+def _indexed_shard(index: Path, folder: Path, shard: Any) -> SafetensorsFile:
+    """A shard a safetensors index names, opened; a missing or unreadable one fails the whole
+    checkpoint (TensorReadError naming the index and the shard)."""
+    if not isinstance(shard, str) or Path(shard).name != shard:
+        msg = f"{index}: names {shard!r} as a shard (expected a file name in {folder})"
+        raise TensorReadError(msg)
+    path = folder / shard
+    if not path.is_file():
+        msg = f"{index}: names the shard {shard}, which is missing from {folder}"
+        raise TensorReadError(msg)
+    try:
+        return SafetensorsFile(path)
+    except TensorReadError as exc:  # its message names the shard already
+        msg = f"{exc} (a shard named by {index.name})"
+        raise TensorReadError(msg) from exc
+    except OSError as exc:
+        msg = f"{path}: cannot be read ({exc}; a shard named by {index.name})"
+        raise TensorReadError(msg) from exc
 
 
 def checkpoint_tensors(
