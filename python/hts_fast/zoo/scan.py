@@ -37,6 +37,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from .. import _threads
 from .._core_loader import core
 from .._progress import progress_bar, wanted
 from .._timing import StageTimer
@@ -525,8 +526,6 @@ def scan(
     transaction. Returns the counts; interrupted (Ctrl-C) scans return with
     ``interrupted=True`` after keeping everything already stored.
     """
-    from .. import _threads
-
     if "threads" in options:
         msg = "scan() shares the cores among its workers; it takes no threads= option"
         raise TypeError(msg)
