@@ -48,10 +48,12 @@ double load(const MatrixView& w, std::int64_t offset) {
     }
 }
 
-// Copies the scale*W block of source rows [r0, r1) x columns [c0, c1) into `dst` (float64,
-// Fortran order, leading dimension r1 - r0). Returns false on NaN/Inf.
+// Copies the scale*W block of source rows [r0, r1) x columns [c0, c1) into `dst` (float64 or
+// float32, Fortran order, leading dimension r1 - r0). Returns false on NaN/Inf (also when
+// scale*W overflows float32).
+template <typename Real>
 bool copy_block(const MatrixView& w, double scale, std::int64_t r0, std::int64_t r1,
-                std::int64_t c0, std::int64_t c1, double* dst) {
+                std::int64_t c0, std::int64_t c1, Real* dst) {
     bool finite = true;
     const std::int64_t ld = r1 - r0;
     for (std::int64_t rt = r0; rt < r1; rt += kTile) {  // tiles keep the transposing copy
@@ -60,9 +62,10 @@ bool copy_block(const MatrixView& w, double scale, std::int64_t r0, std::int64_t
             const std::int64_t ct1 = std::min(ct + kTile, c1);
             for (std::int64_t r = rt; r < rt1; ++r) {
                 for (std::int64_t c = ct; c < ct1; ++c) {
-                    const double v = load(w, r * w.row_stride + c * w.col_stride);
+                    const auto v = static_cast<Real>(
+                        load(w, r * w.row_stride + c * w.col_stride) * scale);
                     finite &= std::isfinite(v);
-                    dst[(r - r0) + (c - c0) * ld] = v * scale;
+                    dst[(r - r0) + (c - c0) * ld] = v;
                 }
             }
         }
@@ -218,6 +221,55 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
     return {};
 }
 
+// The float32 Gram route: W converted to float32 kGramBlock rows (or columns) at a time,
+// each block's product added to a float32 Gram matrix by ssyrk (the sum stays in float32:
+// its rounding was measured at <= 5e-7 lambda_max on 4096 x 11008 layers), then widened to
+// float64 for the gram route's eigensolver. A float32 eigensolve (ssyevd_2stage) would be
+// 1.8x faster again but measured 2e-5..6e-5 relative errors in alpha and up to 1e-3 in D,
+// beyond the route's 1e-5 contract (docs/large-models.md).
+EsdResult esd_gram32(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
+    const LapackFunctions& f = lapack();
+    if (f.ssyrk == nullptr) return {EsdError::lapack_failed, -1000};
+    const std::int64_t k = std::min(w.rows, w.cols);
+    const bool tall = w.rows >= w.cols;
+    lapack_int order = static_cast<lapack_int>(k);
+    ws.gram32.assign(static_cast<std::size_t>(k * k), 0.0f);
+    char uplo = 'U';
+    float one = 1.0f;
+    const std::int64_t length = tall ? w.rows : w.cols;  // the summed dimension
+    ws.matrix32.resize(static_cast<std::size_t>(std::min(length, kGramBlock) * k));
+    for (std::int64_t s0 = 0; s0 < length; s0 += kGramBlock) {
+        const std::int64_t s1 = std::min(s0 + kGramBlock, length);
+        lapack_int block = static_cast<lapack_int>(s1 - s0);
+        if (tall) {
+            if (!copy_block(w, scale, s0, s1, 0, w.cols, ws.matrix32.data()))
+                return {EsdError::non_finite, 0};
+            char trans = 'T';
+            f.ssyrk(&uplo, &trans, &order, &block, &one, ws.matrix32.data(), &block, &one,
+                    ws.gram32.data(), &order);
+        } else {
+            if (!copy_block(w, scale, 0, w.rows, s0, s1, ws.matrix32.data()))
+                return {EsdError::non_finite, 0};
+            char trans = 'N';
+            lapack_int ld = static_cast<lapack_int>(w.rows);
+            f.ssyrk(&uplo, &trans, &order, &block, &one, ws.matrix32.data(), &ld, &one,
+                    ws.gram32.data(), &order);
+        }
+    }
+    // the upper triangle, widened (column j holds rows 0..j in Fortran order)
+    ws.gram.assign(static_cast<std::size_t>(k * k), 0.0);
+    for (std::int64_t j = 0; j < k; ++j)
+        for (std::int64_t i = 0; i <= j; ++i)
+            ws.gram[static_cast<std::size_t>(i + j * k)] =
+                static_cast<double>(ws.gram32[static_cast<std::size_t>(i + j * k)]);
+    ws.values.resize(static_cast<std::size_t>(k));
+    const lapack_int info = gram_eigenvalues(f, uplo, order, ws, w);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    for (std::int64_t j = 0; j < k; ++j)
+        out[j] = std::max(0.0, ws.values[static_cast<std::size_t>(j)]);
+    return {};
+}
+
 }  // namespace
 
 EsdResult symmetric_eigenvalues(double* a, std::int64_t order, double* out) {
@@ -245,8 +297,9 @@ EsdResult esd_into(const MatrixView& w, EsdMethod method, double scale, double* 
         w.rows * w.cols > kMaxLapackInt)
         return {EsdError::too_large, 0};
     if (!std::isfinite(scale)) return {EsdError::non_finite, 0};
-    const EsdResult r = method == EsdMethod::gram ? esd_gram(w, scale, out, workspace)
-                                                  : esd_svd(w, scale, out, workspace);
+    const EsdResult r = method == EsdMethod::gram     ? esd_gram(w, scale, out, workspace)
+                        : method == EsdMethod::gram32 ? esd_gram32(w, scale, out, workspace)
+                                                      : esd_svd(w, scale, out, workspace);
     if (r.error == EsdError::none && !std::isfinite(out[std::min(w.rows, w.cols) - 1]))
         return {EsdError::overflow, 0};
     return r;

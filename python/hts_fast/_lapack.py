@@ -45,13 +45,14 @@ def _two_stage_address() -> int:
 
 
 def register(core: ModuleType) -> str:
-    """Install dgesdd, dsyevd, dsyrk (and dsyevd_2stage when found) into ``core``; return
-    where they came from."""
+    """Install dgesdd, dsyevd, dsyrk, the float32 Gram route's ssyrk (and dsyevd_2stage
+    when found) into ``core``; return where they came from."""
     from scipy.linalg import cython_blas, cython_lapack
 
     lapack = cython_lapack.__pyx_capi__
     blas = cython_blas.__pyx_capi__
     two_stage = _two_stage_address()
-    core._register_lapack(lapack["dgesdd"], lapack["dsyevd"], blas["dsyrk"], two_stage)
+    core._register_lapack(lapack["dgesdd"], lapack["dsyevd"], blas["dsyrk"], two_stage,
+                          blas["ssyrk"])  # fmt: skip
     source = "scipy.linalg.cython_lapack / cython_blas"
     return source + ("; dsyevd_2stage from SciPy's OpenBLAS" if two_stage else "")

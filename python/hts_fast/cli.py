@@ -1,7 +1,7 @@
 """The ``hts-fast`` command (also ``python -m hts_fast``).
 
     hts-fast analyze [PATH] [--out table.csv|.json|.parquet] [--compat weightwatcher-0.7.7]
-                     [--esd-method svd|gram] [--layers ...] [--randomize] [--peft ...]
+                     [--esd-method auto|svd|gram|gram32] [--layers ...] [--randomize] [--peft ...]
     hts-fast describe PATH [--out ...]
 
 ``analyze`` prints one line per analyzed layer (the main columns), the model summary and the
@@ -21,6 +21,8 @@ from typing import Any
 import pandas as pd
 
 #: Columns printed on the terminal (the table written with --out has them all).
+#: --esd-method's choices (analyze()'s esd_method; "randomized" is Python-only)
+ESD_METHODS = ["auto", "svd", "gram", "gram32"]
 SHOWN = ["layer_id", "name", "layer_type", "N", "M", "num_evals", "alpha", "alpha_weighted",
          "log_norm", "log_spectral_norm", "stable_rank", "warning", "status"]  # fmt: skip
 #: The fit's own columns, printed after alpha when present (fit="TPL", "EXP", "LOGNORMAL"...).
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--labels", type=Path, help="labels CSV (stores only)")
     report.add_argument("--label", default=None)
     report.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
-    report.add_argument("--esd-method", choices=["svd", "gram"], default="svd")
+    report.add_argument("--esd-method", choices=ESD_METHODS, default="auto")
     demo = commands.add_parser("demo-zoo", help="train the small demo zoo (needs scikit-learn)")
     demo.add_argument("folder", type=Path)
     export = commands.add_parser("export", help="the store's tables as files")
@@ -116,7 +118,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_compute_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--esd-method", choices=["svd", "gram"], default="svd")
+    parser.add_argument(
+        "--esd-method",
+        choices=ESD_METHODS,
+        default="auto",
+        help="ESD route (default auto: float32 Gram for large layers, svd for small)",
+    )
     parser.add_argument("--randomize", action="store_true",
                         help="also the spectra of the shuffled weights")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed of --randomize")

@@ -29,7 +29,7 @@ def test_auto_on_host_weights_is_the_cpu_result():
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"device": "tpu"}, "device must be"), ({"device": "cuda"}, "esd_method='gram'"),
+    [({"device": "tpu"}, "device must be"), ({"device": "cuda", "esd_method": "svd"}, "esd_method='gram'"),
      ({"device": "auto", "compat": "weightwatcher-0.7.7"}, "device='cpu'")],
 )  # fmt: skip
 def test_bad_combinations(options, message):

@@ -12,6 +12,10 @@ enum class ScalarType : int { float16 = 0, float32 = 1, float64 = 2 };
 enum class EsdMethod : int {
     svd = 0,   // float64 LAPACK dgesdd on W itself (what scipy.linalg.svd does)
     gram = 1,  // float64 Gram matrix of the smaller side (dsyrk) + dsyevd
+    // float32 Gram matrix of the smaller side (ssyrk, W converted to float32 in blocks),
+    // widened to float64 for the gram route's eigensolver: the Gram product's rounding is
+    // float32's (analyze() guards it), the eigensolve's float64's.
+    gram32 = 2,
 };
 
 // A strided 2-D view of a matrix owned by the caller. Strides are in elements.
@@ -46,6 +50,9 @@ struct EsdWorkspace {
     std::vector<double> values;
     std::vector<double> work;
     std::vector<int> iwork;
+    // the float32 route's buffers
+    std::vector<float> matrix32;
+    std::vector<float> gram32;
     // LAPACK's workspace answer for the last shape seen, so equal shapes query once.
     std::int64_t query_rows = -1;
     std::int64_t query_cols = -1;

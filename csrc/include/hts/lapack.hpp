@@ -28,6 +28,9 @@ using dsyevd_2stage_fn = void (*)(char* jobz, char* uplo, lapack_int* n, double*
                                   lapack_int* iwork, lapack_int* liwork, lapack_int* info,
                                   std::size_t jobz_length, std::size_t uplo_length);
 
+// The float32 Gram product of the float32 Gram route (EsdMethod::gram32).
+using ssyrk_fn = void (*)(char* uplo, char* trans, lapack_int* n, lapack_int* k, float* alpha,
+                          float* a, lapack_int* lda, float* beta, float* c, lapack_int* ldc);
 struct LapackFunctions {
     dgesdd_fn dgesdd = nullptr;
     dsyevd_fn dsyevd = nullptr;
@@ -35,6 +38,9 @@ struct LapackFunctions {
     // Optional: SciPy does not export it, but the OpenBLAS it ships does. Faster than
     // dsyevd for eigenvalues only from order ~2,000 on this project's machines.
     dsyevd_2stage_fn dsyevd_2stage = nullptr;
+    // The float32 Gram route's product (SciPy exports it); without it the route is
+    // unavailable.
+    ssyrk_fn ssyrk = nullptr;
 };
 
 // Symmetric eigenproblems of at least this order use dsyevd_2stage when it is installed.

@@ -43,8 +43,8 @@ def check_device(device: Any, *, esd_method: str, compat: str | None) -> Device:
     if device != "cpu" and compat:
         msg = "compat reproduces WeightWatcher's CPU gesdd numbers: use device='cpu'"
         raise ValueError(msg)
-    if device == "cuda" and esd_method != "gram":
-        msg = "device='cuda' computes Gram ESDs on the GPU: pass esd_method='gram'"
+    if device == "cuda" and esd_method not in ("gram", "auto"):
+        msg = "device='cuda' computes Gram ESDs on the GPU: pass esd_method='gram' (or 'auto')"
         raise ValueError(msg)
     return device
 
@@ -52,12 +52,12 @@ def check_device(device: Any, *, esd_method: str, compat: str | None) -> Device:
 def resolve_device(device: Device, weights: list[Any], esd_method: str) -> Literal["cpu", "cuda"]:
     """The device a batch runs on. ``"cuda"`` needs the weights on a GPU (RuntimeError
     otherwise, saying why); ``"auto"`` picks ``"cuda"`` when they are there (and
-    esd_method="gram")."""
+    esd_method="gram" or "auto")."""
     if device == "cpu":
         return "cpu"
     placed = [on_gpu(w) for w in weights]
     if device == "auto":
-        return "cuda" if placed and all(placed) and esd_method == "gram" else "cpu"
+        return "cuda" if placed and all(placed) and esd_method in ("gram", "auto") else "cpu"
     if device == "cuda" and not (placed and all(placed)):
         from ..spectra import gpu
 

@@ -96,6 +96,24 @@ class LayerSpectraTable:
         return cls([e for t in tables for e in t.pooled], np.concatenate([t.reals for t in tables]),
                    np.concatenate([t.counts for t in tables]), {})  # fmt: skip
 
+    @classmethod
+    def assemble(cls, num: int, parts: Sequence[tuple[LayerSpectraTable, Sequence[int]]]
+                 ) -> LayerSpectraTable:  # fmt: skip
+        """A table of ``num`` rows from parts (table, the row each of its rows goes to);
+        later parts overwrite earlier ones, errors included."""
+        pooled: list[Any] = [None] * num
+        reals = np.full((num, len(cls.REALS)), np.nan)
+        counts = np.zeros((num, len(cls.COUNTS)), dtype=np.int64)
+        errors: dict[int, Exception] = {}
+        for table, rows in parts:
+            for row, k in enumerate(rows):
+                pooled[k] = table.pooled[row]
+                reals[k], counts[k] = table.reals[row], table.counts[row]
+                errors.pop(k, None)
+                if row in table.errors:
+                    errors[k] = table.errors[row]
+        return cls(pooled, reals, counts, errors)
+
     def select(self, rows: Sequence[int]) -> LayerSpectraTable:
         """These rows only (errors dropped)."""
         return LayerSpectraTable([self.pooled[k] for k in rows], self.reals[rows],

@@ -104,13 +104,14 @@ def _shuffled(matrix: np.ndarray, rng: Any) -> np.ndarray:
 
 
 def randomized_columns(
-    layers: Sequence[RandomizedLayer], *, seed: int | None, compat: bool, esd_method: str,
-    threads: int, stream: Any = None,
+    layers: Sequence[RandomizedLayer], *, seed: int | None, compat: bool,
+    esd_method: str | Sequence[str], threads: int, stream: Any = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Return max_rand_eval, rand_distance, ww_softrank, ww_maxdist (one value per layer) and
     the pooled shuffled spectra under ``"rand_evals"`` (a list, for the MP fit).
 
-    Shuffles run in layer order; all shuffled matrices are then decomposed in one batch.
+    Shuffles run in layer order; all shuffled matrices are then decomposed in one batch per
+    ESD route (``esd_method``: one for all layers, or one per layer).
     ``stream`` (compat): the random source to continue, from :func:`compat_stream`, when
     the layers come in several calls.
     """
@@ -131,7 +132,15 @@ def randomized_columns(
         spans.append((first, replicas, len(layer.matrices)))
     _run_all(pending, threads)
     del pending
-    spectra = esd_batch(matrices, method=esd_method, scales=scales, threads=threads)
+    routes = [esd_method] * len(layers) if isinstance(esd_method, str) else list(esd_method)
+    spectra: list[Any] = [None] * len(matrices)
+    for route in sorted(set(routes)):  # one batch per ESD route (esd_method="auto")
+        picked = [i for k, (first, replicas, slices) in enumerate(spans) if routes[k] == route
+                  for i in range(first, first + (replicas + 1) * slices)]  # fmt: skip
+        done = esd_batch([matrices[i] for i in picked], method=route,
+                         scales=[scales[i] for i in picked], threads=threads)  # fmt: skip
+        for i, values in zip(picked, done, strict=True):
+            spectra[i] = values
     del matrices
     out: dict[str, Any] = {key: np.empty(len(layers)) for key in
                            ("max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist")}  # fmt: skip

@@ -28,8 +28,10 @@ WW_COLUMNS = [
     "xmax", "xmin",
 ]  # fmt: skip
 
-#: Our columns, after WeightWatcher's.
-EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method"]
+#: Our columns, after WeightWatcher's: esd_method is the route a layer's ESD took ("svd",
+#: "gram", "gram32"; hts_fast.analysis.fast_route), esd_error_bound its eigenvalue error
+#: bound in W's units squared.
+EXTRA_COLUMNS = ["status_reason", "fit_method", "esd_method", "esd_error_bound"]
 #: WeightWatcher's extra columns with peft=True/"with_base" and randomize=True (its columns are
 #: sorted by name).
 PEFT_COLUMN = "peft"
@@ -54,7 +56,7 @@ ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
                    "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
 #: our column with mp_fit=True: the 5+1 phases of training (hts_fast.analysis.phases)
 PHASE_COLUMN = "phase"
-STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS,
+STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS[:3],
                   PHASE_COLUMN}  # fmt: skip
 SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
                    "stable_rank", "mp_softrank"]  # fmt: skip

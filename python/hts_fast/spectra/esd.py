@@ -14,7 +14,7 @@ from .._arrays import as_matrix
 from .exact import check_scale, decompose, error_for, exact_esd, method_code, tagged
 from .randomized import top_eigenvalues
 
-EsdMethod = Literal["svd", "gram", "randomized"]
+EsdMethod = Literal["svd", "gram", "gram32", "randomized"]
 
 
 def _randomized_options(method: str, k: int | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +49,16 @@ def esd(
         NumPy float16/32/64 array or CPU torch tensor; any strides. It is copied once, to
         float64 (LAPACK overwrites its input), or not at all for ``gram`` with a contiguous
         float64 matrix and ``scale=1``. Big-endian arrays are converted to native order.
-    method : {"svd", "gram", "randomized"}
+    method : {"svd", "gram", "gram32", "randomized"}
         ``"svd"``: float64 LAPACK dgesdd on W, the same call ``scipy.linalg.svd`` makes
         (and so WeightWatcher on a CPU). ``"gram"``: float64 Gram matrix of the smaller side
         (dsyrk) and a symmetric eigensolver (dsyevd); about 2-3x faster, but eigenvalues
         below ~1e-15 * lambda_max are rounding noise (singular values below ~3e-8 * sv_max
         are lost), so rank and tiny-eigenvalue counts need ``"svd"``. Negative noise is
-        clipped to 0.
+        clipped to 0. ``"gram32"``: the same in float32 (ssyrk, then LAPACK's two-stage
+        ssyevd): ~7x faster than ``"svd"`` on a 4096 x 11008 layer, each eigenvalue within
+        :func:`hts_fast.spectra.exact.gram32_error_bound` (~1e-5 lambda_max at n = 4096;
+        values below that are noise). W is converted to float32 512 rows at a time.
     scale : float
         Multiplies W before the decomposition (eigenvalues scale by ``scale**2``).
     threads : int or None
