@@ -97,7 +97,7 @@ def test_a_scan_logs_whole_lines_off_a_terminal(tmp_path):
                              str(db)], capture_output=True, text=True, check=True)  # fmt: skip
     assert "\r" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("scan: ")]
-    assert lines[-1].startswith("scan: 3/3 checkpoints (done 3, skipped 0, failed 0)")
+    assert lines[-1].startswith("scan: 3/3 checkpoints (done 3, partial 0, skipped 0, failed 0)")
     again = subprocess.run([sys.executable, "-m", "hts_fast", "scan", str(zoo), "--store",
                             str(db), "--quiet"], capture_output=True, text=True, check=True)  # fmt: skip
     assert "scan: " not in again.stderr

@@ -20,8 +20,9 @@ py::tuple as_tuple(const TplFitResult& r) {
 }
 
 TplSearchOptions search_options(double threshold, double low, double high, double alpha_above,
-                                double cdf_xmax) {
+                                double cdf_xmax, double alpha_min) {
     TplSearchOptions o;
+    o.alpha_min = alpha_min;
     o.threshold = threshold;
     o.xmin_low = low;
     o.xmin_high = high;
@@ -49,23 +50,24 @@ py::array_t<T> column(const std::vector<TplFitResult>& curve, Field field) {
 void register_tpl(py::module_& m) {
     m.def(
         "fit_truncated_powerlaw",
-        [](const InputArray& values, double xmin) {
+        [](const InputArray& values, double xmin, double alpha_min) {
             const InputArray v = flat(values);
             TplFitResult r;
             {
                 // The kernel only reads the array, which `v` keeps alive.
                 py::gil_scoped_release release;
-                r = fit_truncated_powerlaw(v.data(), v.size(), xmin);
+                r = fit_truncated_powerlaw(v.data(), v.size(), xmin, alpha_min);
             }
             return as_tuple(r);
         },
-        py::arg("values"), py::arg("xmin"),
-        "Truncated power-law MLE of the values >= xmin; returns a tuple of result fields.");
+        py::arg("values"), py::arg("xmin"), py::arg("alpha_min") = kTplAlphaMin,
+        "Truncated power-law MLE of the values >= xmin (alpha >= alpha_min); returns a tuple "
+        "of result fields.");
 
     m.def(
         "fit_truncated_powerlaw_batch",
         [](const std::vector<InputArray>& spectra, const std::vector<double>& xmins,
-           int threads) {
+           int threads, double alpha_min) {
             if (xmins.size() != spectra.size())
                 throw py::value_error("one xmin per spectrum is required");
             const SpectraView in = view_of(spectra);
@@ -75,21 +77,23 @@ void register_tpl(py::module_& m) {
                 py::gil_scoped_release release;
                 fit_truncated_powerlaw_batch(in.pointers.data(), in.counts.data(), xmins.data(),
                                              static_cast<std::int64_t>(spectra.size()),
-                                             results.data(), threads);
+                                             results.data(), threads, alpha_min);
             }
             py::list out;
             for (const auto& r : results) out.append(as_tuple(r));
             return out;
         },
         py::arg("spectra"), py::arg("xmins"), py::arg("threads"),
+        py::arg("alpha_min") = kTplAlphaMin,
         "Truncated power-law MLE of many (values, xmin) pairs in parallel; list of tuples.");
 
     m.def(
         "fit_truncated_powerlaw_search",
         [](const InputArray& values, double threshold, double low, double high,
-           double alpha_above, double cdf_xmax, int threads) {
+           double alpha_above, double cdf_xmax, int threads, double alpha_min) {
             const InputArray v = flat(values);
-            const TplSearchOptions o = search_options(threshold, low, high, alpha_above, cdf_xmax);
+            const TplSearchOptions o =
+                search_options(threshold, low, high, alpha_above, cdf_xmax, alpha_min);
             TplSearchResult r;
             {
                 // The kernel only reads the array, which `v` keeps alive.
@@ -100,13 +104,15 @@ void register_tpl(py::module_& m) {
         },
         py::arg("values"), py::arg("threshold"), py::arg("low"), py::arg("high"),
         py::arg("alpha_above"), py::arg("cdf_xmax"), py::arg("threads"),
+        py::arg("alpha_min") = kTplAlphaMin,
         "TPL over every xmin candidate; (fit tuple, candidates, valid, best, error, bad_index).");
 
     m.def(
         "fit_truncated_powerlaw_search_batch",
         [](const std::vector<InputArray>& spectra, double threshold,
            const std::vector<double>& lows, const std::vector<double>& highs,
-           double alpha_above, const std::vector<double>& cdf_xmaxs, int threads) {
+           double alpha_above, const std::vector<double>& cdf_xmaxs, int threads,
+           double alpha_min) {
             if (lows.size() != spectra.size() || highs.size() != spectra.size() ||
                 cdf_xmaxs.size() != spectra.size())
                 throw py::value_error("one xmin range and cdf_xmax per spectrum is required");
@@ -114,7 +120,8 @@ void register_tpl(py::module_& m) {
             std::vector<TplSearchOptions> options;
             for (std::size_t k = 0; k < spectra.size(); ++k)
                 options.push_back(
-                    search_options(threshold, lows[k], highs[k], alpha_above, cdf_xmaxs[k]));
+                    search_options(threshold, lows[k], highs[k], alpha_above, cdf_xmaxs[k],
+                                   alpha_min));
             std::vector<TplSearchResult> results(spectra.size());
             {
                 // `spectra` keeps every input alive; outputs are plain C++ memory.
@@ -130,14 +137,16 @@ void register_tpl(py::module_& m) {
         },
         py::arg("spectra"), py::arg("threshold"), py::arg("lows"), py::arg("highs"),
         py::arg("alpha_above"), py::arg("cdf_xmaxs"), py::arg("threads"),
+        py::arg("alpha_min") = kTplAlphaMin,
         "The TPL xmin search of many spectra in parallel; list of search tuples.");
 
     m.def(
         "truncated_powerlaw_curve",
         [](const InputArray& values, double threshold, double low, double high,
-           double alpha_above, double cdf_xmax, int threads) {
+           double alpha_above, double cdf_xmax, int threads, double alpha_min) {
             const InputArray v = flat(values);
-            const TplSearchOptions o = search_options(threshold, low, high, alpha_above, cdf_xmax);
+            const TplSearchOptions o =
+                search_options(threshold, low, high, alpha_above, cdf_xmax, alpha_min);
             TplSearchResult r;
             std::vector<TplFitResult> curve;
             {
@@ -160,6 +169,7 @@ void register_tpl(py::module_& m) {
         },
         py::arg("values"), py::arg("threshold"), py::arg("low"), py::arg("high"),
         py::arg("alpha_above"), py::arg("cdf_xmax"), py::arg("threads"),
+        py::arg("alpha_min") = kTplAlphaMin,
         "Every candidate's TPL fit: (search tuple, dict of per-candidate columns).");
 
     m.def(

@@ -68,9 +68,15 @@ const GammaTail* cdf_moments(const TailFit& f) {
     return f.status == tplhd::power_law ? nullptr : &f.moments;
 }
 
+// alpha_min clamped to [kTplAlphaMin, kTplAlphaMinLimit] (NaN: kTplAlphaMin).
+double lower_alpha(double alpha_min) {
+    return alpha_min >= kTplAlphaMin ? std::min(alpha_min, kTplAlphaMinLimit) : kTplAlphaMin;
+}
+
 }  // namespace
 
-TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, double xmin) {
+TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, double xmin,
+                                    double alpha_min) {
     if (!(xmin > 0.0) || !std::isfinite(xmin)) return failed(TplError::bad_xmin, 0);
     std::vector<double> x;
     for (std::int64_t k = 0; k < count; ++k) {
@@ -86,7 +92,7 @@ TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, do
     std::vector<double> w(x.size());  // ln(x / xmin), for the KS distance
     const TailStats t = tplhd::tail_stats(x.data(), n, xmin, w.data());
     const double* rules = rule_table();
-    const TailFit f = tplhd::fit_tail(t, nullptr, rules);
+    const TailFit f = tplhd::fit_tail(t, nullptr, rules, lower_alpha(alpha_min));
     TplFitResult r = to_result(t, f);
     const GammaTail* moments = cdf_moments(f);
     r.D = moments == nullptr || moments->ok
@@ -98,9 +104,9 @@ TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, do
 
 void fit_truncated_powerlaw_batch(const double* const* values, const std::int64_t* counts,
                                   const double* xmins, std::int64_t num_pairs,
-                                  TplFitResult* results, int threads) {
+                                  TplFitResult* results, int threads, double alpha_min) {
     parallel_for(num_pairs, threads, [&](std::int64_t k, int) {
-        results[k] = fit_truncated_powerlaw(values[k], counts[k], xmins[k]);
+        results[k] = fit_truncated_powerlaw(values[k], counts[k], xmins[k], alpha_min);
     });
 }
 
@@ -189,8 +195,8 @@ TailStats tail_from(const RefSums& sums, double c, std::int64_t m) {
     return t;
 }
 
-// Phase 1 for the candidates [first, last) of a chain.
-void fit_chain(Scan& s, std::int64_t first, std::int64_t last) {
+// Phase 1 for the candidates [first, last) of a chain, alpha >= alpha_min.
+void fit_chain(Scan& s, std::int64_t first, std::int64_t last, double alpha_min) {
     const double* rules = rule_table();
     const std::int64_t n = static_cast<std::int64_t>(s.x.size());
     RefSums chain;
@@ -219,20 +225,20 @@ void fit_chain(Scan& s, std::int64_t first, std::int64_t last) {
             start[0] = previous->alpha;
             start[1] = std::log(previous->lambda * c);
         }
-        const TailFit f = tplhd::fit_tail(t, warm ? start : nullptr, rules);
+        const TailFit f = tplhd::fit_tail(t, warm ? start : nullptr, rules, alpha_min);
         s.fits[kk] = to_result(t, f);
         s.moments[kk] = f.moments;
         previous = &s.fits[kk];
     }
 }
 
-void fit_candidates(Scan& s, int threads) {
+void fit_candidates(Scan& s, double alpha_min, int threads) {
     const std::int64_t count = static_cast<std::int64_t>(s.starts.size());
     s.fits.assign(s.starts.size(), TplFitResult{});
     s.moments.assign(s.starts.size(), GammaTail{});
     const std::int64_t chains = (count + kChain - 1) / kChain;
     parallel_for(chains, threads, [&](std::int64_t q, int) {
-        fit_chain(s, q * kChain, std::min(count, (q + 1) * kChain));
+        fit_chain(s, q * kChain, std::min(count, (q + 1) * kChain), alpha_min);
     });
 }
 
@@ -308,8 +314,13 @@ bool ks_blocked(const KsCandidate& c, const Loses& loses, double* distance,
     return true;
 }
 
+// A maximum found: interior, at lambda = 0, or (with a raised alpha_min) on alpha = alpha_min,
+// the maximum over the allowed alphas; and alpha > alpha_above.
 bool is_valid(const TplFitResult& f, const TplSearchOptions& opt) {
-    return (f.status == TplStatus::converged || f.status == TplStatus::power_law) &&
+    const double alpha_min = lower_alpha(opt.alpha_min);
+    const bool on_bound = f.status == TplStatus::alpha_bound && alpha_min > kTplAlphaMin &&
+                          f.alpha == alpha_min;
+    return (f.status == TplStatus::converged || f.status == TplStatus::power_law || on_bound) &&
            f.alpha > opt.alpha_above;
 }
 
@@ -389,7 +400,7 @@ TplSearchResult search(const double* values, std::int64_t count, const TplSearch
     r.error = prepare_scan(values, count, opt, s, r.bad_index);
     r.fit = failed(TplError::none, 0);
     if (r.error != TplSearchError::none) return r;
-    fit_candidates(s, threads);
+    fit_candidates(s, lower_alpha(opt.alpha_min), threads);
     r.candidates = static_cast<std::int64_t>(s.fits.size());
     for (const TplFitResult& f : s.fits) r.valid += is_valid(f, opt) ? 1 : 0;
     r.best = select_by_ks(s, opt, every, threads);

@@ -89,9 +89,11 @@ def norm_metrics_batch(
     npt.NDArray[np.float64],
 ]: ...
 def _half_to_double(bits: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
-def fit_truncated_powerlaw(values: npt.ArrayLike, xmin: float) -> _TplFields: ...
+def fit_truncated_powerlaw(
+    values: npt.ArrayLike, xmin: float, alpha_min: float = -100.0
+) -> _TplFields: ...
 def fit_truncated_powerlaw_batch(
-    spectra: list[npt.ArrayLike], xmins: list[float], threads: int
+    spectra: list[npt.ArrayLike], xmins: list[float], threads: int, alpha_min: float = -100.0
 ) -> list[_TplFields]: ...
 def _log_upper_gamma(
     s: npt.ArrayLike, x: npt.ArrayLike
@@ -112,6 +114,7 @@ def fit_truncated_powerlaw_search(
     alpha_above: float,
     cdf_xmax: float,
     threads: int,
+    alpha_min: float = -100.0,
 ) -> tuple[Any, ...]: ...
 def fit_truncated_powerlaw_search_batch(
     spectra: list[npt.ArrayLike],
@@ -121,6 +124,7 @@ def fit_truncated_powerlaw_search_batch(
     alpha_above: float,
     cdf_xmaxs: list[float],
     threads: int,
+    alpha_min: float = -100.0,
 ) -> list[tuple[Any, ...]]: ...
 def truncated_powerlaw_curve(
     values: npt.ArrayLike,
@@ -130,6 +134,7 @@ def truncated_powerlaw_curve(
     alpha_above: float,
     cdf_xmax: float,
     threads: int,
+    alpha_min: float = -100.0,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
 def shuffle(array: npt.NDArray[Any], seed: int) -> None: ...
 def hash128(data: Any) -> bytes: ...

@@ -20,13 +20,15 @@ from typing import Any
 
 import pandas as pd
 
+from .fits.truncated import TPL_ALPHA_MIN
+
 #: Columns printed on the terminal (the table written with --out has them all).
 #: --esd-method's choices (analyze()'s esd_method; "randomized" is Python-only)
 ESD_METHODS = ["auto", "svd", "gram", "gram32"]
 SHOWN = ["layer_id", "name", "layer_type", "N", "M", "num_evals", "alpha", "alpha_weighted",
          "log_norm", "log_spectral_norm", "stable_rank", "warning", "status"]  # fmt: skip
 #: The fit's own columns, printed after alpha when present (fit="TPL", "EXP", "LOGNORMAL"...).
-FIT_SHOWN = ["xmin", "Lambda", "lognormal_mu", "lognormal_sigma", "loglik", "alpha_ci_low",
+FIT_SHOWN = ["xmin", "Lambda", "tpl_status", "lognormal_mu", "lognormal_sigma", "loglik", "alpha_ci_low",
              "alpha_ci_high"]  # fmt: skip
 
 
@@ -101,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="the label column (default: the first numeric one)")  # fmt: skip
     correlate.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     correlate.add_argument("--out", type=Path, help="write the table (.csv, .json, .parquet)")
+    correlate.add_argument("--include-partial", action="store_true",
+                           help="keep checkpoints with failed layers (left out by default)")  # fmt: skip
     report = commands.add_parser("report", help="PNG plots and an HTML page (needs matplotlib)")
     report.add_argument("source", type=Path, help="a checkpoint/model folder, or a scan store")
     report.add_argument("--out", type=Path, required=True, help="folder for the report")
@@ -108,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--label", default=None)
     report.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     report.add_argument("--esd-method", choices=ESD_METHODS, default="auto")
+    report.add_argument("--include-partial", action="store_true",
+                        help="stores: keep checkpoints with failed layers (left out by default)")  # fmt: skip
     demo = commands.add_parser("demo-zoo", help="train the small demo zoo (needs scikit-learn)")
     demo.add_argument("folder", type=Path)
     export = commands.add_parser("export", help="the store's tables as files")
@@ -129,6 +135,10 @@ def _add_compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of --randomize")
     parser.add_argument("--fit", choices=["PL", "TPL", "E_TPL", "EXP", "LOGNORMAL"], default="PL",
                         help="power law (default), truncated power law, or E-TPL")  # fmt: skip
+    parser.add_argument("--tpl-alpha-min", type=_alpha_bound, default=TPL_ALPHA_MIN,
+                        metavar="NUMBER|none",
+                        help=f"TPL/E_TPL: lower bound of alpha (default {TPL_ALPHA_MIN:g}, as "
+                             "powerlaw 1.5; 'none': the unconstrained MLE)")  # fmt: skip
     parser.add_argument("--mp-fit", action="store_true", help="Marchenko-Pastur fit, phases")
     parser.add_argument("--detx", action="store_true", help="the detX constraint")
     parser.add_argument("--compare", action="store_true",
@@ -139,8 +149,20 @@ def _add_compute_options(parser: argparse.ArgumentParser) -> None:
 def _compute_options(args: argparse.Namespace) -> dict[str, Any]:
     """analyze() keywords of the options _add_compute_options defines."""
     return {"esd_method": args.esd_method, "randomize": args.randomize, "seed": args.seed,
-            "fit": args.fit, "mp_fit": args.mp_fit, "detX": args.detx, "compare": args.compare,
+            "fit": args.fit, "tpl_alpha_min": args.tpl_alpha_min, "mp_fit": args.mp_fit,
+            "detX": args.detx, "compare": args.compare,
             "fix_fingers": args.fix_fingers}  # fmt: skip
+
+
+def _alpha_bound(text: str) -> float | None:
+    """--tpl-alpha-min's value: a number, or "none" (no bound)."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"expected a number or 'none', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _write(table: pd.DataFrame, out: Path) -> None:
@@ -248,9 +270,12 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
         return 2
     for path, error in result.errors.items():
         print(f"failed: {path}: {error}")
+    for path, (bad, total) in result.partial_layers.items():
+        print(f"partial: {path}: {bad} of {total} layers failed (see their status_reason)")
     state = "interrupted" if result.interrupted else "finished"
-    print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.skipped} "
-          f"already stored, {result.failed} failed; store: {args.store}")  # fmt: skip
+    print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.partial} "
+          f"partial (some layers failed), {result.skipped} already stored, {result.failed} "
+          f"failed; store: {args.store}")  # fmt: skip
     if not args.quiet and result.stage_seconds:
         split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(result.stage_seconds.items()))
         print(f"time by stage (workers' hashing and analysis summed): {split}")
@@ -274,14 +299,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _correlate(args: argparse.Namespace) -> int:
-    from .zoo.correlate import attach_labels, checkpoint_metrics, rank_correlations
+    from .zoo.correlate import (
+        attach_labels,
+        checkpoint_metrics,
+        left_out_message,
+        rank_correlations,
+    )
     from .zoo.store import Store
 
     if not args.store.is_file():
         print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
         return 2
     with Store(args.store, readonly=True) as store:
-        metrics = checkpoint_metrics(store.frame("layers"))
+        metrics = checkpoint_metrics(store.frame("layers"), store.frame("checkpoints"),
+                                     include_partial=args.include_partial)  # fmt: skip
+    left_out = left_out_message(metrics)
     try:
         labels = pd.read_csv(args.labels)
         data = attach_labels(metrics, labels, args.labels)
@@ -299,6 +331,10 @@ def _correlate(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_rows", None,
                            "display.float_format", "{:.3f}".format):  # fmt: skip
         print(f"# {len(data)} checkpoints with labels; label: {label}")
+        if left_out:
+            print(f"# {left_out}")
+            for row in metrics.attrs["left_out"].itertuples(index=False):
+                print(f"#   {row.status}: {row.path}: {row.reason}")
         print(table.to_string(index=False))
     return 0
 
@@ -321,7 +357,8 @@ def _report(args: argparse.Namespace) -> int:
     try:
         if args.source.is_file() and _is_store(args.source):
             page = zoo_report(args.source, args.out, labels=args.labels, label=args.label,
-                              group_by=args.group_by)  # fmt: skip
+                              group_by=args.group_by,
+                              include_partial=args.include_partial)  # fmt: skip
         else:
             page = model_report(str(args.source), args.out, esd_method=args.esd_method)
     except (TensorReadError, ValueError, OSError) as exc:

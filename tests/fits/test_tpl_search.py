@@ -14,7 +14,7 @@ from hts_fast.fits.tpl_search import (
     fit_truncated_powerlaw_batch,
     peak_xmin_range,
 )
-from hts_fast.fits.truncated import fit_truncated_powerlaw_at
+from hts_fast.fits.truncated import TPL_ALPHA_MIN, fit_truncated_powerlaw_at
 
 from ..conftest import heavy_tailed_esd, pareto_sample
 from .test_tpl import tpl_sample
@@ -90,10 +90,12 @@ def test_analyze_with_tpl_fits():
     columns = list(table.columns)
     assert columns.index("D") < columns.index("Lambda") < columns.index("M")  # sorted by name
     for k, evals in spectra.items():
-        search = fit_truncated_powerlaw(evals, variant="corrected")
+        search = fit_truncated_powerlaw(evals, variant="corrected", alpha_min=TPL_ALPHA_MIN)
         row = table.iloc[k]
         assert (row["alpha"], row["Lambda"], row["xmin"]) == (search.fit.alpha, search.fit.Lambda,
                                                               search.fit.xmin)  # fmt: skip
+        assert row["tpl_status"] == search.fit.status
+        assert row["alpha"] >= TPL_ALPHA_MIN
         assert row["fit_method"] == "E_TPL[corrected]"
         assert math.isnan(row["sigma"])
     compat = hts_fast.analyze(state, fit="E_TPL", compat="weightwatcher-0.7.7")
@@ -181,10 +183,13 @@ def test_analyze_tpl_columns_are_the_search_fit():
         "b.weight": rng.standard_t(5.0, (90, 200)),
     }
     table = hts_fast.analyze(model, fit="TPL")
-    assert list(table.columns[-3:]) == ["loglik", "alpha_se", "Lambda_se"]
-    for (_, row), weight in zip(table.iterrows(), model.values(), strict=True):
+    assert list(table.columns[-4:]) == ["tpl_status", "loglik", "alpha_se", "Lambda_se"]
+    unbounded = hts_fast.analyze(model, fit="TPL", tpl_alpha_min=None)
+    for (_, row), (_, free), weight in zip(table.iterrows(), unbounded.iterrows(),
+                                           model.values(), strict=True):  # fmt: skip
         evals = hts_fast.esd(weight)
-        fit = fit_truncated_powerlaw(evals).fit
+        assert free["alpha"] == fit_truncated_powerlaw(evals).fit.alpha
+        fit = fit_truncated_powerlaw(evals, alpha_min=TPL_ALPHA_MIN).fit
         for column, value in (("alpha", fit.alpha), ("Lambda", fit.Lambda),
                               ("loglik", fit.loglik), ("alpha_se", fit.alpha_se),
                               ("Lambda_se", fit.Lambda_se)):  # fmt: skip

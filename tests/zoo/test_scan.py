@@ -346,7 +346,7 @@ def test_a_new_store_records_its_content_hash_and_each_option_set_once(tmp_path)
     db = tmp_path / "s.sqlite"
     scan([zoo], db, esd_method="gram")
     scan([zoo], db, esd_method="svd")
-    assert _meta(db) == {"schema": "2", "content_hash": "hts128"}
+    assert _meta(db) == {"schema": "3", "content_hash": "hts128"}
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM options").fetchone()[0] == 2
         assert con.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 6
@@ -378,7 +378,7 @@ def test_a_store_of_the_first_layout_and_sha256_resumes(tmp_path):
     # opened again: migrated (same rows), still SHA-256, everything already stored is skipped
     again = scan([zoo], db, esd_method="gram")
     assert (again.done, again.skipped, again.failed) == (0, 5, 0)
-    assert _meta(db) == {"schema": "2", "content_hash": "sha256"}
+    assert _meta(db) == {"schema": "3", "content_hash": "sha256"}
     after = _tables(db)
     for name in before:
         pd.testing.assert_frame_equal(before[name], after[name])
@@ -404,7 +404,7 @@ def test_a_store_of_the_first_layout_and_sha256_resumes(tmp_path):
         assert store.hash_algorithm == "hts128"
 
 
-@pytest.mark.parametrize(("key", "value"), [("content_hash", "blake3"), ("schema", "3")])
+@pytest.mark.parametrize(("key", "value"), [("content_hash", "blake3"), ("schema", "4")])
 def test_a_store_of_a_newer_version_is_refused(tmp_path, key, value):
     db = tmp_path / "new.sqlite"
     with Store(db), sqlite3.connect(db) as con:

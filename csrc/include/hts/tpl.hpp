@@ -22,6 +22,8 @@ namespace hts {
 // Search box of the fit (tpl_math.hpp's). alpha outside it, or lambda xmin outside
 // (kTplMuMin, kTplMuMax), ends the search on the bound (status alpha_bound / lambda_bound).
 constexpr double kTplAlphaMin = tplhd::kAlphaMin;
+// The largest lower bound of alpha a caller may set (alpha_min below).
+constexpr double kTplAlphaMinLimit = tplhd::kAlphaMinLimit;
 constexpr double kTplAlphaMax = tplhd::kAlphaMax;
 constexpr double kTplMuMin = tplhd::kMuMin;  // lambda * xmin
 constexpr double kTplMuMax = tplhd::kMuMax;
@@ -29,7 +31,8 @@ constexpr double kTplMuMax = tplhd::kMuMax;
 enum class TplStatus : int {
     converged = 0,      // interior maximum: the gradient vanishes
     power_law = 1,      // maximum at lambda = 0: the pure power law fits at least as well
-    alpha_bound = 2,    // alpha stopped on kTplAlphaMin/kTplAlphaMax (maximum outside the box)
+    alpha_bound = 2,    // alpha stopped on its lower end (kTplAlphaMin or the caller's
+                        // alpha_min) or on kTplAlphaMax: the maximum lies outside the box
     lambda_bound = 3,   // lambda xmin stopped on kTplMuMin/kTplMuMax
     not_converged = 4,  // iteration limit or no further progress; best point returned
     failed = 5,         // bad input (see TplError); no fit
@@ -59,13 +62,17 @@ struct TplFitResult {
 };
 
 // Fits the values >= xmin of `values` (any order; not modified). Deterministic, one thread.
-TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, double xmin);
+// alpha_min: the lower end of alpha, in [kTplAlphaMin, kTplAlphaMinLimit] (clamped to it);
+// the maximum over alpha >= alpha_min, status alpha_bound when it lies on alpha = alpha_min.
+TplFitResult fit_truncated_powerlaw(const double* values, std::int64_t count, double xmin,
+                                    double alpha_min = kTplAlphaMin);
 
 // Fits many (values, xmin) pairs spread over `threads` threads (<= 0: all cores). Each pair
 // is fitted by one thread with the serial algorithm: results do not depend on `threads`.
 void fit_truncated_powerlaw_batch(const double* const* values, const std::int64_t* counts,
                                   const double* xmins, std::int64_t num_pairs,
-                                  TplFitResult* results, int threads);
+                                  TplFitResult* results, int threads,
+                                  double alpha_min = kTplAlphaMin);
 
 // ---- The xmin search: every candidate of a spectrum at once ---------------------------------
 
@@ -75,8 +82,11 @@ struct TplSearchOptions {
     // value excepted (a tail needs two distinct values).
     double xmin_low = -std::numeric_limits<double>::infinity();
     double xmin_high = std::numeric_limits<double>::infinity();
-    // A fit is valid when its status is converged or power_law and alpha > alpha_above.
+    // A fit is valid when its status is converged or power_law (or alpha_bound on a raised
+    // alpha_min: the maximum over alpha >= alpha_min) and alpha > alpha_above.
     double alpha_above = -std::numeric_limits<double>::infinity();
+    // The lower end of alpha in every candidate's fit (see fit_truncated_powerlaw).
+    double alpha_min = kTplAlphaMin;
     // Finite: D compares the tail with the fitted CDF renormalised to [xmin, cdf_xmax],
     // F(x) / F(cdf_xmax) (powerlaw's KS test with an xmax); the fit itself is unchanged.
     double cdf_xmax = std::numeric_limits<double>::infinity();

@@ -379,8 +379,15 @@ HTS_HD double gamma_tail_segment(double s, const GammaTail& tail, double lo, dou
 // The boundary lambda = 0 is decided before the search, in closed form (power_law_boundary).
 
 // Search box of the fit. alpha outside it, or lambda xmin outside (kMuMin, kMuMax), ends the
-// search on the bound (status alpha_bound / lambda_bound).
+// search on the bound (status alpha_bound / lambda_bound). A caller may raise the lower end of
+// alpha (alpha_min below, at most kAlphaMinLimit): the maximum over alpha >= alpha_min is
+// then found by the same projected Newton method (l is concave, so it is unique, and it lies
+// on alpha = alpha_min exactly when the unconstrained maximum lies below it).
 constexpr double kAlphaMin = -100.0;
+// The largest lower bound of alpha a caller may set: the power-law boundary (lambda = 0) is
+// decided in closed form before the search, and its alpha is > 2, so any bound <= 2 leaves
+// that decision valid.
+constexpr double kAlphaMinLimit = 2.0;
 constexpr double kAlphaMax = 100.0;
 constexpr double kMuMin = 1e-250;  // lambda * xmin
 constexpr double kMuMax = 1e15;
@@ -491,8 +498,9 @@ HTS_HD Point evaluate(const TailStats& t, double alpha, double sigma, const doub
 }
 
 // Is the point held on a bound of the search box (its gradient points out of the box)?
-HTS_HD bool alpha_held(const Point& p) {
-    return (p.alpha <= kAlphaMin && p.g_alpha < 0.0) || (p.alpha >= kAlphaMax && p.g_alpha > 0.0);
+// alpha_min: the lower end of alpha (kAlphaMin unless the caller raised it).
+HTS_HD bool alpha_held(const Point& p, double alpha_min) {
+    return (p.alpha <= alpha_min && p.g_alpha < 0.0) || (p.alpha >= kAlphaMax && p.g_alpha > 0.0);
 }
 HTS_HD bool sigma_held(const Point& p) {
     return (p.sigma <= sigma_min() && p.g_sigma < 0.0) ||
@@ -556,10 +564,11 @@ HTS_HD Step box_newton_step(const Point& p, const Step& lo, const Step& hi) {
     return best;
 }
 
-// The step box at p: alpha moves by at most kMaxAlphaStep and stays in the search box; the
-// relative change ds of mu is limited to [-kMaxShrink, max_grow()] and to the box of sigma.
-HTS_HD void step_box(const Point& p, Step& lo, Step& hi) {
-    lo.da = hd::min(0.0, hd::max(-kMaxAlphaStep, kAlphaMin - p.alpha));
+// The step box at p: alpha moves by at most kMaxAlphaStep and stays in the search box
+// [alpha_min, kAlphaMax]; the relative change ds of mu is limited to [-kMaxShrink,
+// max_grow()] and to the box of sigma.
+HTS_HD void step_box(const Point& p, double alpha_min, Step& lo, Step& hi) {
+    lo.da = hd::min(0.0, hd::max(-kMaxAlphaStep, alpha_min - p.alpha));
     hi.da = hd::max(0.0, hd::min(kMaxAlphaStep, kAlphaMax - p.alpha));
     lo.ds = hd::min(0.0, hd::max(-kMaxShrink, ::expm1(sigma_min() - p.sigma)));
     hi.ds = hd::max(0.0, hd::min(max_grow(), ::expm1(sigma_max() - p.sigma)));
@@ -568,32 +577,33 @@ HTS_HD void step_box(const Point& p, Step& lo, Step& hi) {
 // The point at `step` times d from cur, inside the search box; a full step that sends a
 // variable to a bound lands exactly on it.
 HTS_HD Point step_to(const TailStats& t, const Point& cur, const Step& d, const Step& lo,
-                     const Step& hi, double step, const double* rules) {
+                     const Step& hi, double step, double alpha_min, const double* rules) {
     const double s_min = sigma_min(), s_max = sigma_max();
     double alpha = cur.alpha + step * d.da;
     double sigma = cur.sigma + ::log1p(step * d.ds);
     if (step == 1.0) {
-        if (d.da == lo.da && alpha - kAlphaMin < 1e-12) alpha = kAlphaMin;
+        if (d.da == lo.da && alpha - alpha_min < 1e-12) alpha = alpha_min;
         if (d.da == hi.da && kAlphaMax - alpha < 1e-12) alpha = kAlphaMax;
         if (d.ds == lo.ds && sigma - s_min < 1e-12) sigma = s_min;
         if (d.ds == hi.ds && s_max - sigma < 1e-12) sigma = s_max;
     }
-    alpha = hd::clamp(alpha, kAlphaMin, kAlphaMax);
+    alpha = hd::clamp(alpha, alpha_min, kAlphaMax);
     sigma = hd::clamp(sigma, s_min, s_max);
     return evaluate(t, alpha, sigma, rules);
 }
 
 // The status of the point where the iteration ended.
-HTS_HD int final_status(const Point& p, bool finished, bool stalled) {
+HTS_HD int final_status(const Point& p, bool finished, bool stalled, double alpha_min) {
     if (!finished || stalled) return not_converged;
-    if (alpha_held(p)) return alpha_bound;
+    if (alpha_held(p, alpha_min)) return alpha_bound;
     if (sigma_held(p)) return lambda_bound;
     return converged;
 }
 
-// Maximises l over the box from (alpha0, sigma0); fills status and iteration count.
-HTS_HD Point maximise(const TailStats& t, double alpha0, double sigma0, const double* rules,
-                      int& status, int& iterations) {
+// Maximises l over the box (alpha >= alpha_min) from (alpha0, sigma0); fills status and
+// iteration count.
+HTS_HD Point maximise(const TailStats& t, double alpha0, double sigma0, double alpha_min,
+                      const double* rules, int& status, int& iterations) {
     Point cur = evaluate(t, alpha0, sigma0, rules);
     bool finished = false;
     bool stalled = false;
@@ -601,7 +611,7 @@ HTS_HD Point maximise(const TailStats& t, double alpha0, double sigma0, const do
     iterations = 0;
     while (iterations < kMaxIterations) {
         Step lo, hi;
-        step_box(cur, lo, hi);
+        step_box(cur, alpha_min, lo, hi);
         const Step d = box_newton_step(cur, lo, hi);
         // Decrement: the slope of l along d (> 0 unless at the maximum).
         const double decrement = cur.g_alpha * d.da + cur.g_sigma * d.ds;
@@ -613,7 +623,7 @@ HTS_HD Point maximise(const TailStats& t, double alpha0, double sigma0, const do
         bool accepted = false;
         Point next;
         for (int k = 0; k < kMaxHalvings; ++k) {
-            next = step_to(t, cur, d, lo, hi, step, rules);
+            next = step_to(t, cur, d, lo, hi, step, alpha_min, rules);
             if (next.ell >= cur.ell + kArmijo * step * decrement) {
                 accepted = true;
                 break;
@@ -638,7 +648,7 @@ HTS_HD Point maximise(const TailStats& t, double alpha0, double sigma0, const do
         small_full_step = step == 1.0 && decrement <= kQuadraticDecrement;
         cur = next;
     }
-    status = final_status(cur, finished, stalled);
+    status = final_status(cur, finished, stalled, alpha_min);
     return cur;
 }
 
@@ -694,16 +704,19 @@ HTS_HD void standard_errors(const TailStats& t, TailFit& r) {
 
 // The fit of a tail from its statistics. `start` = {alpha, sigma} starts the Newton
 // iteration there (a warm start); nullptr starts from the power-law alpha and mu = 1 / Y.
-HTS_HD TailFit fit_tail(const TailStats& t, const double* start, const double* rules) {
+// alpha_min: the lower end of alpha, kAlphaMin (the search box) or a bound the caller raised,
+// at most kAlphaMinLimit (so the power-law boundary, whose alpha is > 2, is unaffected).
+HTS_HD TailFit fit_tail(const TailStats& t, const double* start, const double* rules,
+                        double alpha_min = kAlphaMin) {
     double alpha_pl = 0.0;
     if (power_law_boundary(t, &alpha_pl)) return power_law_fit(t, alpha_pl);
     const double* from = start;
     const double cold[2] = {alpha_pl, -::log1p(t.mean_ym1)};
     if (from == nullptr) from = cold;
-    const double alpha0 = hd::clamp(from[0], kAlphaMin, kAlphaMax);
+    const double alpha0 = hd::clamp(from[0], alpha_min, kAlphaMax);
     const double sigma0 = hd::clamp(from[1], sigma_min(), sigma_max());
     TailFit r;
-    const Point best = maximise(t, alpha0, sigma0, rules, r.status, r.iterations);
+    const Point best = maximise(t, alpha0, sigma0, alpha_min, rules, r.status, r.iterations);
     r.alpha = best.alpha;
     r.lambda = best.mu / t.xmin;
     r.loglik = t.n * best.ell;

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..fits.powerlaw import DEFAULT_THRESHOLD, PowerLawFit, fit_powerlaw_batch
 from .planning import Planned
-from .table import ALPHA_CI_COLUMNS, ALT_FIT_COLUMNS, TPL_COLUMNS
+from .table import ALPHA_CI_COLUMNS, ALT_FIT_COLUMNS, TPL_COLUMNS, TPL_STATUS_COLUMN
 from .xmax import Xmax, cdf_xmax
 
 #: resamples per layer for alpha_ci
@@ -142,36 +142,58 @@ def peak_fits(
     return rows
 
 
+def check_tpl_alpha_min(value: Any, *, fit: str, compat: str | None) -> None:
+    """analyze()'s tpl_alpha_min: None or a number in the fit's range
+    (hts_fast.fits.truncated.check_alpha_min), other than the default only with fit="TPL" or
+    "E_TPL" and not in compat (which keeps WeightWatcher's filter on unconstrained fits)."""
+    from ..fits.truncated import TPL_ALPHA_MIN, check_alpha_min
+
+    check_alpha_min(value)
+    if value == TPL_ALPHA_MIN and value is not None:
+        return
+    if fit not in ("TPL", "E_TPL"):
+        msg = "tpl_alpha_min bounds the truncated power law: use it with fit='TPL' or 'E_TPL'"
+        raise ValueError(msg)
+    if compat:
+        msg = (f"compat={compat!r} reproduces WeightWatcher 0.7.7's TPL (unconstrained fits, a "
+               f"candidate kept when alpha > 1): leave tpl_alpha_min at {TPL_ALPHA_MIN:g}")  # fmt: skip
+        raise ValueError(msg)
+
+
 def tpl_fits(
     pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]], fit: str, compat: str | None,
-    threads: int, xmax: Xmax = None,
-) -> tuple[list[PowerLawFit], dict[str, list[float]]]:  # fmt: skip
+    threads: int, xmax: Xmax = None, alpha_min: float | None = None,
+) -> tuple[list[PowerLawFit], dict[str, list[Any]]]:  # fmt: skip
     """Truncated power-law fits of every ESD as PowerLawFit rows (sigma NaN), and their
-    Lambda, log-likelihood and standard-error columns (TPL_COLUMNS); fit_method records the
-    E_TPL range variant. ``xmax``: see hts_fast.analysis.xmax."""
+    Lambda, status, log-likelihood and standard-error columns (TPL_COLUMNS); fit_method
+    records the E_TPL range variant. ``xmax``: see hts_fast.analysis.xmax. ``alpha_min``: the
+    lower bound of alpha in every candidate's fit (None: unconstrained); compat ignores it and
+    applies WeightWatcher's filter (alpha > 1) to unconstrained fits."""
     from ..fits.tpl_search import fit_truncated_powerlaw
 
     variant = ("weightwatcher-0.7.7" if compat else "corrected") if fit == "E_TPL" else None
     label = f"E_TPL[{variant}]" if variant else "TPL"
     rows: list[PowerLawFit] = []
-    extra: dict[str, list[float]] = {col: [] for col in ("Lambda", *TPL_COLUMNS)}
+    extra: dict[str, list[Any]] = {col: [] for col in ("Lambda", *TPL_COLUMNS)}
     for _, evals, _ in pooled:
         search = fit_truncated_powerlaw(evals, variant=variant, threads=threads,
                                         alpha_above_one=bool(compat),
-                                        cdf_xmax=cdf_xmax(evals, xmax, compat))  # fmt: skip
+                                        cdf_xmax=cdf_xmax(evals, xmax, compat),
+                                        alpha_min=None if compat else alpha_min)  # fmt: skip
         tpl = search.fit
         if tpl.status == "failed":
             rows.append(PowerLawFit.failed(tpl.reason))
-            for values in extra.values():
-                values.append(math.nan)
+            for col, values in extra.items():
+                values.append("" if col == TPL_STATUS_COLUMN else math.nan)
             continue
         index = int(np.searchsorted(evals, tpl.xmin))
         rows.append(PowerLawFit(alpha=tpl.alpha, xmin=tpl.xmin, xmax=float(evals[-1]), D=tpl.D,
                                 sigma=math.nan, num_pl_spikes=tpl.n, num_fit=tpl.n,
                                 method=label, status="success", reason="",
                                 xmin_index=index))  # fmt: skip
-        for col, value in (("Lambda", tpl.Lambda), ("loglik", tpl.loglik),
-                           ("alpha_se", tpl.alpha_se), ("Lambda_se", tpl.Lambda_se)):  # fmt: skip
+        for col, value in (("Lambda", tpl.Lambda), (TPL_STATUS_COLUMN, tpl.status),
+                           ("loglik", tpl.loglik), ("alpha_se", tpl.alpha_se),
+                           ("Lambda_se", tpl.Lambda_se)):  # fmt: skip
             extra[col].append(value)
     return rows, extra
 

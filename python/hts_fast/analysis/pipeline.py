@@ -26,6 +26,7 @@ from ..fits import marchenko_pastur
 from ..fits.compare import COLUMNS as COMPARE_COLUMNS
 from ..fits.compare import compare_tail
 from ..fits.powerlaw import PowerLawFit, fit_powerlaw_batch
+from ..fits.truncated import TPL_ALPHA_MIN
 from ..spectra.esd import esd_batch
 from . import fast_route, randomized_esd
 from .device import check_device, device_matrices, device_spectra, resolve_device
@@ -36,6 +37,7 @@ from .option_fits import (
     alpha_ci_columns,
     alternative_fits,
     check_alpha_ci,
+    check_tpl_alpha_min,
     clipped_fits,
     peak_fits,
     tpl_fits,
@@ -92,6 +94,7 @@ def analyze(
     mp_fit: bool = False,
     detX: bool = False,
     fit: Literal["PL", "TPL", "E_TPL", "EXP", "LOGNORMAL"] = "PL",
+    tpl_alpha_min: float | None = TPL_ALPHA_MIN,
     compare: bool = False,
     fix_fingers: Literal["clip_xmax", "xmin_peak"] | None = None,
     max_fingers: int = 10,
@@ -169,6 +172,18 @@ def analyze(
         rate in ``Lambda``; our columns loglik, Lambda_se), and ``"LOGNORMAL"``, the
         lognormal truncated at the power law's xmin (our columns lognormal_mu,
         lognormal_sigma, loglik); alpha and sigma are NaN for both (hts_fast.fits.alternatives).
+        With TPL/E_TPL, our column ``tpl_status`` is the chosen fit's status: "converged",
+        "power_law" (Lambda = 0), or "alpha_bound" (alpha held on ``tpl_alpha_min``).
+    tpl_alpha_min
+        fit="TPL"/"E_TPL": the lower bound of the TPL exponent alpha, 1 by default
+        (:data:`hts_fast.fits.truncated.TPL_ALPHA_MIN`, justified there and in docs/fits.md):
+        every xmin candidate is fitted by maximum likelihood over alpha >= tpl_alpha_min, and
+        a fit whose unconstrained maximum lies below ends on the bound (``tpl_status``
+        "alpha_bound", alpha = the bound). This is the convention of the E-TPL exponents in
+        the HT-SR literature (powerlaw 1.5 accepts only alpha > 1). None: the unconstrained
+        maximum-likelihood alpha (any real value; on MiniLM's E_TPL it ranges from about -16
+        to 3). At most 2. Compat keeps WeightWatcher 0.7.7's rule (unconstrained fits, a
+        candidate kept only when alpha > 1), so there it must stay at its default.
     fix_fingers, max_fingers
         ``"clip_xmax"``: refit with the 2, 3, ... largest eigenvalues clipped ("fingers"
         from finite size) and keep the first fit whose alpha drops by more than 1 (stop when
@@ -224,7 +239,7 @@ def analyze(
         layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
-        detX=detX, fit=fit, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
+        detX=detX, fit=fit, tpl_alpha_min=tpl_alpha_min, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
         xmax=xmax, device=device, alpha_ci=alpha_ci, progress=progress,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
@@ -272,6 +287,7 @@ class _Options:
     mp_fit: bool = False
     detX: bool = False
     fit: str = "PL"
+    tpl_alpha_min: float | None = TPL_ALPHA_MIN
     compare: bool = False
     fix_fingers: str | None = None
     max_fingers: int = 10
@@ -288,6 +304,7 @@ class _Options:
         if fit not in ("PL", "TPL", "E_TPL", *ALT_FITS):
             msg = f"fit must be 'PL', 'TPL', 'E_TPL', 'EXP' or 'LOGNORMAL', got {fit!r}"
             raise ValueError(msg)
+        check_tpl_alpha_min(self.tpl_alpha_min, fit=fit, compat=self.compat)
         if fit in ALT_FITS and (self.compat or self.xmax is not None):
             msg = f"fit={fit!r} is ours (WeightWatcher 0.7.7 has none): no compat, no xmax"
             raise ValueError(msg)
@@ -428,7 +445,8 @@ def _analyze_models(
                 fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled],
                                           threads=n_threads)  # fmt: skip
             else:
-                fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax)
+                fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax,
+                                             opt.tpl_alpha_min)  # fmt: skip
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
                                   fused=fused_table)  # fmt: skip

@@ -46,9 +46,12 @@ OPTION_INT_COLUMNS = {"num_spikes", "rand_num_spikes", "num_traps", "detX_num",
                       "num_ERG_spikes"}  # fmt: skip
 INT_COLUMNS = {"layer_id", "M", "N", "matrix_rank", "num_evals", "num_pl_spikes", "rank_loss",
                "rf", "weak_rank_loss"}  # fmt: skip
-#: our columns with fit="TPL"/"E_TPL": the fit's log-likelihood (natural log, summed over the
-#: tail) and the standard errors of alpha and Lambda from the observed Fisher information
-TPL_COLUMNS = ["loglik", "alpha_se", "Lambda_se"]
+#: our columns with fit="TPL"/"E_TPL": the chosen fit's status (TPL_STATUS_COLUMN:
+#: "converged", "power_law", or "alpha_bound" when alpha is held on analyze()'s
+#: tpl_alpha_min; "" for a failed row), its log-likelihood (natural log, summed over the tail)
+#: and the standard errors of alpha and Lambda from the observed Fisher information
+TPL_STATUS_COLUMN = "tpl_status"
+TPL_COLUMNS = [TPL_STATUS_COLUMN, "loglik", "alpha_se", "Lambda_se"]
 #: fits for model comparison (hts_fast.fits.alternatives) and their columns: the exponential
 #: tail's rate is the Lambda column; the lognormal is fitted above the power law's xmin
 ALT_FITS = ("EXP", "LOGNORMAL")
@@ -57,7 +60,7 @@ ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
 #: our column with mp_fit=True: the 5+1 phases of training (hts_fast.analysis.phases)
 PHASE_COLUMN = "phase"
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS[:3],
-                  PHASE_COLUMN}  # fmt: skip
+                  PHASE_COLUMN, TPL_STATUS_COLUMN}  # fmt: skip
 SUMMARY_COLUMNS = ["log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
                    "stable_rank", "mp_softrank"]  # fmt: skip
 

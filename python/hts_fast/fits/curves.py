@@ -13,7 +13,7 @@ from .. import _threads
 from .._core_loader import core
 from .powerlaw import DEFAULT_THRESHOLD, powerlaw_curve
 from .tpl_search import _as_evals, _cdf_xmax
-from .truncated import _STATUSES
+from .truncated import _STATUSES, check_alpha_min
 
 __all__ = ["fit_curves"]
 
@@ -29,12 +29,12 @@ def _powerlaw_table(x: np.ndarray, threshold: float, small_n: bool,
 
 
 def _tpl_table(x: np.ndarray, threshold: float, xmin_range: tuple[float, float] | None,
-               alpha_above_one: bool, cdf_xmax: float | None,
+               alpha_above_one: bool, cdf_xmax: float | None, alpha_min: float | None,
                threads: int | None) -> pd.DataFrame:  # fmt: skip
     low, high = (-math.inf, math.inf) if xmin_range is None else map(float, xmin_range)
     fields, columns = core.truncated_powerlaw_curve(
         x, float(threshold), low, high, 1.0 if alpha_above_one else -math.inf,
-        _cdf_xmax(cdf_xmax), _threads.resolve_threads(threads),
+        _cdf_xmax(cdf_xmax), _threads.resolve_threads(threads), check_alpha_min(alpha_min),
     )  # fmt: skip
     if fields[4] == 1:
         msg = "eigenvalues hold NaN or Inf"
@@ -54,6 +54,7 @@ def fit_curves(
     small_n: bool = True,
     alpha_above_one: bool = False,
     cdf_xmax: float | None = None,
+    alpha_min: float | None = None,
     threads: int | None = None,
 ) -> pd.DataFrame:
     """Every xmin candidate's fit of an ESD tail, one row per candidate (ascending xmin).
@@ -67,9 +68,10 @@ def fit_curves(
         the largest is a candidate, duplicates included). ``"TPL"``: the truncated power law
         of :func:`hts_fast.fits.tpl_search.fit_truncated_powerlaw` (distinct values, optionally
         inside ``xmin_range`` = [low, high)).
-    alpha_above_one, cdf_xmax
-        TPL only: which fits are valid for the selection, and the KS test's upper cut (as in
-        :func:`hts_fast.fits.tpl_search.fit_truncated_powerlaw`).
+    alpha_above_one, cdf_xmax, alpha_min
+        TPL only: which fits are valid for the selection, the KS test's upper cut and the
+        lower bound of alpha in every fit (None: unconstrained), as in
+        :func:`hts_fast.fits.tpl_search.fit_truncated_powerlaw`.
     threads
         Worker threads (None: all cores); results do not depend on it.
 
@@ -100,11 +102,13 @@ def fit_curves(
     """
     x = _as_evals(np.ravel(np.asarray(evals)), "evals")
     if fit == "PL":
-        if xmin_range is not None or alpha_above_one or cdf_xmax is not None:
-            msg = "xmin_range, alpha_above_one and cdf_xmax apply to fit='TPL' only"
+        if (xmin_range is not None or alpha_above_one or cdf_xmax is not None
+                or alpha_min is not None):  # fmt: skip
+            msg = "xmin_range, alpha_above_one, cdf_xmax and alpha_min apply to fit='TPL' only"
             raise ValueError(msg)
         return _powerlaw_table(x, threshold, small_n, threads)
     if fit == "TPL":
-        return _tpl_table(x, threshold, xmin_range, alpha_above_one, cdf_xmax, threads)
+        return _tpl_table(x, threshold, xmin_range, alpha_above_one, cdf_xmax, alpha_min,
+                          threads)  # fmt: skip
     msg = f"fit must be 'PL' or 'TPL', got {fit!r}"
     raise ValueError(msg)

@@ -5,6 +5,14 @@ The model on ``x >= xmin`` is ``p(x) = x**(-alpha) * exp(-Lambda * x) / Z`` with
 distribution WeightWatcher's ``fit='TPL'`` asks powerlaw for. Parameters are found by exact
 maximum likelihood in the compiled kernel (csrc/cpu/tpl.cpp): the log-likelihood is concave
 in (alpha, Lambda), so the maximum is unique and a safeguarded Newton method finds it.
+
+The lower bound of alpha. With Lambda > 0 the density is proper for every real alpha, so the
+unconstrained maximum may have any alpha; near the peak of an ESD it often has alpha < 1, even
+alpha < 0 (a density that rises before the cut-off takes over). ``alpha_min`` constrains the
+fit to alpha >= alpha_min: since the likelihood is concave, the constrained maximum is the
+unconstrained one when that has alpha >= alpha_min, and otherwise lies on alpha = alpha_min
+(status ``"alpha_bound"``, Lambda the best rate there). :data:`TPL_ALPHA_MIN` = 1 is the
+bound analyze() uses by default: see its docstring for why.
 """
 
 from __future__ import annotations
@@ -22,6 +30,21 @@ from .._core_loader import core
 
 #: Search box of the fit: alpha outside it ends on the bound (status ``"alpha_bound"``).
 ALPHA_RANGE = (-100.0, 100.0)
+#: The lower bound of alpha that analyze()'s fit="TPL"/"E_TPL" use by default (its
+#: ``tpl_alpha_min``). 1, because the TPL exponents of the HT-SR literature are bounded there:
+#: powerlaw 1.5, which WeightWatcher's TPL/E_TPL call and with which the published E-TPL
+#: exponents (e.g. the NLP generalization-metrics study, pinned to it) were computed, accepts
+#: a truncated power law only with alpha > 1 (its optimiser treats alpha <= 1 as out of
+#: range, so a maximum below 1 ends just above 1); and 1 is where the power-law reading of
+#: alpha ends (x**-alpha alone is normalisable only for alpha > 1). powerlaw 2.0's default
+#: range [0, 3] is not used: its upper end would clip the heavy-tailed exponents of 3 to 6
+#: that the power-law fits of the same layers give, and its lower end still admits the
+#: alphas in (0, 1) that no earlier study reports. Fits that end on the bound have status
+#: ``"alpha_bound"``.
+TPL_ALPHA_MIN = 1.0
+#: The largest lower bound of alpha a fit accepts: the pure power law (Lambda = 0), decided in
+#: closed form, has alpha > 2, so a bound up to 2 never cuts it.
+ALPHA_MIN_LIMIT = 2.0
 #: Search box of ``Lambda * xmin`` (status ``"lambda_bound"`` on either end).
 LAMBDA_XMIN_RANGE = (1e-250, 1e15)
 
@@ -68,8 +91,9 @@ class TruncatedPowerLawFit:
     status : str
         ``"converged"`` (interior maximum), ``"power_law"`` (maximum at Lambda = 0: alpha is the
         power-law MLE), ``"alpha_bound"`` / ``"lambda_bound"`` (the maximum lies outside the
-        search box; the best point on the box is returned), ``"not_converged"`` (iteration
-        limit; best point found) or ``"failed"`` (bad input; no fit).
+        search box, or below the fit's ``alpha_min``: the best point on the box is returned;
+        on alpha = alpha_min it is the maximum over alpha >= alpha_min), ``"not_converged"``
+        (iteration limit; best point found) or ``"failed"`` (bad input; no fit).
     reason : str
         What the status means for this fit ("" when converged).
     iterations : int
@@ -95,7 +119,25 @@ class TruncatedPowerLawFit:
         return cls(nan, nan, xmin, nan, nan, nan, nan, n, "failed", reason)
 
 
-def _reason(status: TplStatus, error: int, n: int, bad_index: int, xmin: float) -> str:
+def check_alpha_min(alpha_min: float | None) -> float:
+    """The kernel's lower end of alpha for ``alpha_min``: None (unconstrained) gives
+    ``ALPHA_RANGE[0]``; a number must lie in [ALPHA_RANGE[0], ALPHA_MIN_LIMIT] (ValueError)."""
+    if alpha_min is None:
+        return ALPHA_RANGE[0]
+    if isinstance(alpha_min, bool) or not isinstance(alpha_min, (int, float, np.integer,
+                                                                 np.floating)):  # fmt: skip
+        msg = f"alpha_min must be a number or None, got {type(alpha_min).__name__}"
+        raise TypeError(msg)
+    value = float(alpha_min)
+    if not ALPHA_RANGE[0] <= value <= ALPHA_MIN_LIMIT:
+        msg = (f"alpha_min must be None or in [{ALPHA_RANGE[0]:g}, {ALPHA_MIN_LIMIT:g}] (a bound "
+               f"above {ALPHA_MIN_LIMIT:g} would cut pure power laws), got {alpha_min!r}")  # fmt: skip
+        raise ValueError(msg)
+    return value
+
+
+def _reason(status: TplStatus, error: int, n: int, bad_index: int, xmin: float,
+            alpha: float = math.nan, alpha_min: float = ALPHA_RANGE[0]) -> str:  # fmt: skip
     if status == "failed":
         if error == 1:
             return f"eigenvalue {bad_index} is NaN or infinite; it cannot be fitted"
@@ -111,6 +153,9 @@ def _reason(status: TplStatus, error: int, n: int, bad_index: int, xmin: float) 
             "the likelihood is largest at Lambda = 0: the pure power law fits at least as "
             "well (alpha is its MLE)"
         )
+    if status == "alpha_bound" and alpha_min > ALPHA_RANGE[0] and alpha == alpha_min:
+        return (f"the unconstrained maximum lies at alpha < {alpha_min:g}: alpha is held on "
+                "that lower bound, Lambda is the best rate there")  # fmt: skip
     if status == "alpha_bound":
         lo, hi = ALPHA_RANGE
         return f"the maximum lies at alpha outside [{lo:g}, {hi:g}]; alpha stopped on the bound"
@@ -125,7 +170,9 @@ def _reason(status: TplStatus, error: int, n: int, bad_index: int, xmin: float) 
     return ""
 
 
-def fit_from_fields(fields: tuple[Any, ...], xmin: float) -> TruncatedPowerLawFit:
+def fit_from_fields(fields: tuple[Any, ...], xmin: float,
+                    alpha_min: float = ALPHA_RANGE[0]) -> TruncatedPowerLawFit:  # fmt: skip
+    """The fit of the kernel's result tuple (``alpha_min``: the kernel's lower end of alpha)."""
     alpha, lam, _xmin, loglik, D, alpha_se, lam_se, n, iterations, status_code, error, bad = fields
     status = _STATUSES.get(int(status_code), "failed")
     return TruncatedPowerLawFit(
@@ -138,7 +185,7 @@ def fit_from_fields(fields: tuple[Any, ...], xmin: float) -> TruncatedPowerLawFi
         Lambda_se=float(lam_se),
         n=int(n),
         status=status,
-        reason=_reason(status, int(error), int(n), int(bad), float(xmin)),
+        reason=_reason(status, int(error), int(n), int(bad), float(xmin), float(alpha), alpha_min),
         iterations=int(iterations),
     )
 
@@ -158,12 +205,14 @@ def _as_xmin(xmin: Any) -> float:
     return float(xmin)
 
 
-def fit_truncated_powerlaw_at(evals: Any, xmin: float) -> TruncatedPowerLawFit:
+def fit_truncated_powerlaw_at(evals: Any, xmin: float, *,
+                              alpha_min: float | None = None) -> TruncatedPowerLawFit:  # fmt: skip
     """Fit a truncated power law to the eigenvalues ``>= xmin`` by maximum likelihood.
 
     Maximises ``sum_i log p(x_i)`` with ``p(x) = x**(-alpha) exp(-Lambda x) / Z(alpha, Lambda)``
-    over the n values ``x_i >= xmin``, jointly in alpha (any real number in ``ALPHA_RANGE``)
-    and Lambda >= 0. When the maximum is at Lambda = 0 the result is the pure power law
+    over the n values ``x_i >= xmin``, jointly in alpha (any real number in ``ALPHA_RANGE``,
+    or >= ``alpha_min`` when given: then status ``"alpha_bound"`` with alpha = alpha_min when
+    the unconstrained maximum lies below it) and Lambda >= 0. When the maximum is at Lambda = 0 the result is the pure power law
     (``status="power_law"``, Lambda = 0, alpha = ``1 + n / sum(log(x_i / xmin))``); that
     happens exactly when this alpha exceeds 2 and the power law's mean
     ``xmin (alpha - 1) / (alpha - 2)`` is at most the sample mean of the tail.
@@ -174,6 +223,9 @@ def fit_truncated_powerlaw_at(evals: Any, xmin: float) -> TruncatedPowerLawFit:
         Eigenvalues (any order). Only the values ``>= xmin`` are fitted; all must be finite.
     xmin : float
         Lower end of the tail, > 0, in the units of the eigenvalues.
+    alpha_min : float or None
+        Lower bound of alpha, at most ALPHA_MIN_LIMIT (None: unconstrained; analyze() uses
+        :data:`TPL_ALPHA_MIN` by default).
 
     Returns
     -------
@@ -197,12 +249,14 @@ def fit_truncated_powerlaw_at(evals: Any, xmin: float) -> TruncatedPowerLawFit:
     """
     x = _as_xmin(xmin)
     values = _as_evals(evals, "evals")
-    return fit_from_fields(core.fit_truncated_powerlaw(values, x), x)
+    low = check_alpha_min(alpha_min)
+    return fit_from_fields(core.fit_truncated_powerlaw(values, x, low), x, low)
 
 
 def fit_truncated_powerlaw_at_batch(
-    pairs: Sequence[tuple[Any, float]], *, threads: int | None = None
-) -> list[TruncatedPowerLawFit]:
+    pairs: Sequence[tuple[Any, float]], *, threads: int | None = None,
+    alpha_min: float | None = None,
+) -> list[TruncatedPowerLawFit]:  # fmt: skip
     """Fit every ``(evals, xmin)`` pair of ``pairs`` in parallel; results in input order.
 
     Each pair is fitted as by :func:`fit_truncated_powerlaw_at`, by one thread with the serial
@@ -211,6 +265,7 @@ def fit_truncated_powerlaw_at_batch(
     gives a ``status="failed"`` result whose ``reason`` says why; the others are unaffected.
     """
     n_threads = _threads.resolve_threads(threads)
+    low = check_alpha_min(alpha_min)
     results: list[TruncatedPowerLawFit | None] = [None] * len(pairs)
     arrays: list[np.ndarray] = []
     xmins: list[float] = []
@@ -228,8 +283,8 @@ def fit_truncated_powerlaw_at_batch(
     for k, x, fields in zip(
         positions,
         xmins,
-        core.fit_truncated_powerlaw_batch(arrays, xmins, n_threads),
+        core.fit_truncated_powerlaw_batch(arrays, xmins, n_threads, low),
         strict=True,
     ):
-        results[k] = fit_from_fields(fields, x)
+        results[k] = fit_from_fields(fields, x, low)
     return cast(list[TruncatedPowerLawFit], results)  # every slot was filled above

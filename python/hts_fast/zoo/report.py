@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,9 +166,22 @@ def model_report(model: Any, out: str | Path, **options: Any) -> Path:
 
 
 def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | None = None,
-               label: str | None = None, group_by: Sequence[str] = ()) -> Path:  # fmt: skip
-    """Plots and ``report.html`` for a scan's store (and labels); return the page."""
-    from .correlate import METRICS, attach_labels, checkpoint_metrics, rank_correlations
+               label: str | None = None, group_by: Sequence[str] = (),
+               include_partial: bool = False) -> Path:  # fmt: skip
+    """Plots and ``report.html`` for a scan's store (and labels); return the page.
+
+    The plots, means and correlations leave out failed checkpoints and, unless
+    ``include_partial``, partial ones (some layers failed), as
+    :func:`hts_fast.zoo.correlate.checkpoint_metrics` does; the page lists them with the
+    reason, and the count is printed on stderr.
+    """
+    from .correlate import (
+        METRICS,
+        attach_labels,
+        checkpoint_metrics,
+        left_out_message,
+        rank_correlations,
+    )
     from .store import Store
 
     folder = Path(out)
@@ -177,14 +191,20 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
     if "alpha" not in layers:
         msg = f"{store_path}: the store holds no analyzed layers"
         raise ValueError(msg)
-    tables = {Path(p).name: t for p, t in layers.groupby("path", sort=True)}
+    metrics = checkpoint_metrics(layers, checkpoints, include_partial=include_partial)
+    left_out = metrics.attrs["left_out"]
+    if len(left_out):
+        print(f"hts-fast report: {left_out_message(metrics)}", file=sys.stderr)
+    kept = layers[layers["path"].isin(set(metrics["path"]))]
+    tables = {Path(p).name: t for p, t in kept.groupby("path", sort=True)}
     depth = plot_alpha_by_depth(tables, folder / "alpha_by_depth.png")
-    hist = plot_alpha_histogram(layers["alpha"].to_numpy(float), folder / "alpha_hist.png")
-    metrics = checkpoint_metrics(layers)
+    hist = plot_alpha_histogram(kept["alpha"].to_numpy(float), folder / "alpha_hist.png")
     sections = [("Checkpoints", _table_html(checkpoints[["path", "status", "n_layers",
-                                                         "seconds", "error"]])),
+                                                         "n_failed", "seconds", "error"]])),
                 ("alpha by depth", _img(depth) + _img(hist)),
                 ("Mean metrics per checkpoint", _table_html(metrics))]  # fmt: skip
+    if len(left_out):
+        sections.append((f"Left out ({left_out_message(metrics)})", _table_html(left_out)))
     if labels is not None:
         labels_path = Path(labels)
         data = attach_labels(metrics, pd.read_csv(labels_path), labels_path)

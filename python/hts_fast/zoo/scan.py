@@ -11,8 +11,14 @@ path order.
 Resuming: a checkpoint is identified by its path, a hash of its bytes (hts128 of its weight
 files, a fast non-cryptographic hash; SHA-256 in a store made before hts128; cached by size
 and modification time) and the analysis options (including the hts_fast version). One
-already stored as done is skipped; one stored as failed is retried only with
+already stored as done or partial is skipped; one stored as failed is retried only with
 ``retry_failed``. Worker processes analyze; this process is the only writer.
+
+Outcomes: a checkpoint whose table has a failed layer (NaN/Inf weights, an unsupported
+dtype: the layer's row says why) is stored as "partial" with the count of failed layers; one
+that cannot be analyzed as a whole (a file-level read error such as a truncated or garbled
+file, a crashed or timed-out worker) is stored as "failed" with the error. Neither stops
+the scan; ``hts-fast scan`` exits with status 1 at the end when any checkpoint failed.
 """
 
 from __future__ import annotations
@@ -41,7 +47,14 @@ from .. import _threads
 from .._core_loader import core
 from .._progress import progress_bar, wanted
 from .._timing import StageTimer
-from .store import HASH_ALGORITHMS, NEW_STORE_HASH, FileHash, Store, canonical_options
+from .store import (
+    HASH_ALGORITHMS,
+    NEW_STORE_HASH,
+    FileHash,
+    Store,
+    canonical_options,
+    failed_layers,
+)
 
 SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npz", ".npy", ".onnx", ".keras", ".h5",
             ".hdf5", ".gguf"}  # fmt: skip
@@ -368,13 +381,18 @@ def _analyze_defaults() -> dict[str, Any]:
 
 @dataclass
 class ScanResult:
-    """What a scan did: checkpoints analyzed, skipped (already stored) and failed."""
+    """What a scan did: checkpoints analyzed (``done``: every layer succeeded; ``partial``:
+    some layers failed), skipped (already stored) and failed (no result). ``errors``: path ->
+    error of each failed one; ``partial_layers``: path -> (failed layers, layers) of each
+    partial one."""
 
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    partial: int = 0
     interrupted: bool = False
     errors: dict[str, str] = field(default_factory=dict)
+    partial_layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     seconds: float = 0.0
     #: wall seconds of this process in discovery (finding and looking up checkpoints) and
     #: store (writing results), and the workers' own seconds in hashing and analysis
@@ -401,9 +419,9 @@ class _Progress:
         self.handled = 0
 
     def update(self, result: ScanResult) -> None:
-        handled = result.done + result.failed + result.skipped
-        self.bar.set_postfix(done=result.done, skipped=result.skipped, failed=result.failed,
-                             refresh=False)  # fmt: skip
+        handled = result.done + result.partial + result.failed + result.skipped
+        self.bar.set_postfix(done=result.done, partial=result.partial, skipped=result.skipped,
+                             failed=result.failed, refresh=False)  # fmt: skip
         self.bar.update(handled - self.handled)
         self.handled = handled
         if self.log and time.perf_counter() - self.logged >= self.LOG_SECONDS:
@@ -411,13 +429,13 @@ class _Progress:
 
     def _line(self, result: ScanResult) -> None:
         self.logged = now = time.perf_counter()
-        computed = result.done + result.failed
+        computed = result.done + result.partial + result.failed
         elapsed = now - self.start
         rate = computed / elapsed if elapsed > 0 else 0.0
         left = f", {(self.total - self.handled) / rate:.0f} s left" if rate > 0 else ""
-        print(f"scan: {self.handled}/{self.total} checkpoints (done {result.done}, skipped "
-              f"{result.skipped}, failed {result.failed}), {rate:.2f}/s{left}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(f"scan: {self.handled}/{self.total} checkpoints (done {result.done}, partial "
+              f"{result.partial}, skipped {result.skipped}, failed {result.failed}), "
+              f"{rate:.2f}/s{left}", file=sys.stderr, flush=True)  # fmt: skip
 
     def finish(self, result: ScanResult) -> None:
         self.bar.close()
@@ -449,9 +467,10 @@ class _Ledger:
         return self.hashes.get((path, size, mtime_ns))
 
     def stored(self, path: str, digest: str) -> bool:
-        """Whether this checkpoint needs no analysis: done, or failed and not to be retried."""
+        """Whether this checkpoint needs no analysis: done or partial (its failed layers
+        fail for their values, again), or failed and not to be retried."""
         status = self.statuses.get((path, digest))
-        return status == "done" or (status == "failed" and not self.retry_failed)
+        return status in ("done", "partial") or (status == "failed" and not self.retry_failed)
 
     def record(self, path: str, digest: str, status: str, files: Sequence[FileHash]) -> None:
         self.statuses[(path, digest)] = status
@@ -523,8 +542,10 @@ def scan(
     on a damaged file, is killed and the checkpoint stored as failed); it implies worker
     processes even for ``workers=1``. Small checkpoints are analyzed in batches (up to
     BATCH_CHECKPOINTS per task, through analyze_many()); each is still stored in its own
-    transaction. Returns the counts; interrupted (Ctrl-C) scans return with
-    ``interrupted=True`` after keeping everything already stored.
+    transaction: "done", "partial" (a table with failed layers, their count in n_failed)
+    or "failed" (no table; the error). One checkpoint's failure never stops the scan.
+    Returns the counts; interrupted (Ctrl-C) scans return with ``interrupted=True`` after
+    keeping everything already stored.
     """
     if "threads" in options:
         msg = "scan() shares the cores among its workers; it takes no threads= option"
@@ -562,13 +583,18 @@ def scan(
                         progress.update(result)
                         return
                 error = outcome.get("error", "")
-                store.save(path, digest, text, table=outcome.get("table"),
-                           summary=outcome.get("summary"), error=error,
-                           seconds=outcome["seconds"], files=files)  # fmt: skip
-                ledger.record(path, digest, "failed" if error else "done", files)
-                if error:
+                table = None if error else outcome.get("table")
+                status = store.save(path, digest, text, table=table,
+                                    summary=outcome.get("summary"), error=error,
+                                    seconds=outcome["seconds"], files=files)  # fmt: skip
+                ledger.record(path, digest, status, files)
+                if status == "failed":
                     result.failed += 1
-                    result.errors[path] = error
+                    result.errors[path] = error or "no result table"
+                elif status == "partial":
+                    assert table is not None
+                    result.partial += 1
+                    result.partial_layers[path] = (failed_layers(table), len(table[1]))
                 else:
                     result.done += 1
                 progress.update(result)

@@ -4,9 +4,14 @@ Tables (all written by the scan's single writer, one transaction per checkpoint,
 readers never block it):
 
 * ``checkpoints``: ``id``, ``path``, ``content_hash``, ``options_id`` (the analysis options,
-  a row of ``options``), ``status`` ("done" or "failed"), ``error``, ``seconds`` (analysis
-  wall time), ``finished`` (Unix time), ``n_layers``; unique on (path, content_hash,
-  options_id). :meth:`Store.frame` returns it with the options' JSON text as ``options``.
+  a row of ``options``), ``status``, ``error``, ``seconds`` (analysis wall time),
+  ``finished`` (Unix time), ``n_layers`` (rows of its table), ``n_failed`` (how many of them
+  have status "failed"); unique on (path, content_hash, options_id). ``status`` is one of
+  CHECKPOINT_STATUSES: "done" (every analyzed layer succeeded), "partial" (a table was made
+  but ``n_failed`` > 0 of its layers failed, each with its reason: NaN/Inf weights, an
+  unsupported dtype...) or "failed" (no table: the checkpoint could not be read as a whole,
+  ``error`` says why; ``n_layers`` and ``n_failed`` NULL). :meth:`Store.frame` returns it
+  with the options' JSON text as ``options``.
 * ``options``: ``id``, ``text`` (the analysis options as canonical JSON), each set once;
 * ``layers``: ``checkpoint_id`` then the analyze() table's columns (added as they appear),
   in the order stored (no index on ``checkpoint_id`` in a store made by this version: one
@@ -14,15 +19,18 @@ readers never block it):
 * ``summaries``: ``checkpoint_id`` then summary() of the table (mean metrics);
 * ``files``: a cache of content hashes by (path, size, mtime_ns), so a resumed scan does not
   read every file again;
-* ``meta``: ``key``, ``value``: ``schema`` (this layout: 2) and ``content_hash``, the hash
+* ``meta``: ``key``, ``value``: ``schema`` (this layout: 3) and ``content_hash``, the hash
   its content hashes were made with: ``hts128`` (hts_fast's own fast non-cryptographic
   128-bit hash) in a store made by this version, ``sha256`` (its first 128 bits) in one made
   before; a store keeps the hash it was made with, so that it resumes.
 
 A checkpoint is stored completely or not at all, so a scan killed at any moment resumes
-where it stopped, without lost or duplicated rows. A store of the first layout (the options
-JSON in every checkpoint row, no ``options`` or ``meta`` table) is migrated when opened, in
-one transaction (ids and rows unchanged).
+where it stopped, without lost or duplicated rows. Older stores are migrated when opened for
+writing, in one transaction (ids and rows unchanged): the first layout (the options JSON in
+every checkpoint row, no ``options`` or ``meta`` table) gets its options table, and a store
+of schema 1 or 2 (no ``n_failed``) gets the column, filled from its layers' statuses, and
+"partial" for its done checkpoints with failed layers. Opened read-only, such a store is not
+changed: :meth:`Store.frame` computes ``n_failed`` and "partial" the same way as it reads.
 """
 
 from __future__ import annotations
@@ -44,8 +52,11 @@ import pandas as pd
 if TYPE_CHECKING:
     from typing import Self
 
-#: The layout written by this version (meta.schema).
-SCHEMA_VERSION = 2
+#: The layout written by this version (meta.schema): 2 added the options table, 3 the
+#: checkpoints' n_failed column and the status "partial".
+SCHEMA_VERSION = 3
+#: A checkpoint's status: every layer analyzed; a table with failed layers; no table.
+CHECKPOINT_STATUSES = ("done", "partial", "failed")
 #: Page size of a new store: each checkpoint's transaction writes about 8 pages to the WAL
 #: (its rows in 5 tables and indexes, page 1), whole; small pages write and sync less.
 PAGE_SIZE = 1024
@@ -53,7 +64,7 @@ PAGE_SIZE = 1024
 NEW_STORE_HASH = "hts128"
 HASH_ALGORITHMS = ("hts128", "sha256")
 
-#: The checkpoints table's columns (schema 2), for SCHEMA and the migration to it.
+#: The checkpoints table's columns (schema 3), for SCHEMA and the migrations to it.
 _CHECKPOINT_COLUMNS = """
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -64,6 +75,7 @@ _CHECKPOINT_COLUMNS = """
     seconds REAL,
     finished REAL,
     n_layers INTEGER,
+    n_failed INTEGER,
     UNIQUE (path, content_hash, options_id)
 """
 
@@ -83,12 +95,29 @@ _MIGRATE_1_TO_2 = f"""
 INSERT OR IGNORE INTO options (text) SELECT options FROM checkpoints GROUP BY options
     ORDER BY MIN(id);
 CREATE TABLE checkpoints_v2 ({_CHECKPOINT_COLUMNS});
-INSERT INTO checkpoints_v2 SELECT c.id, c.path, c.content_hash, o.id, c.status, c.error,
+INSERT INTO checkpoints_v2 (id, path, content_hash, options_id, status, error, seconds,
+    finished, n_layers) SELECT c.id, c.path, c.content_hash, o.id, c.status, c.error,
     c.seconds, c.finished, c.n_layers FROM checkpoints c JOIN options o ON o.text = c.options
     ORDER BY c.id;
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_v2 RENAME TO checkpoints;
 """
+
+
+#: Schema 2 -> 3 (after 1 -> 2 where needed, in the same transaction): each checkpoint with a
+#: table gets its count of failed layers, and "partial" where it is not 0. The counts are
+#: grouped once into a temporary table (the layers table has no index on checkpoint_id).
+_COUNT_FAILED = """
+CREATE TEMP TABLE failed_layers (checkpoint_id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO failed_layers SELECT checkpoint_id, COUNT(*) FROM layers WHERE status = 'failed'
+    GROUP BY checkpoint_id;
+UPDATE checkpoints SET n_failed = COALESCE((SELECT n FROM failed_layers f
+    WHERE f.checkpoint_id = checkpoints.id), 0) WHERE status != 'failed';
+UPDATE checkpoints SET status = 'partial' WHERE status = 'done' AND n_failed > 0;
+DROP TABLE temp.failed_layers;
+"""
+#: The same for a store without failed-layer statuses to count (no layer ever stored).
+_NO_FAILED = "UPDATE checkpoints SET n_failed = 0 WHERE status != 'failed'"
 
 
 def canonical_options(options: dict[str, Any]) -> str:
@@ -108,6 +137,15 @@ def table_rows(frame: pd.DataFrame) -> TableRows:
     values = frame.to_numpy(dtype=object).tolist()
     rows = [tuple(v.item() if isinstance(v, np.generic) else v for v in row) for row in values]
     return [str(c) for c in frame.columns], rows
+
+
+def failed_layers(rows: TableRows) -> int:
+    """How many rows of a table have status "failed" (0 for a table without that column)."""
+    names, values = rows
+    if "status" not in names:
+        return 0
+    k = names.index("status")
+    return sum(1 for row in values if row[k] == "failed")
 
 
 def _sql_type(rows: list[tuple[Any, ...]], k: int) -> str:
@@ -141,6 +179,9 @@ class Store:
         self.readonly = readonly
         #: the checkpoints table of the first layout (options JSON in each row; readonly only)
         self.first_layout = False
+        #: whether the checkpoints table has n_failed (schema 3; False only read-only)
+        self.counts_failed = True
+        self._layer_statuses = True  # whether the layers table has a status column
         if readonly and not self.path.is_file():
             msg = f"{self.path}: no such store"
             raise FileNotFoundError(msg)
@@ -185,6 +226,9 @@ class Store:
             msg = f"{self.path}: not an hts_fast store (tables: {sorted(tables)})"
             raise ValueError(msg)
         self.first_layout = "options" in columns
+        self.counts_failed = "n_failed" in columns
+        self._layer_statuses = "status" in {
+            row[1] for row in db.execute("PRAGMA table_info(layers)")}  # fmt: skip
         schema = int(meta.get("schema", 1 if self.first_layout else SCHEMA_VERSION))
         algorithm = meta.get("content_hash", "sha256")
         try:
@@ -221,10 +265,18 @@ class Store:
                 row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}  # fmt: skip
             stored = any(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
                          for t in ("checkpoints", "files") if t in tables)  # fmt: skip
+            counted = "n_failed" in {
+                row[1] for row in db.execute("PRAGMA table_info(checkpoints)")}  # fmt: skip
             for statement in _statements(SCHEMA):
                 db.execute(statement)
             if legacy:
                 for statement in _statements(_MIGRATE_1_TO_2):
+                    db.execute(statement)
+            elif "checkpoints" in tables and not counted:
+                db.execute("ALTER TABLE checkpoints ADD COLUMN n_failed INTEGER")
+            if "checkpoints" in tables and not counted:
+                has_status = "status" in {row[1] for row in db.execute("PRAGMA table_info(layers)")}
+                for statement in _statements(_COUNT_FAILED if has_status else _NO_FAILED):
                     db.execute(statement)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             schema = int(meta.get("schema", SCHEMA_VERSION))
@@ -300,8 +352,8 @@ class Store:
         return int(row[0])
 
     def statuses(self, options: str) -> dict[tuple[str, str], str]:
-        """(path, content hash) -> "done" or "failed" of every checkpoint stored with these
-        analysis options, read in one query."""
+        """(path, content hash) -> status ("done", "partial" or "failed") of every checkpoint
+        stored with these analysis options, read in one query."""
         option_id = self._option_id(options, create=False)
         rows = self.db.execute(
             "SELECT path, content_hash, status FROM checkpoints WHERE options_id = ?",
@@ -321,7 +373,7 @@ class Store:
 
     # --- checkpoints ----------------------------------------------------------------------
     def status(self, path: str, content_hash: str, options: str) -> str | None:
-        """ "done", "failed" or None (never analyzed with these options)."""
+        """ "done", "partial", "failed" or None (never analyzed with these options)."""
         row = self.db.execute(
             "SELECT status FROM checkpoints WHERE path = ? AND content_hash = ? AND options_id = ?",
             (path, content_hash, self._option_id(options, create=False)),
@@ -361,9 +413,10 @@ class Store:
         self, path: str, content_hash: str, options: str, *,
         table: pd.DataFrame | TableRows | None, summary: dict[str, float] | None,
         error: str = "", seconds: float = math.nan, files: Iterable[FileHash] = (),
-    ) -> None:  # fmt: skip
+    ) -> str:  # fmt: skip
         """Store one checkpoint's result (replacing an earlier failed attempt) in one
-        transaction: all of it or, if the process dies, none of it.
+        transaction: all of it or, if the process dies, none of it. Returns the status
+        stored: "failed" without a table, "partial" when a layer of it failed, else "done".
 
         ``table``: the analyze() table, or its :func:`table_rows`; None for a failed
         checkpoint. ``files``: (path, size, mtime_ns, hash) of its files for the hash cache.
@@ -372,7 +425,7 @@ class Store:
         self._pending_files.extend(files)
         try:
             with self._transaction():
-                self._save(path, content_hash, options, rows, summary, error, seconds)
+                return self._save(path, content_hash, options, rows, summary, error, seconds)
         except BaseException:
             self._known.clear()  # a rolled-back ALTER TABLE leaves the caches stale
             self._inserts.clear()
@@ -382,7 +435,7 @@ class Store:
     def _save(
         self, path: str, content_hash: str, options: str, rows: TableRows | None,
         summary: dict[str, float] | None, error: str, seconds: float,
-    ) -> None:  # fmt: skip
+    ) -> str:  # fmt: skip
         db = self.db
         if self._pending_files:
             self._write_files()
@@ -396,12 +449,13 @@ class Store:
                 for name in ("layers", "summaries"):
                     db.execute(f"DELETE FROM {name} WHERE checkpoint_id = ?", old[:1])
             db.execute("DELETE FROM checkpoints WHERE id = ?", old[:1])
-        status = "failed" if rows is None else "done"
+        n_failed = None if rows is None else failed_layers(rows)
+        status = "failed" if n_failed is None else ("partial" if n_failed else "done")
         cursor = db.execute(
             "INSERT INTO checkpoints (path, content_hash, options_id, status, error, seconds, "
-            "finished, n_layers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "finished, n_layers, n_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (path, content_hash, option_id, status, error, _sql_value(seconds), time.time(),
-             None if rows is None else len(rows[1])),
+             None if rows is None else len(rows[1]), n_failed),
         )  # fmt: skip
         checkpoint_id = int(cursor.lastrowid or 0)
         if rows is not None and rows[1]:
@@ -412,6 +466,7 @@ class Store:
         self._saves += 1
         if self._saves == self._kill_at_save:
             os.kill(os.getpid(), signal.SIGKILL)
+        return status
 
     # --- reading back ---------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
@@ -419,8 +474,18 @@ class Store:
         if table == "checkpoints":  # the options as their JSON text, as in the first layout
             options = "c.options" if self.first_layout else "o.text AS options"
             join = "" if self.first_layout else "JOIN options o ON o.id = c.options_id "
-            query = (f"SELECT c.id, c.path, c.content_hash, {options}, c.status, c.error, "
-                     f"c.seconds, c.finished, c.n_layers FROM checkpoints c {join}"
+            status, counted = "c.status", "c.n_failed"
+            if not self.counts_failed:  # an older store read as it is: counted here
+                status = ("CASE WHEN c.status = 'done' AND COALESCE(f.n, 0) > 0 "
+                          "THEN 'partial' ELSE c.status END AS status")  # fmt: skip
+                counted = ("CASE WHEN c.status = 'failed' THEN NULL ELSE COALESCE(f.n, 0) END "
+                           "AS n_failed")  # fmt: skip
+                failed = ("SELECT checkpoint_id, COUNT(*) AS n FROM layers WHERE status = "
+                          "'failed' GROUP BY checkpoint_id" if self._layer_statuses
+                          else "SELECT NULL AS checkpoint_id, 0 AS n")  # fmt: skip
+                join += f"LEFT JOIN ({failed}) f ON f.checkpoint_id = c.id "
+            query = (f"SELECT c.id, c.path, c.content_hash, {options}, {status}, c.error, "
+                     f"c.seconds, c.finished, c.n_layers, {counted} FROM checkpoints c {join}"
                      "ORDER BY c.id")  # fmt: skip
             return pd.read_sql_query(query, self.db)
         query = (f"SELECT c.path, t.* FROM {table} t JOIN checkpoints c "
@@ -428,6 +493,6 @@ class Store:
         return pd.read_sql_query(query, self.db)
 
     def counts(self) -> dict[str, int]:
-        rows: Iterable[tuple[str, int]] = self.db.execute(
-            "SELECT status, COUNT(*) FROM checkpoints GROUP BY status")  # fmt: skip
-        return dict(rows)
+        """How many checkpoints have each status."""
+        sizes = self.frame("checkpoints").groupby("status").size()
+        return {str(k): int(v) for k, v in sizes.items()}
