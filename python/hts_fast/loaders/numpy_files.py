@@ -5,9 +5,10 @@ A ``.npy`` file is a magic string, a version, a header (a Python literal giving 
 ``.npy`` members (stored, or deflated by ``savez_compressed``).
 
 The whole file is validated when it is opened, before any tensor is read: the zip central
-directory, each member's ``.npy`` header (its shape x item size must be exactly the bytes
-that follow it), no member twice, and every member read once through ``zipfile`` so that
-its CRC-32 and its local header are checked (chunk by chunk: memory stays bounded). A
+directory (every member a ``.npy`` array, as ``np.savez`` writes, and none twice), each
+member's ``.npy`` header (its shape x item size must be exactly the bytes that follow it),
+and every member read once through ``zipfile`` so that its CRC-32 and its local header are
+checked (chunk by chunk: memory stays bounded). A
 ``.npy`` file's header must likewise match the file's size. Any violation raises one
 TensorReadError naming the file, the member and the numbers. Object arrays hold pickles:
 their tensors are refused when loaded (a per-tensor error), never unpickled.
@@ -108,7 +109,11 @@ def npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
         msg = f"{path}: not a readable .npz file ({exc})"
         raise TensorReadError(msg) from exc
     with archive:
-        members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
+        members = archive.infolist()
+        other = next((i.filename for i in members if not i.filename.endswith(".npy")), None)
+        if other is not None:
+            msg = f"{path}: the member {other!r} is not a .npy array"
+            raise TensorReadError(msg)
         twice = [n for n, k in Counter(i.filename for i in members).items() if k > 1]
         if twice:
             msg = f"{path}: the member {twice[0]} appears more than once in the archive"

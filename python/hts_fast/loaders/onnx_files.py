@@ -15,8 +15,9 @@ the tensor is loaded, typed fields are decoded then. Every length and count is c
 against the bytes present before anything is allocated.
 
 The whole model is validated when it is opened, before any tensor is read: the protobuf
-structure, and for every initializer a name (unique), a known data type, non-negative dims,
-and data matching dims x item size: ``raw_data`` of exactly that length, typed fields with
+wire format of the model, its graphs, nodes, attributes and value infos, and for every
+initializer a name (unique), a known data type, non-negative dims, and data matching dims x
+item size: ``raw_data`` of exactly that length, typed fields with
 exactly that many values (counted, not decoded), or external data in a regular file inside
 the model's folder that is long enough. Any violation raises one TensorReadError naming the
 model file (and the data file) with the numbers. A data type the format defines but that is
@@ -61,6 +62,36 @@ TENSOR_WIRE = {DIMS: (VARINT, LEN), DATA_TYPE: (VARINT,), SEGMENT: (LEN,),
                INT64_DATA: (VARINT, LEN), NAME: (LEN,), RAW_DATA: (LEN,), DOUBLE_DATA: (I64, LEN),
                UINT64_DATA: (VARINT, LEN), 12: (LEN,), EXTERNAL_DATA: (LEN,),
                DATA_LOCATION: (VARINT,), 16: (LEN,)}  # fmt: skip
+#: The messages around the initializers that are checked for well-formed wire format:
+#: message -> {field: (allowed wire types, the nested message checked in turn or None)}.
+_L, _V = (LEN,), (VARINT,)
+STRUCTURE: dict[str, dict[int, tuple[tuple[int, ...], str | None]]] = {
+    "ModelProto": {1: (_V, None), 2: (_L, None), 3: (_L, None), 4: (_L, None), 5: (_V, None),
+                   6: (_L, None), 7: (_L, "GraphProto"), 8: (_L, "OperatorSetIdProto"),
+                   14: (_L, None), 20: (_L, None), 25: (_L, None), 26: (_L, None)},
+    "GraphProto": {1: (_L, "NodeProto"), 2: (_L, None), 5: (_L, "TensorProto"),
+                   10: (_L, None), 11: (_L, "ValueInfoProto"), 12: (_L, "ValueInfoProto"),
+                   13: (_L, "ValueInfoProto"), 14: (_L, None), 15: (_L, None), 16: (_L, None)},
+    "OperatorSetIdProto": {1: (_L, None), 2: (_V, None)},
+    "NodeProto": {1: (_L, None), 2: (_L, None), 3: (_L, None), 4: (_L, None),
+                  5: (_L, "AttributeProto"), 6: (_L, None), 7: (_L, None), 8: (_L, None),
+                  9: (_L, None)},
+    "AttributeProto": {1: (_L, None), 2: ((I32,), None), 3: (_V, None), 4: (_L, None),
+                       5: (_L, "TensorProto"), 6: (_L, "GraphProto"), 7: ((I32, LEN), None),
+                       8: ((VARINT, LEN), None), 9: (_L, None), 10: (_L, "TensorProto"),
+                       11: (_L, "GraphProto"), 13: (_L, None), 14: (_L, None),
+                       15: (_L, None), 20: (_V, None), 21: (_L, None), 22: (_L, None),
+                       23: (_L, None)},
+    "ValueInfoProto": {1: (_L, None), 2: (_L, "TypeProto"), 3: (_L, None), 4: (_L, None)},
+    "TypeProto": {1: (_L, "TypeProto.Tensor"), 4: (_L, None), 5: (_L, None), 6: (_L, None),
+                  8: (_L, None), 9: (_L, "TypeProto.Tensor")},
+    "TypeProto.Tensor": {1: (_V, None), 2: (_L, "TensorShapeProto")},
+    "TensorShapeProto": {1: (_L, "TensorShapeProto.Dimension")},
+    "TensorShapeProto.Dimension": {1: (_V, None), 2: (_L, None), 3: (_L, None)},
+    "TensorProto": {number: (wires, None) for number, wires in TENSOR_WIRE.items()},
+}  # fmt: skip
+#: Subgraphs (inside node attributes) deeper than this are refused.
+MAX_NESTING = 32
 #: More dimensions than this are refused (NumPy's own limit is 64).
 MAX_RANK = 64
 #: Packed varints are decoded this many bytes at a time (bounds the temporary arrays).
@@ -243,7 +274,7 @@ def _parse_tensor(buf: bytes | mmap.mmap, entry: _Entry) -> None:
         elif f.number == SEGMENT:
             entry.segmented = True
         elif f.number == NAME:
-            entry.name = _text(buf, f)
+            entry.name = _text(buf, f, strict=True)
         elif f.number == RAW_DATA:
             entry.raw = (f.start, f.end - f.start)
         elif f.number == EXTERNAL_DATA:
@@ -253,8 +284,27 @@ def _parse_tensor(buf: bytes | mmap.mmap, entry: _Entry) -> None:
             entry.location = _signed(f.value)
 
 
+def _check_structure(buf: bytes | mmap.mmap, start: int, end: int, message: str,
+                     depth: int = 0) -> None:  # fmt: skip
+    """Walk the message's fields and those of the nested messages STRUCTURE names (the graph,
+    its nodes and their attributes, value infos and their types, subgraphs): raise _Malformed
+    where the wire format is broken, as a protobuf parser would. Strings, bytes and the
+    other messages are skipped by their lengths."""
+    if depth > MAX_NESTING:
+        msg = f"{message} nested more than {MAX_NESTING} deep"
+        raise _Malformed(msg)
+    schema = STRUCTURE[message]
+    wires = {number: allowed for number, (allowed, _) in schema.items()}
+    for f in _checked_fields(buf, start, end, message, wires):
+        nested = schema.get(f.number, ((), None))[1]
+        if nested is not None and f.wire == LEN:
+            _check_structure(buf, f.start, f.end, nested, depth + 1)
+
+
 def _graph_spans(buf: bytes | mmap.mmap, size: int) -> list[tuple[int, int]]:
-    """Return the byte spans of the ModelProto's graph field (several merge, as in protobuf)."""
+    """Return the byte spans of the ModelProto's graph field (several merge, as in protobuf),
+    after checking the model's structure (_check_structure)."""
+    _check_structure(buf, 0, size, "ModelProto")
     graphs, has_ir_version = [], False
     for f in _checked_fields(buf, 0, size, "ModelProto", MODEL_WIRE):
         if f.number == 1:
