@@ -162,8 +162,9 @@ def checkpoint_tensors(
 ) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
     """Return the (name, tensor) pairs of a checkpoint and the number per file read.
 
-    Raises TensorReadError for a path that is not a supported, readable checkpoint; a
-    tensor-level problem is raised only when that tensor is loaded.
+    Raises TensorReadError naming the file for a path that is not a supported checkpoint or
+    any damage to it (every reader validates the whole file first); only unsupported content
+    of a valid file (a dtype not read) is raised when that tensor is loaded.
     """
     p = Path(path)
     if p.is_dir():
