@@ -309,3 +309,53 @@ def test_duplicate_names_fail_the_whole_file(tmp_path):
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + block)
     with pytest.raises(TensorReadError, match=f"{path}: .*'x.weight' appears more than once"):
         hts_fast.analyze(path)
+
+
+def test_npz_and_npy_damage_fails_the_whole_file(tmp_path):
+    """A flipped data byte (CRC), a member that is not .npy, a .npy cut short: one error
+    naming the file, raised on opening."""
+    state = {k: v for k, v in _state(6).items() if v.ndim == 2}
+    path = tmp_path / "w.npz"
+    np.savez(path, **state)
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(state["a.weight"].tobytes()) + 7] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        TensorReadError, match=r"member a\.weight\.npy: damaged \(Bad CRC-32"
+    ) as info:
+        hts_fast.analyze(path)
+    assert str(info.value).startswith(f"{path}: ")
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "x")
+    with pytest.raises(TensorReadError, match=r"'notes\.txt' is not a \.npy array"):
+        hts_fast.analyze(path)
+    npy = tmp_path / "w.npy"
+    np.save(npy, state["a.weight"])
+    whole = npy.read_bytes()
+    npy.write_bytes(whole[:-1])
+    with pytest.raises(TensorReadError) as info:
+        hts_fast.analyze(npy)
+    assert str(info.value).startswith(f"{npy}: truncated: the .npy header declares shape (60, 40)")
+    assert "9,600 data bytes; the file holds 9,599" in str(info.value)
+
+
+def test_a_tensor_in_two_shards_fails_the_folder(tmp_path):
+    state = _state(7)
+    safetensors_numpy.save_file({"a.weight": state["a.weight"]},
+                                str(tmp_path / "model-00001-of-00002.safetensors"))  # fmt: skip
+    safetensors_numpy.save_file({"a.weight": state["a.weight"], "c.weight": state["c.weight"]},
+                                str(tmp_path / "model-00002-of-00002.safetensors"))  # fmt: skip
+    with pytest.raises(TensorReadError, match=r"the tensor 'a\.weight' sits in two shards, "
+                       r"model-00001-of-00002\.safetensors and model-00002-of-00002"):  # fmt: skip
+        hts_fast.analyze(tmp_path)
+    index = {"weight_map": {"a.weight": "model-00001-of-00002.safetensors",
+                            "c.weight": "model-00002-of-00002.safetensors"}}  # fmt: skip
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(TensorReadError, match="sits in two shards"):
+        hts_fast.analyze(tmp_path)
+    text = '{"weight_map": {"a.weight": "x.safetensors", "a.weight": "y.safetensors"}}'
+    (tmp_path / "model.safetensors.index.json").write_text(text)
+    with pytest.raises(TensorReadError, match=r"lists 'a\.weight' more than once"):
+        hts_fast.analyze(tmp_path)
