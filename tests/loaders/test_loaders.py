@@ -162,7 +162,7 @@ def test_unusable_files_raise_a_clear_error(tmp_path):
         hts_fast.analyze(short)
     huge = tmp_path / "huge.safetensors"
     _write_raw(huge, {}, b"", header_len=10**9)
-    with pytest.raises(TensorReadError, match="header length 1000000000 exceeds"):
+    with pytest.raises(TensorReadError, match=r"declares 1,000,000,000 bytes, more than"):
         hts_fast.analyze(huge)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(struct.pack("<Q", 5) + b"{nope")
@@ -175,11 +175,12 @@ def test_unusable_files_raise_a_clear_error(tmp_path):
 
 
 def test_bad_tensors_fail_their_layer_only(tmp_path):
+    """Value problems (NaN, an unsupported dtype) stay per-layer rows; the rest is read."""
     good = np.random.default_rng(4).standard_normal((20, 16)).astype(np.float32)
     nan = good.copy()
     nan[1, 1] = np.nan
     blocks = [good.tobytes(), nan.tobytes(), np.ones((20, 16), np.int32).tobytes(),
-              good.tobytes()]  # fmt: skip
+              good.tobytes(), bytes(20 * 16 // 2)]  # fmt: skip
     offsets, start = [], 0
     for block in blocks:
         offsets.append([start, start + len(block)])
@@ -189,9 +190,7 @@ def test_bad_tensors_fail_their_layer_only(tmp_path):
         "b.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": offsets[1]},
         "c.weight": {"dtype": "I32", "shape": [20, 16], "data_offsets": offsets[2]},
         "d.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": offsets[3]},
-        "e.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": [0, 100]},
-        "f.weight": {"dtype": "X9", "shape": [20, 16], "data_offsets": offsets[0]},
-        "g.weight": {"dtype": "F32", "shape": [20, 16], "data_offsets": [0, 10**7]},
+        "e.weight": {"dtype": "F4", "shape": [20, 16], "data_offsets": offsets[4]},
     }
     path = tmp_path / "bad.safetensors"
     _write_raw(path, header, b"".join(blocks))
@@ -200,38 +199,163 @@ def test_bad_tensors_fail_their_layer_only(tmp_path):
     assert df.loc["a", "alpha"] == df.loc["d", "alpha"]
     assert "NaN or Inf" in df.loc["b", "status_reason"]
     assert "unsupported dtype int32" in df.loc["c", "status_reason"]
-    assert "hold 100 bytes, shape needs 1280" in df.loc["e", "status_reason"]
-    assert "unknown dtype 'X9'" in df.loc["f", "status_reason"]
-    assert "outside the data" in df.loc["g", "status_reason"]
-    assert str(path) in df.loc["g", "status_reason"]
+    assert "dtype F4 is not supported" in df.loc["e", "status_reason"]
+    assert str(path) in df.loc["e", "status_reason"]
 
 
-def test_truncated_file_keeps_the_complete_tensors(tmp_path):
+_F32 = {"dtype": "F32", "shape": [20, 16]}
+
+
+@pytest.mark.parametrize(
+    ("entries", "data_bytes", "match"),
+    [
+        ({"a.weight": {**_F32, "data_offsets": [0, 100]}}, 100,
+         (r"tensor 'a.weight': data_offsets \[0, 100\] hold 100 bytes, shape \[20, 16\] of "
+          "F32 needs 1,280")),
+        ({"a.weight": {**_F32, "dtype": "X9", "data_offsets": [0, 1280]}}, 1280,
+         "tensor 'a.weight': unknown dtype 'X9'"),
+        ({"a.weight": {**_F32, "shape": [20, -16], "data_offsets": [0, 1280]}}, 1280,
+         "invalid shape"),
+        ({"a.weight": {**_F32, "data_offsets": [1280, 0]}}, 1280, "invalid data_offsets"),
+        ({"a.weight": {**_F32, "data_offsets": [0, 1280]},
+          "b.weight": {**_F32, "data_offsets": [1290, 2570]}}, 2570,
+         (r"'b.weight' at data bytes \[1,290, 2,570\) leaves a gap after tensor 'a.weight', "
+          "which ends at 1,280")),
+        ({"a.weight": {**_F32, "data_offsets": [0, 1280]},
+          "b.weight": {**_F32, "data_offsets": [640, 1920]}}, 1920, "overlaps tensor 'a.weight'"),
+        ({"a.weight": {**_F32, "data_offsets": [8, 1288]}}, 1288,
+         (r"'a.weight' at data bytes \[8, 1,288\) leaves a gap after tensor 'z.weight', "
+          "which ends at 0")),
+        ({"a.weight": {**_F32, "data_offsets": [0, 1280]}}, 1281,
+         "trailing bytes: the header declares 1,280 data bytes, the file holds 1,281"),
+        ({"a.weight": {**_F32, "data_offsets": [0, 1280]}}, 1000,
+         "truncated: the header declares 1,280 data bytes, the file holds 1,000"),
+        ({"a.weight": [0, 1280]}, 1280, "the entry is not an object"),
+    ],
+)  # fmt: skip
+def test_a_damaged_header_fails_the_whole_file(tmp_path, entries, data_bytes, match):
+    """Any entry that does not fit the file makes the file unreadable: one error naming it,
+    raised before any layer is analyzed (the good tensors are not analyzed on their own)."""
+    path = tmp_path / "bad.safetensors"
+    _write_raw(path, {"z.weight": {**_F32, "shape": [0], "data_offsets": [0, 0]}, **entries},
+               bytes(data_bytes))  # fmt: skip
+    with pytest.raises(TensorReadError, match=match) as info:
+        hts_fast.analyze(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_every_truncation_fails_the_whole_file(tmp_path):
+    """Cuts in the length field, in the header, inside the first tensor, at every tensor
+    boundary and one byte short of the end: each is one error naming the file, with the
+    numbers (the declared data bytes and those the file holds)."""
     state = _state(5)
     path = tmp_path / "model.safetensors"
     safetensors_numpy.save_file(state, str(path))
     raw = path.read_bytes()
-    cut = len(raw) - 500
-    path.write_bytes(raw[:cut])
     header_len = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8 : 8 + header_len])
-    broken = {k[: -len(".weight")] for k, v in header.items()
-              if k.endswith(".weight") and 8 + header_len + v["data_offsets"][1] > cut}  # fmt: skip
-    assert broken  # the cut lands inside at least one weight
-    df = hts_fast.analyze(path, min_evals=0).set_index("name")
-    for name, row in df.iterrows():
-        if name in broken:
-            assert row["status"] == "failed"
-            assert "truncated?" in row["status_reason"]
-        else:
-            assert row["status"] == "success", name
+    data_start, data_bytes = 8 + header_len, len(raw) - 8 - header_len
+    ends = sorted(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    assert ends[-1] == data_bytes
+    assert len(ends) == len(state)
+    first_tensor = data_start + min(e for e in ends if e > 0) // 2
+    cuts = {"in the length field": 5, "in the header": 8 + header_len // 2,
+            "inside the first tensor": first_tensor, "one byte short": len(raw) - 1}  # fmt: skip
+    cuts.update({f"at the boundary after {e}": data_start + e for e in ends[:-1]})
+    for what, cut in cuts.items():
+        path.write_bytes(raw[:cut])
+        with pytest.raises(TensorReadError) as info:
+            hts_fast.analyze(path, min_evals=0)
+        message = str(info.value)
+        assert message.startswith(f"{path}: truncated: "), (what, message)
+        if cut >= data_start:
+            assert message == (f"{path}: truncated: the header declares {data_bytes:,} data "
+                               f"bytes, the file holds {cut - data_start:,}"), what  # fmt: skip
+    path.write_bytes(raw)
+    assert (hts_fast.analyze(path, min_evals=0)["status"] == "success").all()
 
 
-def test_duplicate_names_are_reported(tmp_path):
+def test_a_header_promising_terabytes_is_refused_without_allocating(tmp_path):
+    """A 10^6 x 10^6 float32 tensor (4 TB) declared in a 100-byte file: refused from the
+    header alone; Python's allocations while opening stay tiny (tracemalloc) and the process
+    does not grow (peak RSS)."""
+    import resource
+    import tracemalloc
+
+    header = {"w.weight": {"dtype": "F32", "shape": [10**6, 10**6],
+                           "data_offsets": [0, 4 * 10**12]}}  # fmt: skip
+    path = tmp_path / "huge.safetensors"
+    _write_raw(path, header, bytes(64))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    tracemalloc.start()
+    try:
+        with pytest.raises(TensorReadError) as info:
+            hts_fast.analyze(path)
+        _, traced_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{path}: truncated: the header declares 4,000,000,000,000 data "
+                               "bytes, the file holds 64")  # fmt: skip
+    assert traced_peak < 16 << 20, f"{traced_peak} bytes allocated while refusing the file"
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert grown_kib < 64 << 10, f"peak RSS grew by {grown_kib} KiB"
+
+
+def test_duplicate_names_fail_the_whole_file(tmp_path):
     block = np.ones((10, 10), np.float32).tobytes()
     entry = '{"dtype": "F32", "shape": [10, 10], "data_offsets": [0, 400]}'
     blob = ('{"x.weight": ' + entry + ', "x.weight": ' + entry + "}").encode()
     path = tmp_path / "dup.safetensors"
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + block)
-    df = hts_fast.analyze(path)
-    assert "appears more than once" in df.loc[0, "status_reason"]
+    with pytest.raises(TensorReadError, match=f"{path}: .*'x.weight' appears more than once"):
+        hts_fast.analyze(path)
+
+
+def test_npz_and_npy_damage_fails_the_whole_file(tmp_path):
+    """A flipped data byte (CRC), a member that is not .npy, a .npy cut short: one error
+    naming the file, raised on opening."""
+    state = {k: v for k, v in _state(6).items() if v.ndim == 2}
+    path = tmp_path / "w.npz"
+    np.savez(path, **state)
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(state["a.weight"].tobytes()) + 7] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        TensorReadError, match=r"member a\.weight\.npy: damaged \(Bad CRC-32"
+    ) as info:
+        hts_fast.analyze(path)
+    assert str(info.value).startswith(f"{path}: ")
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "x")
+    with pytest.raises(TensorReadError, match=r"'notes\.txt' is not a \.npy array"):
+        hts_fast.analyze(path)
+    npy = tmp_path / "w.npy"
+    np.save(npy, state["a.weight"])
+    whole = npy.read_bytes()
+    npy.write_bytes(whole[:-1])
+    with pytest.raises(TensorReadError) as info:
+        hts_fast.analyze(npy)
+    assert str(info.value).startswith(f"{npy}: truncated: the .npy header declares shape (60, 40)")
+    assert "9,600 data bytes; the file holds 9,599" in str(info.value)
+
+
+def test_a_tensor_in_two_shards_fails_the_folder(tmp_path):
+    state = _state(7)
+    safetensors_numpy.save_file({"a.weight": state["a.weight"]},
+                                str(tmp_path / "model-00001-of-00002.safetensors"))  # fmt: skip
+    safetensors_numpy.save_file({"a.weight": state["a.weight"], "c.weight": state["c.weight"]},
+                                str(tmp_path / "model-00002-of-00002.safetensors"))  # fmt: skip
+    with pytest.raises(TensorReadError, match=r"the tensor 'a\.weight' sits in two shards, "
+                       r"model-00001-of-00002\.safetensors and model-00002-of-00002"):  # fmt: skip
+        hts_fast.analyze(tmp_path)
+    index = {"weight_map": {"a.weight": "model-00001-of-00002.safetensors",
+                            "c.weight": "model-00002-of-00002.safetensors"}}  # fmt: skip
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(TensorReadError, match="sits in two shards"):
+        hts_fast.analyze(tmp_path)
+    text = '{"weight_map": {"a.weight": "x.safetensors", "a.weight": "y.safetensors"}}'
+    (tmp_path / "model.safetensors.index.json").write_text(text)
+    with pytest.raises(TensorReadError, match=r"lists 'a\.weight' more than once"):
+        hts_fast.analyze(tmp_path)

@@ -368,70 +368,76 @@ def test_unsupported_quantizations_fail_per_tensor(gguf: Any, tmp_path: Path,
     assert np.array_equal(tensors["blk.0.attn_v.weight"].load(), w)
 
 
-def test_broken_tensor_infos_fail_per_tensor(tmp_path: Path) -> None:
-    good = _info("good.weight", [8, 2], 0, 0)
-    data = _f32(16) + _f32(8, 100.0) + b"\0" * 32
+def test_scalar_empty_and_padded_tensors_are_laid_out_as_llama_cpp_does(tmp_path: Path) -> None:
     tensors = _open(tmp_path, _handmade([
-        good,
-        _info("beyond.weight", [8, 2], 0, 1 << 40),
-        _info("partly.weight", [8, 16], 0, 64),
-        _info("misaligned.weight", [8], 0, 4),
-        _info("unknown.weight", [8], 99, 0),
-        _info("removed.weight", [8], 4, 0),
-        _info("row.weight", [48, 2], 8, 0),
-        _info("huge.weight", [0, 2**62, 2], 0, 0),
-        _info(b"bad\xffname", [8], 0, 0),
-        _info("dup.weight", [8], 0, 64),
-        _info("dup.weight", [8], 0, 64),
+        _info("good.weight", [8, 2], 0, 0),
         _info("scalar.weight", [], 0, 64),
-        _info("empty.weight", [0, 4], 1, 0),
-        _info("tied.weight", [8, 2], 0, 0),
-    ], data))  # fmt: skip
+        _info("empty.weight", [0, 4], 1, 96),
+        _info("last.weight", [8], 0, 96),
+    ], _f32(16) + _f32(1, 100.0) + _f32(8, 7.0)))  # fmt: skip
     assert np.array_equal(tensors["good.weight"].load(), np.arange(16).reshape(2, 8))
-    assert tensors["tied.weight"].identity == tensors["good.weight"].identity
-    _fails(tensors["beyond.weight"], "lies outside the file")
-    _fails(tensors["partly.weight"], "lies outside the file")
-    _fails(tensors["misaligned.weight"], "data offset 4 is not a multiple of the alignment 32")
-    _fails(tensors["unknown.weight"], "unknown ggml tensor type 99")
-    _fails(tensors["removed.weight"], "unknown ggml tensor type 4")
-    _fails(tensors["row.weight"], "row length 48 is not a multiple of the Q8_0 block size 32")
-    _fails(tensors["huge.weight"], "out of range")
-    _fails(tensors["bad\\xffname"], "not valid UTF-8")
-    _fails(tensors["dup.weight"], "appears more than once")
     scalar = tensors["scalar.weight"]
     assert scalar.shape == ()
     assert scalar.load() == 100.0
     empty = tensors["empty.weight"].load()
     assert empty.shape == (4, 0)
     assert empty.dtype == np.float16
+    assert np.array_equal(tensors["last.weight"].load(), np.arange(8) + 7.0)
 
 
-def test_duplicated_names_fail_both(tmp_path: Path) -> None:
-    path = tmp_path / "dup.gguf"
-    path.write_bytes(_handmade([_info("a", [8], 0, 0), _info("b", [8], 0, 32),
-                                _info("a", [8], 0, 32)], _f32(8) + _f32(8, 8.0)))  # fmt: skip
-    listed = gguf_tensors(path)
-    assert [name for name, _ in listed] == ["a", "b", "a"]
-    _fails(listed[0][1], "appears more than once")
-    _fails(listed[2][1], "appears more than once")
-    assert np.array_equal(listed[1][1].load(), np.arange(8, 16))
+_GOOD = _info("good.weight", [8, 2], 0, 0)
 
 
-def test_truncated_data_fails_per_tensor(gguf: Any, tmp_path: Path, weights: Any) -> None:
+@pytest.mark.parametrize(
+    ("infos", "data", "reason"),
+    [
+        ([_GOOD, _info("beyond.weight", [8, 2], 0, 1 << 40)], _f32(16) * 2,
+         "tensor 'beyond.weight': data offset 1,099,511,627,776, the layout expects 64"),
+        ([_GOOD, _info("misaligned.weight", [8], 0, 4)], _f32(16) + _f32(8),
+         "tensor 'misaligned.weight': data offset 4, the layout expects 64"),
+        ([_GOOD, _info("tied.weight", [8, 2], 0, 0)], _f32(16) * 2,
+         "tensor 'tied.weight': data offset 0, the layout expects 64"),
+        ([_GOOD, _info("partly.weight", [8, 16], 0, 64)], _f32(16) + _f32(8, 100.0),
+         "truncated: the tensor infos declare 576 data bytes after byte"),
+        ([_info("unknown.weight", [8], 99, 0)], _f32(8), "unknown ggml tensor type 99"),
+        ([_info("removed.weight", [8], 4, 0)], _f32(8), "unknown ggml tensor type 4"),
+        ([_info("row.weight", [48, 2], 8, 0)], _f32(64),
+         "row length 48 is not a multiple of the Q8_0 block size 32"),
+        ([_info("huge.weight", [0, 2**62, 2], 0, 0)], b"", "out of range"),
+        ([_info(b"bad\xffname", [8], 0, 0)], _f32(8), "not valid UTF-8"),
+        ([_info("a", [8], 0, 0), _info("b", [8], 0, 32), _info("a", [8], 0, 64)],
+         _f32(8) * 3, "tensor 'a': the name appears more than once"),
+    ],
+)  # fmt: skip
+def test_broken_tensor_infos_fail_the_whole_file(tmp_path: Path, infos: list[bytes], data: bytes,
+                                                 reason: str) -> None:  # fmt: skip
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(_handmade(infos, data))
+    with pytest.raises(TensorReadError) as info:
+        gguf_tensors(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert reason in str(info.value)
+
+
+def test_every_truncation_of_the_data_fails_the_whole_file(gguf: Any, tmp_path: Path,
+                                                           weights: Any) -> None:  # fmt: skip
     w = weights["w"]
     q8, q8_type = _quantized(gguf, w, "Q8_0")
     path = _write(gguf, tmp_path / "cut.gguf", [("a.weight", w, None), ("b.weight", q8, q8_type)])
     full = path.read_bytes()
     tensors = dict(gguf_tensors(path))
+    data_start = tensors["a.weight"].identity[2]
     second = tensors["b.weight"].identity[2]
-    for cut in (second + 100, second, second - 1000):
+    declared = second - data_start + q8.nbytes
+    assert data_start + declared == len(full)
+    for cut in (data_start + 100, second, second + 100, len(full) - 1):
         path.write_bytes(full[:cut])
-        tensors = dict(gguf_tensors(path))
-        _fails(tensors["b.weight"], "lies outside the file")
-        if cut >= second:
-            assert np.array_equal(tensors["a.weight"].load(), w)
-        else:
-            _fails(tensors["a.weight"], "truncated?")
+        with pytest.raises(TensorReadError) as info:
+            gguf_tensors(path)
+        assert str(info.value) == (
+            f"{path}: truncated: the tensor infos declare {declared:,} data bytes after byte "
+            f"{data_start:,}, the file holds {cut - data_start:,}"
+        )
 
 
 def test_file_shrinking_after_open_raises_tensor_read_error(gguf: Any, tmp_path: Path) -> None:
@@ -557,6 +563,9 @@ _BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\x00" * 8, b"\xff" * 8,
 
 
 def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
+    """A mutated file is refused as a whole (TensorReadError naming it) or every tensor loads
+    with its declared shape; the only per-tensor error left is a quantization not read here
+    (a type id mutated into another known type of the same size)."""
     valid = gguf_model_bytes()
     path = tmp_path / "fuzz.gguf"
     path.write_bytes(valid)
@@ -564,14 +573,15 @@ def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
     assert [t.load().shape for _, t in baseline] == [(12, 32), (16, 64), (8, 64), (64,), (6, 32)]
     header_end = min(t.identity[2] for _, t in baseline)
     rng = np.random.default_rng(2024)
-    outcomes = {"opened": 0, "refused": 0, "tensor errors": 0}
+    outcomes = {"opened": 0, "refused": 0}
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    start = time.perf_counter()
     for case in range(FUZZ_CASES):
         path.write_bytes(mutate(rng, valid, _BOUNDARY, focus_end=header_end, max_span=32))
         try:
             tensors = gguf_tensors(path)
-        except TensorReadError:
+        except TensorReadError as exc:
+            if not str(exc).startswith(f"{path}: "):
+                pytest.fail(f"case {case}: the error does not name the file: {exc}")
             outcomes["refused"] += 1
             continue
         except Exception as exc:  # noqa: BLE001 - any other exception is a finding
@@ -580,16 +590,14 @@ def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
         for name, tensor in tensors:
             try:
                 array = tensor.load()
-            except TensorReadError:
-                outcomes["tensor errors"] += 1
+            except TensorReadError as exc:
+                if UNSUPPORTED not in str(exc):
+                    pytest.fail(f"case {case}: {name!r} failed for a read reason: {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001
                 pytest.fail(f"case {case}: loading {name!r} raised {type(exc).__name__}: {exc}")
             assert array.shape == tensor.shape
-    elapsed = time.perf_counter() - start
     assert outcomes["opened"] > 0
     assert outcomes["refused"] > 0
-    assert outcomes["tensor errors"] > 0
-    assert elapsed < 20, f"{FUZZ_CASES} cases took {elapsed:.1f} s"
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"

@@ -544,3 +544,48 @@ def test_bad_datasets_fail_alone(h5py, tmp_path):
         assert str(path) in str(info.value)
         assert repr(name) in str(info.value)
     assert tensors["good.weight"].load().shape == (3, 4)  # still readable afterwards
+
+
+def test_damaged_structure_refuses_the_whole_file(h5py, saved, tmp_path):
+    """A dataset listed but absent, or data cut off: one error naming the file, raised when
+    it is opened; every cut of a weights file is refused whole."""
+    path = tmp_path / "legacy.h5"
+    _write_legacy(h5py, path, whole_model=False)
+    with h5py.File(path, "r+") as f:
+        del f["dense/dense/bias:0"]
+    with pytest.raises(TensorReadError) as info:
+        keras_tensors(path)
+    assert str(info.value) == (f"{path}: damaged HDF5 file: dataset /dense/dense/bias:0: no "
+                               "'bias:0' in /dense/dense")  # fmt: skip
+    _, paths = saved
+    data = paths[".weights.h5"].read_bytes()
+    cut = tmp_path / "cut.weights.h5"
+    for end in (5, len(data) // 4, len(data) // 2, len(data) - 1):
+        cut.write_bytes(data[:end])
+        with pytest.raises(TensorReadError) as info:
+            keras_tensors(cut)
+        assert str(info.value).startswith(f"{cut}: "), end
+
+
+def test_chunks_outside_the_file_refuse_it(h5py, tmp_path, monkeypatch):
+    """A chunk whose recorded extent passes the end of the file (checked from the chunk
+    index, before any data is read): the file size is shrunk in the check to simulate it."""
+    path = tmp_path / "chunked.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.ones((64, 64), np.float32),
+                         chunks=(16, 64))  # fmt: skip
+        last = f["layers/dense/vars/0"].id.get_chunk_info(3)
+    assert len(keras_tensors(path)) == 1
+    from hts_fast.loaders import keras_files
+
+    size = last.byte_offset + last.size - 1
+    real = keras_files._storage_problem
+    monkeypatch.setattr(keras_files, "_storage_problem",
+                        lambda dataset, nbytes, _: real(dataset, nbytes, size))  # fmt: skip
+    with pytest.raises(TensorReadError) as info:
+        keras_tensors(path)
+    assert str(info.value) == (
+        f"{path}: damaged HDF5 file: dataset /layers/dense/vars/0: a chunk at bytes "
+        f"[{last.byte_offset:,}, {last.byte_offset + last.size:,}) reaches beyond the end of "
+        f"the file ({size:,} bytes; truncated?)"
+    )

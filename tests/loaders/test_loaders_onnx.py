@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import resource
 import struct
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hts_fast.loaders import LazyTensor, TensorReadError
-from hts_fast.loaders.onnx_files import onnx_tensors
+from hts_fast.loaders.onnx_files import UNREADABLE_TYPES, onnx_tensors
 
 from ..conftest import _require
 from ..mutations import mutate
@@ -131,6 +130,16 @@ def _is_memmap(array: np.ndarray) -> bool:
             return True
         array = array.base if isinstance(array.base, np.ndarray) else None
     return False
+
+
+def _assert_refused(path: Path, *fragments: str) -> None:
+    """Opening the model raises one TensorReadError naming it and saying what is wrong."""
+    with pytest.raises(TensorReadError) as info:
+        onnx_tensors(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a readable ONNX model ("), message
+    for fragment in fragments:
+        assert fragment in message
 
 
 def _assert_fails(tensor: LazyTensor, path: Path, *fragments: str) -> None:
@@ -396,26 +405,24 @@ BAD_EXTERNAL = {
 
 @pytest.mark.parametrize("case", sorted(BAD_EXTERNAL))
 def test_external_data_refused(tmp_path, case):
-    path, arrays = _external_model(tmp_path / "m")
+    path, _ = _external_model(tmp_path / "m")
     (tmp_path / "outside.bin").write_bytes((tmp_path / "m" / "weights.bin").read_bytes())
     (tmp_path / "m" / "link.bin").symlink_to(tmp_path / "outside.bin")
     entries, fragment = BAD_EXTERNAL[case]
     _set_external(path, "w2", **entries)
-    tensors = dict(onnx_tensors(path))
-    _assert_fails(tensors["w2"], path, fragment)
-    for name in ("w1", "w3"):
-        np.testing.assert_array_equal(tensors[name].load(), arrays[name])
+    _assert_refused(path, "initializer 'w2': ", fragment)
 
 
 def test_external_data_truncated_file(tmp_path):
     path, arrays = _external_model(tmp_path / "m")
     data = tmp_path / "m" / "weights.bin"
-    data.write_bytes(data.read_bytes()[:-10])  # w3 is stored last
+    full = data.read_bytes()
+    data.write_bytes(full[:-10])  # w3 is stored last
+    _assert_refused(path, "initializer 'w3': ", str(data.resolve()), "truncated")
+    # the data file shrinks after the model was opened: the tensor's load fails
+    data.write_bytes(full)
     tensors = dict(onnx_tensors(path))
-    _assert_fails(tensors["w3"], path, str(data.resolve()), "truncated")
     np.testing.assert_array_equal(tensors["w1"].load(), arrays["w1"])
-    # the data file shrinks after the model was opened
-    tensors = dict(onnx_tensors(path))
     data.write_bytes(b"")
     _assert_fails(tensors["w1"], path, str(data.resolve()))
 
@@ -452,30 +459,42 @@ def _corrupt_initializer(onnx: Any, case: str) -> Any:
     return tensor
 
 
-CORRUPT = {
-    "raw_data length": "raw_data holds 44 bytes",
-    "negative dim": "negative dimension",
-    "unknown data type": "unknown data type 99",
+#: initializers the format allows but hts_fast does not read: a per-tensor error
+UNSUPPORTED = {
     "string": "data type STRING (8) holds text",
     "complex64": "data type COMPLEX64 (14) is not a real floating-point type",
     "int4": "INT4 (22)",
-    "float_data count": "float_data holds 5 values, shape (2, 3) needs 6",
-    "int32_data count": "int32_data holds 7 values",
-    "no data": "holds 0 values",
     "segment": "segmented",
+}
+#: damaged initializers: the whole model is refused
+CORRUPT = {
+    "raw_data length": "raw_data holds 44 bytes, shape (3, 4) x float32 needs 48",
+    "negative dim": "negative dimension",
+    "unknown data type": "unknown data type 99",
+    "float_data count": "float_data holds 5 values, shape (2, 3) needs 6",
+    "int32_data count": "int32_data holds 7 values, shape (2, 3) needs 6",
+    "no data": "float_data holds 0 values, shape (2,) needs 2",
     "no data type": "UNDEFINED (0)",
 }
 
 
-@pytest.mark.parametrize("case", sorted(CORRUPT))
-def test_bad_initializer_fails_alone(tmp_path, case):
+@pytest.mark.parametrize("case", sorted(UNSUPPORTED))
+def test_unsupported_initializer_fails_alone(tmp_path, case):
     onnx = _onnx()
     good = onnx.numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "good")
     path = _save(tmp_path / "bad.onnx", _model(_corrupt_initializer(onnx, case), good))
     tensors = dict(onnx_tensors(path))
     assert list(tensors) == ["bad", "good"]
-    _assert_fails(tensors["bad"], path, CORRUPT[case])
+    _assert_fails(tensors["bad"], path, UNSUPPORTED[case])
     np.testing.assert_array_equal(tensors["good"].load(), np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_damaged_initializer_refuses_the_model(tmp_path, case):
+    onnx = _onnx()
+    good = onnx.numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "good")
+    path = _save(tmp_path / "bad.onnx", _model(_corrupt_initializer(onnx, case), good))
+    _assert_refused(path, "initializer 'bad': ", CORRUPT[case])
 
 
 def test_duplicated_names(tmp_path):
@@ -483,11 +502,7 @@ def test_duplicated_names(tmp_path):
     first = onnx.numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
     second = onnx.numpy_helper.from_array(np.zeros((2, 2), np.float32), "w")
     path = _save(tmp_path / "dup.onnx", _model(first, second, second))
-    tensors = onnx_tensors(path)
-    assert [n for n, _ in tensors] == ["w", "w", "w"]
-    np.testing.assert_array_equal(tensors[0][1].load(), np.ones((2, 2)))
-    for _, tensor in tensors[1:]:
-        _assert_fails(tensor, path, "duplicated name")
+    _assert_refused(path, "initializer 'w': the name appears more than once")
 
 
 CRAFTED = {
@@ -517,18 +532,12 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize("case", sorted(CRAFTED))
-def test_damaged_tensor_bytes_fail_alone(tmp_path, case):
+def test_damaged_tensor_bytes_refuse_the_model(tmp_path, case):
     payload, fragment = CRAFTED[case]
     good = _raw_tensor("good", np.arange(4, dtype=np.float32))
     path = tmp_path / "crafted.onnx"
     path.write_bytes(_crafted_model(payload, good))
-    tensors = onnx_tensors(path)
-    assert len(tensors) == 2
-    name, bad = tensors[0]
-    assert name in ("bad", "<initializer 0>")
-    _assert_fails(bad, path, fragment)
-    assert tensors[1][0] == "good"
-    np.testing.assert_array_equal(tensors[1][1].load(), np.arange(4))
+    _assert_refused(path, fragment)
 
 
 NOT_ONNX = {
@@ -611,42 +620,40 @@ def test_large_tensor_is_not_read_before_load(tmp_path):
 
 
 def test_mutated_models_never_crash(tmp_path):
+    """A mutated model is refused as a whole (TensorReadError naming it) or every tensor
+    loads with its declared shape; the only per-tensor error left is a data type the format
+    defines but hts_fast does not read (a data_type mutated into one)."""
     valid = onnx_model_bytes()
     path = tmp_path / "fuzz.onnx"
     path.write_bytes(valid)
     assert len([t.load() for _, t in onnx_tensors(path)]) == 4
     rng = np.random.default_rng(6)
-    outcomes = {"refused": 0, "loaded": 0, "tensor failed": 0}
+    outcomes = {"refused": 0, "loaded": 0}
+    unsupported = tuple(f"({code}) {why}" for code, (_, why) in UNREADABLE_TYPES.items())
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    slowest = 0.0
     for case in range(CASES):
         # without resizing, protobuf lengths mostly stay intact: damage lands inside tensors
         path.write_bytes(mutate(rng, valid, BOUNDARY, resize=case % 2 == 0))
-        start = time.perf_counter()
-        refusal = ""
         try:
             tensors = onnx_tensors(path)
         except TensorReadError as exc:
-            refusal, tensors = str(exc), []
+            if not str(exc).startswith(f"{path}: "):
+                pytest.fail(f"case {case}: the error does not name the file: {exc}")
+            outcomes["refused"] += 1
+            continue
         except Exception as exc:  # noqa: BLE001 - any other exception is a finding
             pytest.fail(f"case {case}: {type(exc).__name__}: {exc}")
-        if refusal:
-            assert str(path) in refusal
-            outcomes["refused"] += 1
         for name, tensor in tensors:
-            failure = ""
             try:
-                tensor.load()
+                array = tensor.load()
             except TensorReadError as exc:
-                failure = str(exc)
+                if not any(reason in str(exc) for reason in unsupported):
+                    pytest.fail(f"case {case}: {name!r} failed for a read reason: {exc}")
+                continue
             except Exception as exc:  # noqa: BLE001
                 pytest.fail(f"case {case}, tensor {name!r}: {type(exc).__name__}: {exc}")
-            if failure:
-                assert str(path) in failure
-                assert repr(name) in failure
-            outcomes["tensor failed" if failure else "loaded"] += 1
-        slowest = max(slowest, time.perf_counter() - start)
+            assert array.shape == tensor.shape
+            outcomes["loaded"] += 1
     assert min(outcomes.values()) > 0, outcomes
-    assert slowest < 2.0, f"one case took {slowest:.1f} s"
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"

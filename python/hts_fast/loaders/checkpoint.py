@@ -3,9 +3,11 @@
 * a ``.safetensors`` file: its tensors, names sorted;
 * a Hugging Face folder: ``model*.safetensors`` shards; with ``model.safetensors.index.json``
   the index's ``weight_map`` order grouped by shard file (shards sorted by name; a shard it
-  names that is missing or unreadable, or a tensor it lists that its shard lacks, fails the
-  whole checkpoint), else each shard's sorted names, shard after shard; without them ``adapter_model*.safetensors`` (a
-  PEFT adapter), then ``pytorch_model*.bin`` and ``adapter_model*.bin`` shards;
+  names that is missing or damaged, a tensor it lists twice or that its shard lacks, or a
+  tensor in two shards fails the whole checkpoint), else each shard's sorted names, shard
+  after shard (a tensor in two shards fails it); without them
+  ``adapter_model*.safetensors`` (a PEFT adapter), then ``pytorch_model*.bin`` and
+  ``adapter_model*.bin`` shards;
 * an ``.npz`` file: its arrays in file order, shapes from the headers, data on demand
   (object arrays refused);
 * a torch ``.bin``/``.pt``/``.pth`` zip checkpoint (or a folder of ``pytorch_model*.bin``
@@ -21,19 +23,14 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import re
-import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.lib import format as npformat
-
-from .lazy import LazyTensor, TensorReadError, failing_tensor
+from .lazy import LazyTensor, TensorReadError
+from .numpy_files import npy_tensor, npz_tensors
 from .safetensors_files import SafetensorsFile
 from .torch_zip import torch_zip_tensors
 
@@ -41,61 +38,11 @@ INDEX_NAME = "model.safetensors.index.json"
 #: What a folder's weights are looked for as, first match wins (WeightWatcher's order).
 FOLDER_PATTERNS = ("model*.safetensors", "adapter_model*.safetensors", "pytorch_model*.bin",
                    "adapter_model*.bin")  # fmt: skip
-#: What zipfile and numpy's .npy reader raise on damaged archives.
-_ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-               NotImplementedError)  # fmt: skip
 
 
 def is_checkpoint_path(obj: object) -> bool:
     """Whether ``obj`` is a path analyze() should open as a checkpoint."""
     return isinstance(obj, str | os.PathLike)
-
-
-def _npz_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> LazyTensor:
-    """One ``.npy`` member: shape and dtype from its header, data read on demand.
-
-    The header is checked against the member's size before anything is allocated, and
-    object (pickled) arrays are refused.
-    """
-    name = info.filename[: -len(".npy")]
-    source = str(path)
-    try:
-        with archive.open(info) as f:
-            version = npformat.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = npformat.read_array_header_1_0(f)
-            else:
-                shape, _, dtype = npformat.read_array_header_2_0(f)
-    except _ZIP_ERRORS as exc:
-        return failing_tensor(name, (), "?", source, f"unreadable .npy header ({exc})")
-    if dtype.hasobject:
-        return failing_tensor(name, tuple(shape), str(dtype), source,
-                              "object arrays hold pickles and are refused")  # fmt: skip
-    needed = math.prod(shape) * dtype.itemsize
-    if needed > info.file_size:
-        return failing_tensor(name, tuple(shape), str(dtype), source,
-                              f"header needs {needed} bytes, the member holds {info.file_size}")  # fmt: skip
-
-    def load() -> np.ndarray:
-        try:
-            with zipfile.ZipFile(path) as again, again.open(info.filename) as f:
-                return npformat.read_array(f, allow_pickle=False)
-        except _ZIP_ERRORS as exc:
-            msg = f"{source}: tensor {name!r}: {exc}"
-            raise TensorReadError(msg) from exc
-
-    return LazyTensor(name, tuple(shape), str(dtype), load, source)
-
-
-def _npz_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except _ZIP_ERRORS as exc:
-        msg = f"{path}: not a readable .npz file ({exc})"
-        raise TensorReadError(msg) from exc
-    with archive:
-        members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
-        return [(m.filename[: -len(".npy")], _npz_member(archive, m, path)) for m in members]
 
 
 def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:
@@ -112,20 +59,53 @@ def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:
     return shards or files
 
 
+def _weight_map(index: Path) -> dict[str, Any]:
+    """The index's ``weight_map`` (tensor name -> shard file name); TensorReadError naming
+    the index when it is not JSON, has no such object, or lists a tensor twice."""
+
+    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                msg = f"{index}: lists {key!r} more than once"
+                raise TensorReadError(msg)
+            result[key] = value
+        return result
+
+    try:
+        weight_map = json.loads(index.read_text(), object_pairs_hook=refuse_duplicates)
+        weight_map = weight_map["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, TensorReadError):
+            raise
+        msg = f"{index}: not a valid safetensors index ({exc})"
+        raise TensorReadError(msg) from exc
+    if not isinstance(weight_map, dict):
+        msg = f"{index}: not a valid safetensors index (weight_map is not an object)"
+        raise TensorReadError(msg)
+    return weight_map
+
+
+def _no_tensor_twice(shards: list[tuple[Path, list[str]]]) -> None:
+    """Raise TensorReadError when a tensor name sits in two shard files."""
+    seen: dict[str, Path] = {}
+    for path, names in shards:
+        for name in names:
+            if name in seen:
+                msg = (f"{path.parent}: the tensor {name!r} sits in two shards, "
+                       f"{seen[name].name} and {path.name}")  # fmt: skip
+                raise TensorReadError(msg)
+            seen[name] = path
+
+
 def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
     index = folder / INDEX_NAME
     if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            msg = f"{index}: not a valid safetensors index ({exc})"
-            raise TensorReadError(msg) from exc
-        if not isinstance(weight_map, dict):
-            msg = f"{index}: not a valid safetensors index (weight_map is not an object)"
-            raise TensorReadError(msg)
-        tensors = []
-        for shard in sorted(set(weight_map.values())):
+        weight_map = _weight_map(index)
+        tensors, opened_shards = [], []
+        for shard in sorted(set(weight_map.values()), key=str):
             opened = _indexed_shard(index, folder, shard)
+            opened_shards.append((opened.path, opened.names()))
             present = set(opened.names())
             for name, file in weight_map.items():
                 if file != shard:
@@ -134,6 +114,7 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
                     msg = f"{index}: lists {name!r} in {shard}, which does not hold it"
                     raise TensorReadError(msg)
                 tensors.append((name, opened.tensor(name)))
+        _no_tensor_twice(opened_shards)
         return tensors, [len(tensors)]
     for pattern in FOLDER_PATTERNS:
         files = _shards(folder, pattern)
@@ -144,12 +125,15 @@ def _folder_tensors(folder: Path) -> tuple[list[tuple[str, LazyTensor]], list[in
         raise TensorReadError(msg)
     if files[0].suffix == ".bin":
         per_file = [torch_zip_tensors(b) for b in files]
+        _no_tensor_twice([(f, [n for n, _ in t]) for f, t in zip(files, per_file, strict=True)])
         return [t for tensors in per_file for t in tensors], [len(t) for t in per_file]
-    tensors, counts = [], []
+    tensors, counts, opened_shards = [], [], []
     for shard in files:
         opened = SafetensorsFile(shard)
+        opened_shards.append((shard, opened.names()))
         tensors.extend((name, opened.tensor(name)) for name in opened.names())
         counts.append(len(opened.names()))
+    _no_tensor_twice(opened_shards)
     return tensors, counts
 
 
@@ -178,8 +162,9 @@ def checkpoint_tensors(
 ) -> tuple[list[tuple[str, LazyTensor]], list[int]]:
     """Return the (name, tensor) pairs of a checkpoint and the number per file read.
 
-    Raises TensorReadError for a path that is not a supported, readable checkpoint; a
-    tensor-level problem is raised only when that tensor is loaded.
+    Raises TensorReadError naming the file for a path that is not a supported checkpoint or
+    any damage to it (every reader validates the whole file first); only unsupported content
+    of a valid file (a dtype not read) is raised when that tensor is loaded.
     """
     p = Path(path)
     if p.is_dir():
@@ -191,7 +176,7 @@ def checkpoint_tensors(
     if suffix == ".safetensors":
         opened = SafetensorsFile(p)
         return [(name, opened.tensor(name)) for name in opened.names()], [len(opened.names())]
-    readers = {".npz": _npz_tensors, ".npy": _npy_tensor, ".bin": torch_zip_tensors,
+    readers = {".npz": npz_tensors, ".npy": npy_tensor, ".bin": torch_zip_tensors,
                ".pt": torch_zip_tensors, ".pth": torch_zip_tensors, ".onnx": _onnx,
                ".keras": _keras, ".h5": _keras, ".hdf5": _keras, ".gguf": _gguf}  # fmt: skip
     if suffix not in readers:
@@ -207,43 +192,6 @@ def checkpoint_format(path: str | os.PathLike[str]) -> str:
     layer, named as stored, as WeightWatcher's ONNX iterator) or "state_dict" (the
     ``.weight`` tensors, WeightWatcher's state-dict rules)."""
     return "onnx" if Path(path).suffix.lower() == ".onnx" else "state_dict"
-
-
-def _npy_tensor(path: Path) -> list[tuple[str, LazyTensor]]:
-    """A single ``.npy`` array, named after the file (``<stem>.weight``), memory-mapped."""
-    name = path.stem if path.stem.endswith(".weight") else f"{path.stem}.weight"
-    source = str(path)
-    try:
-        with path.open("rb") as f:
-            version = npformat.read_magic(f)
-            read_header = (npformat.read_array_header_1_0 if version == (1, 0)
-                           else npformat.read_array_header_2_0)  # fmt: skip
-            shape, fortran, dtype = read_header(f)
-            offset = f.tell()
-    except (OSError, ValueError, EOFError) as exc:
-        msg = f"{source}: not a readable .npy file ({exc})"
-        raise TensorReadError(msg) from exc
-    if dtype.hasobject:
-        return [(name, failing_tensor(name, tuple(shape), str(dtype), source,
-                                      "object arrays hold pickles and are refused"))]  # fmt: skip
-    needed = math.prod(shape) * dtype.itemsize
-    if offset + needed > path.stat().st_size:
-        return [(name, failing_tensor(name, tuple(shape), str(dtype), source,
-                                      f"header needs {needed} bytes after offset {offset}, "
-                                      f"the file has {path.stat().st_size}"))]  # fmt: skip
-
-    def load() -> np.ndarray:
-        if needed == 0:
-            return np.zeros(shape, dtype)
-        try:
-            order = "F" if fortran else "C"
-            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape),
-                             order=order)  # fmt: skip
-        except (OSError, ValueError) as exc:
-            msg = f"{source}: tensor {name!r}: {exc}"
-            raise TensorReadError(msg) from exc
-
-    return [(name, LazyTensor(name, tuple(shape), str(dtype), load, source, ("npy", source)))]
 
 
 def _optional_reader(module: str, function: str) -> Callable[[Path], list[tuple[str, LazyTensor]]]:

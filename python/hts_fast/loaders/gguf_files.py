@@ -11,11 +11,14 @@ UTF-8 bytes. The data section starts at the end of the infos rounded up to the a
 
 Every count and length is checked against the bytes left in the file before anything is read
 or allocated, so a damaged header is refused (TensorReadError naming the file) instead of
-allocating or looping per a bogus count. A tensor whose data lies outside the file, whose
-offset is misaligned, whose name is duplicated or whose type is unknown or unsupported
-becomes a per-tensor error; the other tensors stay readable. Data is memory-mapped and
-converted only when a tensor is loaded; Q8_0 and Q4_0 blocks are dequantized here, chunk by
-chunk, into float32.
+allocating or looping per a bogus count. The whole file is then validated before any tensor
+is read, as llama.cpp does: every name UTF-8 and unique, every type known, every row a whole
+number of blocks, the data laid out in info order (each tensor at the previous one's end
+rounded up to the alignment) and the last tensor ending inside the file. Any violation is
+one TensorReadError naming the file and giving the numbers; only a known quantization that
+is not read here stays a per-tensor error, raised when that tensor is loaded. Data is
+memory-mapped and converted only when a tensor is loaded; Q8_0 and Q4_0 blocks are
+dequantized here, chunk by chunk, into float32.
 """
 
 from __future__ import annotations
@@ -224,31 +227,51 @@ def _parse(buf: mmap.mmap, size: int) -> tuple[list[_TensorInfo], int, int]:
     return infos, data_start, alignment
 
 
-def _problem(info: _TensorInfo, duplicated: bool, data_start: int, alignment: int,
-             size: int) -> str:  # fmt: skip
-    """Why the tensor cannot be read, or "" when its info is sound."""
-    kind = GGML_TYPES.get(info.type_id)
+def _nbytes(info: _TensorInfo, path: Path) -> int:
+    """The bytes of one tensor's data, its info checked: UTF-8 name, known ggml type, sizes
+    in range, rows of whole blocks; TensorReadError naming the file and tensor otherwise."""
+    where = f"{path}: tensor {info.name!r}"
     if not info.name_is_utf8:
-        return "the name is not valid UTF-8"
-    if duplicated:
-        return "the name appears more than once in the file"
+        msg = f"{where}: the name is not valid UTF-8"
+        raise TensorReadError(msg)
+    kind = GGML_TYPES.get(info.type_id)
     if kind is None:
-        return f"unknown ggml tensor type {info.type_id}"
+        msg = f"{where}: unknown ggml tensor type {info.type_id}"
+        raise TensorReadError(msg)
     name, block, type_size = kind
-    if name not in SUPPORTED:
-        return f"quantization {name} is not supported ({_SUPPORTED_NOTE})"
     if math.prod(max(d, 1) for d in info.dims) * 8 >= 2**63:  # NumPy's limit, even when empty
-        return f"dimensions {list(info.dims)} out of range"
+        msg = f"{where}: dimensions {list(info.dims)} out of range"
+        raise TensorReadError(msg)
     row = info.dims[0] if info.dims else 1
     if row % block:
-        return f"row length {row} is not a multiple of the {name} block size {block}"
-    if info.offset % alignment:
-        return f"data offset {info.offset} is not a multiple of the alignment {alignment}"
-    begin = data_start + info.offset
-    end = begin + math.prod(info.dims) // block * type_size
-    if end > size:
-        return f"data [{begin}, {end}) lies outside the file ({size} bytes; truncated?)"
-    return ""
+        msg = f"{where}: row length {row} is not a multiple of the {name} block size {block}"
+        raise TensorReadError(msg)
+    return math.prod(info.dims) // block * type_size
+
+
+def _check_layout(path: Path, infos: list[_TensorInfo], data_start: int, alignment: int,
+                  size: int) -> None:  # fmt: skip
+    """The tensors' data as llama.cpp lays it out: in info order, each starting where the
+    previous one ends rounded up to the alignment, the last one ending inside the file; no
+    name twice. Raise TensorReadError naming the file and giving the numbers otherwise."""
+    names = Counter(info.name for info in infos)
+    expected = end = 0
+    for info in infos:
+        if names[info.name] > 1:
+            msg = f"{path}: tensor {info.name!r}: the name appears more than once in the file"
+            raise TensorReadError(msg)
+        nbytes = _nbytes(info, path)
+        if info.offset != expected:
+            msg = (f"{path}: tensor {info.name!r}: data offset {info.offset:,}, the layout "
+                   f"expects {expected:,} (tensors follow each other in info order, each "
+                   f"padded to the alignment {alignment})")  # fmt: skip
+            raise TensorReadError(msg)
+        end = expected + nbytes
+        expected = -(-end // alignment) * alignment
+    if data_start + end > size:
+        msg = (f"{path}: truncated: the tensor infos declare {end:,} data bytes after byte "
+               f"{data_start:,}, the file holds {max(size - data_start, 0):,}")  # fmt: skip
+        raise TensorReadError(msg)
 
 
 def _scales(blocks: np.ndarray) -> np.ndarray:
@@ -311,19 +334,20 @@ def _loader(path: Path, name: str, kind: tuple[str, int, int], shape: tuple[int,
     return load
 
 
-def _entry(path: Path, info: _TensorInfo, duplicated: bool, data_start: int, alignment: int,
-           size: int) -> LazyTensor:  # fmt: skip
+def _entry(path: Path, info: _TensorInfo, data_start: int) -> LazyTensor:
+    """The LazyTensor of one checked tensor info (see _check_layout); an unsupported
+    quantization fails when loaded."""
     source = str(path)
     shape = tuple(reversed(info.dims))
-    kind = GGML_TYPES.get(info.type_id, ("?", 1, 1))
+    kind = GGML_TYPES[info.type_id]
     type_name = kind[0]
-    dtype = SUPPORTED[type_name][0] if type_name in SUPPORTED else type_name.lower()
-    problem = _problem(info, duplicated, data_start, alignment, size)
-    if problem:
-        return failing_tensor(info.name, shape, dtype, source, problem)
+    if type_name not in SUPPORTED:
+        reason = f"quantization {type_name} is not supported ({_SUPPORTED_NOTE})"
+        return failing_tensor(info.name, shape, type_name.lower(), source, reason)
     begin = data_start + info.offset
-    return LazyTensor(info.name, shape, dtype, _loader(path, info.name, kind, shape, begin),
-                      source, identity=("gguf", str(path.resolve()), begin))  # fmt: skip
+    return LazyTensor(info.name, shape, SUPPORTED[type_name][0],
+                      _loader(path, info.name, kind, shape, begin), source,
+                      identity=("gguf", str(path.resolve()), begin))  # fmt: skip
 
 
 def gguf_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
@@ -333,8 +357,8 @@ def gguf_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
     ``ne = [n_in, n_out]`` is returned as ``(n_out, n_in)``, the layout of a PyTorch Linear
     weight. Loading gives F32 -> float32, F16 -> float16, F64 -> float64, I8..I64 -> integers
     (all memory-mapped), BF16 -> float32 (exact), Q8_0 and Q4_0 -> float32 (dequantized).
-    Other quantizations load as TensorReadError. Raises TensorReadError when the file is not
-    a readable GGUF file; a tensor-level problem is raised only when that tensor is loaded.
+    Other quantizations load as TensorReadError. Raises TensorReadError naming the file when
+    it is not a readable GGUF file or any part of it is damaged.
     """
     path = Path(path)
     try:
@@ -351,8 +375,5 @@ def gguf_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
     except OSError as exc:
         msg = f"{path}: not a readable GGUF file ({exc})"
         raise TensorReadError(msg) from exc
-    names = Counter(info.name for info in infos)
-    return [
-        (info.name, _entry(path, info, names[info.name] > 1, data_start, alignment, size))
-        for info in infos
-    ]
+    _check_layout(path, infos, data_start, alignment, size)
+    return [(info.name, _entry(path, info, data_start)) for info in infos]

@@ -55,6 +55,14 @@ tensor is loaded, one dataset at a time: float16/32/64 as such, integers as inte
 bfloat16 (which Keras stores as 2-byte opaque data tagged ``dtype="bfloat16"``) widened
 exactly to float32. Other HDF5 types (strings, compounds, references), datasets stored
 in external files, virtual datasets and links to other files are refused per tensor.
+
+The file's structure is validated when it is opened, before any tensor is read: every
+group and dataset header readable, every dataset a layer names present, every dataset's
+data stored and inside the file (a contiguous dataset's extent, each chunk of a chunked
+one). A violation, or any error h5py raises while walking the file, is one TensorReadError
+naming the file. Compressed chunks are decompressed, and their checksums checked, only when
+their tensor is loaded (checking them up front would read the whole file): a damaged chunk
+fails its tensor then.
 """
 
 from __future__ import annotations
@@ -112,6 +120,16 @@ MHA_SUBLAYERS = {"query_dense": "query", "key_dense": "key", "value_dense": "val
 #: Keras 3 groups that hold a Sequential/Functional model's layers
 LAYER_CONTAINERS = ("layers", "_layer_checkpoint_dependencies")
 QUANTIZED_PREFIXES = ("int8", "int4", "float8", "gptq", "awq")
+
+
+class _Damaged(Exception):
+    """The HDF5 structure is damaged; becomes one TensorReadError naming the file."""
+
+
+def _is_refusal(problem: str) -> bool:
+    """Whether _child's or _storage_problem's reason refuses a valid feature (a link
+    elsewhere, external storage), as opposed to describing damage."""
+    return problem.endswith("refused") or "only plain members are read" in problem
 
 
 def _h5py() -> Any:
@@ -491,15 +509,37 @@ def _storage_problem(dataset: Any, nbytes: int, file_size: int) -> str:
         if stored == 0:
             return "no data stored for it"
         if nbytes > stored * MAX_EXPANSION:
-            return f"it claims {nbytes} bytes from {stored} stored, refused"
+            return f"it claims {nbytes:,} bytes from {stored:,} stored"
+        return _chunk_problem(dataset, file_size)
     return ""
 
 
+def _chunk_problem(dataset: Any, file_size: int) -> str:
+    """Why a chunk of the dataset lies outside the file, or "" (chunk headers only)."""
+    outside: list[str] = []
+
+    def check(chunk: Any) -> None:
+        if not outside and chunk.byte_offset + chunk.size > file_size:
+            outside.append(f"a chunk at bytes [{chunk.byte_offset:,}, "
+                           f"{chunk.byte_offset + chunk.size:,}) reaches beyond the end of the "
+                           f"file ({file_size:,} bytes; truncated?)")  # fmt: skip
+
+    if hasattr(dataset.id, "chunk_iter"):
+        dataset.id.chunk_iter(check)
+    else:  # older HDF5: one query per chunk
+        for i in range(dataset.id.get_num_chunks()):
+            check(dataset.id.get_chunk_info(i))
+    return outside[0] if outside else ""
+
+
 def _inspect(root: Any, variable: _Variable, file_size: int) -> _Variable:
-    """Fill in the variable's shape and dtype, or the reason it cannot be read."""
+    """Fill in the variable's shape and dtype, or the reason it is not read (a feature
+    refused per tensor); raise _Damaged when its header or data is damaged."""
     try:
         dataset, problem = _resolve(root, variable.h5path)
         if dataset is None:
+            if not _is_refusal(problem):
+                raise _Damaged(f"dataset {variable.h5path}: {problem}")
             variable.problem = problem
             return variable
         if dataset.shape is None:
@@ -510,8 +550,10 @@ def _inspect(root: Any, variable: _Variable, file_size: int) -> _Variable:
         if not variable.problem:
             nbytes = math.prod(variable.shape) * dataset.dtype.itemsize
             variable.problem = _storage_problem(dataset, nbytes, file_size)
+            if variable.problem and not _is_refusal(variable.problem):
+                raise _Damaged(f"dataset {variable.h5path}: {variable.problem}")
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        variable.problem = f"unreadable dataset header ({exc})"
+        raise _Damaged(f"dataset {variable.h5path}: unreadable header ({exc})") from None
     return variable
 
 
@@ -542,8 +584,10 @@ class _Walk:
             child, problem = _child(group, key)
             if isinstance(child, h5py.Group):
                 found.append((key, child))
-            elif child is None:
+            elif child is None and _is_refusal(problem):
                 self.broken.append((".".join((*path, key)), problem))
+            elif child is None:
+                raise _Damaged(f"group {group.name}: {problem}")
         return found
 
     def visit(self, group: Any, path: tuple[str, ...], spec: _Spec | None, mode: str,
@@ -564,8 +608,7 @@ class _Walk:
                                                spec, mode, role, variables))  # fmt: skip
             visits = self.sublayers(children, path, spec, mode, depth)
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            self.broken.append((".".join(path) or "model", f"unreadable group ({exc})"))
-            return
+            raise _Damaged(f"group {group.name}: unreadable ({exc})") from None
         for child, child_path, child_spec, child_mode, child_role in visits:
             self.visit(child, child_path, child_spec, child_mode, child_role, depth + 1)
 
@@ -625,13 +668,16 @@ def _legacy_layers(source: _Source, root: Any, weights: Any, spec: _Spec | None,
     for layer_name in layer_names:
         try:
             group, problem = _child(weights, layer_name)
-            if group is None or not isinstance(group, h5py.Group):
-                walk.broken.append((layer_name, problem or "not a group"))
+            if group is None and _is_refusal(problem):
+                walk.broken.append((layer_name, problem))
                 continue
+            if group is None or not isinstance(group, h5py.Group):
+                msg = f"layer {layer_name!r} listed in layer_names: {problem or 'not a group'}"
+                raise _Damaged(msg)
             weight_names = _name_list(group.attrs, "weight_names") or []
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            walk.broken.append((layer_name, f"unreadable layer group ({exc})"))
-            continue
+            msg = f"layer {layer_name!r}: unreadable layer group ({exc})"
+            raise _Damaged(msg) from None
         by_sub: dict[tuple[str, ...], list[_Variable]] = {}
         for weight_name in weight_names:
             parts = [p for p in re.sub(r":\d+$", "", weight_name).split("/") if p]
@@ -840,6 +886,9 @@ def _read_source(source: _Source, spec: _Spec | None) -> list[tuple[str, LazyTen
         text = str(exc)
         msg = text if text.startswith(source.label) else f"{source.label}: {text}"
         raise TensorReadError(msg) from exc
+    except _Damaged as exc:
+        msg = f"{source.label}: damaged HDF5 file: {exc}"
+        raise TensorReadError(msg) from None
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         msg = f"{source.label}: not a readable HDF5 file ({exc})"
         raise TensorReadError(msg) from exc
@@ -848,9 +897,11 @@ def _read_source(source: _Source, spec: _Spec | None) -> list[tuple[str, LazyTen
 def keras_tensors(path: str | os.PathLike[str]) -> list[tuple[str, LazyTensor]]:
     """Return the (name, tensor) pairs of a ``.keras`` archive or a Keras ``.h5`` file.
 
-    Names and layouts are described in the module docstring. Raises TensorReadError for a
-    file that is not a readable Keras file (or when h5py is missing); a tensor-level
-    problem is raised only when that tensor is loaded.
+    Names and layouts are described in the module docstring. Raises TensorReadError naming
+    the file when it is not a readable Keras file, its structure is damaged, or h5py is
+    missing; a feature refused per tensor (a link elsewhere, external storage, a
+    non-numeric type) or a damaged compressed chunk is raised only when that tensor is
+    loaded.
     """
     p = Path(path)
     if not p.is_file():

@@ -9,7 +9,10 @@ import numpy as np
 
 
 class TensorReadError(ValueError):
-    """A tensor in a checkpoint cannot be read; the message names the file and tensor."""
+    """A checkpoint, or a tensor in it, cannot be read; the message names the file (and the
+    tensor). Raised when a file is opened for any damage to it (the readers validate the
+    whole file first), and when a tensor is loaded only for content that is not read (an
+    unsupported dtype) or a file changed since it was opened."""
 
 
 class LazyTensor:

@@ -12,13 +12,19 @@ EXTERNAL, in a file beside the model named by the ``external_data`` (13) key/val
 A minimal protobuf wire-format parser walks the file through a read-only memory map and
 records where each tensor's bytes are; ``raw_data`` and external data are memory-mapped when
 the tensor is loaded, typed fields are decoded then. Every length and count is checked
-against the bytes present before anything is allocated. A broken initializer (unknown,
-text, complex or packed sub-byte data type, negative dimension, data not matching the shape,
-duplicated name, external data missing, truncated or outside the model's folder) becomes a
-per-tensor error; a file that is not a protobuf ModelProto with a graph raises
-TensorReadError. Not read: sparse initializers (graph field 15), constants inside nodes and
-subgraphs, training-only initializers, and external data checksums (checking one would read
-the whole data file).
+against the bytes present before anything is allocated.
+
+The whole model is validated when it is opened, before any tensor is read: the protobuf
+wire format of the model, its graphs, nodes, attributes and value infos, and for every
+initializer a name (unique), a known data type, non-negative dims, and data matching dims x
+item size: ``raw_data`` of exactly that length, typed fields with
+exactly that many values (counted, not decoded), or external data in a regular file inside
+the model's folder that is long enough. Any violation raises one TensorReadError naming the
+model file (and the data file) with the numbers. A data type the format defines but that is
+not read here (text, complex, packed sub-byte, exponent-only) and segmented tensors stay
+per-tensor errors, raised when that tensor is loaded. Not read: sparse initializers (graph
+field 15), constants inside nodes and subgraphs, training-only initializers, and external
+data checksums (checking one would read the whole data file).
 """
 
 from __future__ import annotations
@@ -56,6 +62,36 @@ TENSOR_WIRE = {DIMS: (VARINT, LEN), DATA_TYPE: (VARINT,), SEGMENT: (LEN,),
                INT64_DATA: (VARINT, LEN), NAME: (LEN,), RAW_DATA: (LEN,), DOUBLE_DATA: (I64, LEN),
                UINT64_DATA: (VARINT, LEN), 12: (LEN,), EXTERNAL_DATA: (LEN,),
                DATA_LOCATION: (VARINT,), 16: (LEN,)}  # fmt: skip
+#: The messages around the initializers that are checked for well-formed wire format:
+#: message -> {field: (allowed wire types, the nested message checked in turn or None)}.
+_L, _V = (LEN,), (VARINT,)
+STRUCTURE: dict[str, dict[int, tuple[tuple[int, ...], str | None]]] = {
+    "ModelProto": {1: (_V, None), 2: (_L, None), 3: (_L, None), 4: (_L, None), 5: (_V, None),
+                   6: (_L, None), 7: (_L, "GraphProto"), 8: (_L, "OperatorSetIdProto"),
+                   14: (_L, None), 20: (_L, None), 25: (_L, None), 26: (_L, None)},
+    "GraphProto": {1: (_L, "NodeProto"), 2: (_L, None), 5: (_L, "TensorProto"),
+                   10: (_L, None), 11: (_L, "ValueInfoProto"), 12: (_L, "ValueInfoProto"),
+                   13: (_L, "ValueInfoProto"), 14: (_L, None), 15: (_L, None), 16: (_L, None)},
+    "OperatorSetIdProto": {1: (_L, None), 2: (_V, None)},
+    "NodeProto": {1: (_L, None), 2: (_L, None), 3: (_L, None), 4: (_L, None),
+                  5: (_L, "AttributeProto"), 6: (_L, None), 7: (_L, None), 8: (_L, None),
+                  9: (_L, None)},
+    "AttributeProto": {1: (_L, None), 2: ((I32,), None), 3: (_V, None), 4: (_L, None),
+                       5: (_L, "TensorProto"), 6: (_L, "GraphProto"), 7: ((I32, LEN), None),
+                       8: ((VARINT, LEN), None), 9: (_L, None), 10: (_L, "TensorProto"),
+                       11: (_L, "GraphProto"), 13: (_L, None), 14: (_L, None),
+                       15: (_L, None), 20: (_V, None), 21: (_L, None), 22: (_L, None),
+                       23: (_L, None)},
+    "ValueInfoProto": {1: (_L, None), 2: (_L, "TypeProto"), 3: (_L, None), 4: (_L, None)},
+    "TypeProto": {1: (_L, "TypeProto.Tensor"), 4: (_L, None), 5: (_L, None), 6: (_L, None),
+                  8: (_L, None), 9: (_L, "TypeProto.Tensor")},
+    "TypeProto.Tensor": {1: (_V, None), 2: (_L, "TensorShapeProto")},
+    "TensorShapeProto": {1: (_L, "TensorShapeProto.Dimension")},
+    "TensorShapeProto.Dimension": {1: (_V, None), 2: (_L, None), 3: (_L, None)},
+    "TensorProto": {number: (wires, None) for number, wires in TENSOR_WIRE.items()},
+}  # fmt: skip
+#: Subgraphs (inside node attributes) deeper than this are refused.
+MAX_NESTING = 32
 #: More dimensions than this are refused (NumPy's own limit is 64).
 MAX_RANK = 64
 #: Packed varints are decoded this many bytes at a time (bounds the temporary arrays).
@@ -238,7 +274,7 @@ def _parse_tensor(buf: bytes | mmap.mmap, entry: _Entry) -> None:
         elif f.number == SEGMENT:
             entry.segmented = True
         elif f.number == NAME:
-            entry.name = _text(buf, f)
+            entry.name = _text(buf, f, strict=True)
         elif f.number == RAW_DATA:
             entry.raw = (f.start, f.end - f.start)
         elif f.number == EXTERNAL_DATA:
@@ -248,8 +284,27 @@ def _parse_tensor(buf: bytes | mmap.mmap, entry: _Entry) -> None:
             entry.location = _signed(f.value)
 
 
+def _check_structure(buf: bytes | mmap.mmap, start: int, end: int, message: str,
+                     depth: int = 0) -> None:  # fmt: skip
+    """Walk the message's fields and those of the nested messages STRUCTURE names (the graph,
+    its nodes and their attributes, value infos and their types, subgraphs): raise _Malformed
+    where the wire format is broken, as a protobuf parser would. Strings, bytes and the
+    other messages are skipped by their lengths."""
+    if depth > MAX_NESTING:
+        msg = f"{message} nested more than {MAX_NESTING} deep"
+        raise _Malformed(msg)
+    schema = STRUCTURE[message]
+    wires = {number: allowed for number, (allowed, _) in schema.items()}
+    for f in _checked_fields(buf, start, end, message, wires):
+        nested = schema.get(f.number, ((), None))[1]
+        if nested is not None and f.wire == LEN:
+            _check_structure(buf, f.start, f.end, nested, depth + 1)
+
+
 def _graph_spans(buf: bytes | mmap.mmap, size: int) -> list[tuple[int, int]]:
-    """Return the byte spans of the ModelProto's graph field (several merge, as in protobuf)."""
+    """Return the byte spans of the ModelProto's graph field (several merge, as in protobuf),
+    after checking the model's structure (_check_structure)."""
+    _check_structure(buf, 0, size, "ModelProto")
     graphs, has_ir_version = [], False
     for f in _checked_fields(buf, 0, size, "ModelProto", MODEL_WIRE):
         if f.number == 1:
@@ -485,8 +540,49 @@ def _mapped_loader(data_path: Path, offset: int, name: str, shape: tuple[int, ..
     return load
 
 
+def _count_varints(buf: bytes | mmap.mmap, start: int, end: int) -> int:
+    """The number of packed varints in ``buf[start:end]``, checked as _decode_varints would,
+    without decoding them; VARINT_CHUNK bytes are copied at a time (no view of ``buf`` is
+    kept, so a memory map can be closed even while the error propagates)."""
+    count, last_end = 0, -1
+    for at in range(0, end - start, VARINT_CHUNK):
+        chunk = np.frombuffer(buf[start + at : min(start + at + VARINT_CHUNK, end)], np.uint8)
+        ends = np.flatnonzero(chunk < 0x80) + at
+        reach = ends if ends.size else np.array([at + chunk.size - 1])
+        if int(np.diff(reach, prepend=last_end).max()) > 10:
+            msg = "varint longer than 10 bytes"
+            raise _Malformed(msg)
+        if ends.size:
+            count += ends.size
+            last_end = int(ends[-1])
+    if last_end != end - start - 1:
+        msg = "packed varints end inside a value"
+        raise _Malformed(msg)
+    return count
+
+
+def _typed_count(buf: bytes | mmap.mmap, entry: _Entry, number: int) -> int:
+    """How many values the repeated field ``number`` holds in the entry's TensorProto,
+    packed and unpacked occurrences together; raise _Malformed on bad bytes."""
+    itemsize = {FLOAT_DATA: 4, DOUBLE_DATA: 8}.get(number)
+    count = 0
+    for f in _checked_fields(buf, entry.start, entry.end, "TensorProto", TENSOR_WIRE):
+        if f.number != number:
+            continue
+        if f.wire != LEN:
+            count += 1
+        elif itemsize:
+            if f.value % itemsize:
+                msg = f"packed {FIELD_NAMES[number]} of {f.value} bytes is not whole values"
+                raise _Malformed(msg)
+            count += f.value // itemsize
+        elif f.value:
+            count += _count_varints(buf, f.start, f.end)
+    return count
+
+
 def _entry_problem(entry: _Entry, kind: OnnxType | None) -> str:
-    """Why the entry cannot be read, or "" (data locations are checked separately)."""
+    """Why the entry makes the model unreadable, or "" (data sizes are checked separately)."""
     if entry.problems:
         return entry.problems[0]
     if not entry.name:
@@ -495,9 +591,7 @@ def _entry_problem(entry: _Entry, kind: OnnxType | None) -> str:
         return f"more than {MAX_RANK} dimensions"
     if any(d < 0 for d in entry.dims):
         return f"negative dimension in dims {entry.dims}"
-    if entry.segmented:
-        return "segmented tensors (TensorProto.segment) are not supported"
-    if kind is None:
+    if kind is None and (entry.data_type not in UNREADABLE_TYPES or entry.data_type == 0):
         onnx_name, why = UNREADABLE_TYPES.get(entry.data_type, ("", ""))
         if not onnx_name:
             return f"unknown data type {entry.data_type}"
@@ -507,44 +601,67 @@ def _entry_problem(entry: _Entry, kind: OnnxType | None) -> str:
     return ""
 
 
-def _initializer(entry: _Entry, name: str, path: Path, resolved: Path,
-                 duplicate: bool) -> LazyTensor:  # fmt: skip
-    """The LazyTensor for one parsed TensorProto (a failing one when it cannot be read);
-    ``resolved`` is the model file's resolved path, for ``identity``."""
+def _unsupported(entry: _Entry, kind: OnnxType | None) -> str:
+    """Why a well-formed entry is not read here, or "" (a per-tensor error, not a damaged
+    file)."""
+    if kind is None:
+        onnx_name, why = UNREADABLE_TYPES[entry.data_type]
+        return f"data type {onnx_name} ({entry.data_type}) {why}"
+    if entry.segmented:
+        return "segmented tensors (TensorProto.segment) are not supported"
+    return ""
+
+
+def _initializer(buf: bytes | mmap.mmap, entry: _Entry, name: str, path: Path,
+                 resolved: Path) -> LazyTensor:  # fmt: skip
+    """The LazyTensor for one parsed TensorProto, its data checked against its shape;
+    ``resolved`` is the model file's resolved path, for ``identity``. Raises _Malformed
+    saying what is wrong when the entry makes the model unreadable."""
     source = str(path)
     kind = DATA_TYPES.get(entry.data_type)
-    unreadable = UNREADABLE_TYPES.get(entry.data_type)
-    dtype = kind.dtype if kind else unreadable[0].lower() if unreadable else "?"
-    problem = "duplicated name" if duplicate else _entry_problem(entry, kind)
-    valid_dims = len(entry.dims) <= MAX_RANK and all(d >= 0 for d in entry.dims)
-    shape = tuple(entry.dims) if valid_dims else ()
-    if problem or kind is None:
-        return failing_tensor(name, shape, dtype, source, problem)
+    problem = _entry_problem(entry, kind)
+    if problem:
+        raise _Malformed(f"initializer {name!r}: {problem}")
+    shape = tuple(entry.dims)
+    unsupported = _unsupported(entry, kind)
+    if kind is None or unsupported:
+        dtype = kind.dtype if kind else UNREADABLE_TYPES[entry.data_type][0].lower()
+        return failing_tensor(name, shape, dtype, source, unsupported)
     needed = math.prod(shape) * np.dtype(kind.storage).itemsize
     if entry.location == EXTERNAL:
         try:
             data_path, offset = _external_span(entry, path.parent, needed)
         except _Malformed as exc:
-            return failing_tensor(name, shape, dtype, source, str(exc))
+            raise _Malformed(f"initializer {name!r}: {exc}") from None
         identity = ("onnx", str(data_path), offset)
         loader = _mapped_loader(data_path, offset, name, shape, kind, source)
-        return LazyTensor(name, shape, dtype, loader, source, identity)
+        return LazyTensor(name, shape, kind.dtype, loader, source, identity)
     if entry.raw is not None:
         offset, length = entry.raw
         if length != needed:
-            problem = f"raw_data holds {length} bytes, shape {shape} x {dtype} needs {needed}"
-            return failing_tensor(name, shape, dtype, source, problem)
+            msg = (f"initializer {name!r}: raw_data holds {length:,} bytes, shape {shape} x "
+                   f"{kind.dtype} needs {needed:,}")  # fmt: skip
+            raise _Malformed(msg)
         loader = _mapped_loader(resolved, offset, name, shape, kind, source)
-        return LazyTensor(name, shape, dtype, loader, source, ("onnx", str(resolved), offset))
-    return LazyTensor(name, shape, dtype, _typed_loader(path, entry, name, shape, kind), source)
+        return LazyTensor(name, shape, kind.dtype, loader, source, ("onnx", str(resolved), offset))
+    try:
+        count = _typed_count(buf, entry, kind.field)
+    except _Malformed as exc:
+        raise _Malformed(f"initializer {name!r}: {exc}") from None
+    if count != math.prod(shape):
+        msg = (f"initializer {name!r}: {FIELD_NAMES[kind.field]} holds {count:,} values, "
+               f"shape {shape} needs {math.prod(shape):,}")  # fmt: skip
+        raise _Malformed(msg)
+    return LazyTensor(name, shape, kind.dtype, _typed_loader(path, entry, name, shape, kind),
+                      source)  # fmt: skip
 
 
 def onnx_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
     """Return the (name, tensor) pairs of an ONNX model's graph initializers, in file order.
 
-    Raises TensorReadError for a file that is not a readable ONNX ModelProto; a problem with
-    one initializer (its entry or its data) is raised only when that tensor is loaded. An
-    unnamed or damaged initializer is listed as ``<initializer N>`` (N counts from 0).
+    Raises TensorReadError naming the file when it is not a readable ONNX ModelProto or any
+    initializer is damaged (see the module docstring); a data type that is not read here is
+    raised only when that tensor is loaded.
     """
     path = Path(path)
     try:
@@ -559,15 +676,18 @@ def onnx_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
                 raise TensorReadError(msg)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 entries = _entries(buf, len(buf))
+                tensors, seen = [], set()
+                for index, entry in enumerate(entries):
+                    name = entry.name or f"<initializer {index}>"
+                    if name in seen:
+                        msg = f"initializer {name!r}: the name appears more than once"
+                        raise _Malformed(msg)
+                    seen.add(name)
+                    tensors.append((name, _initializer(buf, entry, name, path, resolved)))
     except OSError as exc:
         msg = f"{path}: cannot be read ({exc})"
         raise TensorReadError(msg) from exc
     except _Malformed as exc:
         msg = f"{path}: not a readable ONNX model ({exc})"
         raise TensorReadError(msg) from None
-    tensors, seen = [], set()
-    for index, entry in enumerate(entries):
-        name = entry.name or f"<initializer {index}>"
-        tensors.append((name, _initializer(entry, name, path, resolved, name in seen)))
-        seen.add(name)
     return tensors

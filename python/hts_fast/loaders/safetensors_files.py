@@ -2,10 +2,16 @@
 
 Layout: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor name to
 ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets relative to the byte after the
-header), an optional ``"__metadata__"`` entry, then the raw little-endian data. Every header
-entry is checked against the file: unknown dtypes, negative or non-integer shapes, offsets
-outside the data or not matching shape x item size, and duplicated names become per-tensor
-errors; the other tensors stay readable.
+header), an optional ``"__metadata__"`` entry, then the raw little-endian data.
+
+The whole file is validated when it is opened, before any tensor is read: the header length
+against the file, the JSON, every entry (a known dtype, a shape of non-negative integers,
+``end - begin`` equal to the shape's byte length, no name twice), the tensors' byte ranges
+tiling the data exactly (no gap, no overlap), and the file size equal to 8 + header + data.
+Any violation raises one TensorReadError naming the file and giving the numbers; nothing is
+allocated from a declared size before it has been checked against the file. Only a dtype the
+format defines but hts_fast does not read (``F4``, ``F6_*``, ``F8_E8M0``, ``C64``) stays a
+per-tensor error, raised when that tensor is loaded.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -31,6 +37,9 @@ DTYPES: dict[str, tuple[int, str]] = {
     "I64": (8, "<i8"), "I32": (4, "<i4"), "I16": (2, "<i2"), "I8": (1, "i1"),
     "U64": (8, "<u8"), "U32": (4, "<u4"), "U16": (2, "<u2"), "U8": (1, "u1"), "BOOL": (1, "?"),
 }  # fmt: skip
+#: dtypes the format defines that are not read -> bits per element (sizes are still checked)
+UNREAD_DTYPE_BITS: dict[str, int] = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "F8_E8M0": 8,
+                                     "C64": 64}  # fmt: skip
 #: Headers larger than this are refused (the format's own limit is 100 MB).
 MAX_HEADER_BYTES = 100_000_000
 #: Tensors up to this size are read into memory; larger ones are memory-mapped (mapping a
@@ -79,6 +88,11 @@ def _float8(kind: str, raw: np.ndarray) -> np.ndarray:
     return raw.view(getattr(ml_dtypes, kind)).astype(np.float32)
 
 
+def _is_count(value: Any) -> bool:
+    """Whether a JSON value is a non-negative integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _duplicate_checking_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -91,8 +105,8 @@ def _duplicate_checking_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 class SafetensorsFile:
     """One .safetensors file: its tensors' names, shapes and dtypes, and lazy data access.
 
-    Raises TensorReadError when the file itself is unusable (too short, header length beyond
-    the file, header not JSON).
+    Raises TensorReadError naming the file when any part of it is damaged (see the module
+    docstring for what is checked).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -103,24 +117,30 @@ class SafetensorsFile:
         with self._open() as f:
             prefix = f.read(8)
             if len(prefix) < 8:
-                self._fail(f"truncated: {size} bytes, no header length")
+                self._fail(f"truncated: {size:,} bytes, the 8-byte header length is cut off")
             header_len = int.from_bytes(prefix, "little")
-            if header_len > min(size - 8, MAX_HEADER_BYTES):
-                self._fail(f"header length {header_len} exceeds the file ({size} bytes)")
+            if header_len > MAX_HEADER_BYTES:
+                self._fail(f"the header length field declares {header_len:,} bytes, more than "
+                           f"the format's limit of {MAX_HEADER_BYTES:,}")  # fmt: skip
+            if header_len > size - 8:
+                self._fail(f"truncated: the header length field declares {header_len:,} header "
+                           f"bytes, the file holds {size - 8:,} after it")  # fmt: skip
             raw = f.read(header_len)
         try:
             header = json.loads(raw, object_pairs_hook=_duplicate_checking_pairs)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             self._fail(f"corrupted header, not JSON ({exc})")
         if not isinstance(header, dict):
             self._fail("corrupted header: not a JSON object")
+        duplicates = sorted(set(header.pop("__duplicates__", [])))
+        if duplicates:
+            self._fail(f"corrupted header: the name {duplicates[0]!r} appears more than once")
         self.data_start = 8 + header_len
         self.data_size = size - self.data_start
         self.metadata = header.pop("__metadata__", None)
-        duplicates = set(header.pop("__duplicates__", []))
-        self._tensors = {
-            name: self._entry(name, spec, duplicates) for name, spec in sorted(header.items())
-        }
+        specs = {name: self._spec(name, entry) for name, entry in sorted(header.items())}
+        self._check_layout(specs)
+        self._tensors = {name: self._entry(name, *spec) for name, spec in specs.items()}
 
     def _open(self) -> io.BufferedIOBase:
         """The file, opened for reading (from memory if its bytes were read already)."""
@@ -128,7 +148,7 @@ class SafetensorsFile:
             return io.BytesIO(self._bytes)
         return open(self.path, "rb")
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         raise TensorReadError(f"{self.path}: {reason}")
 
     def names(self) -> list[str]:
@@ -138,40 +158,56 @@ class SafetensorsFile:
     def tensor(self, name: str) -> LazyTensor:
         return self._tensors[name]
 
-    def _entry(self, name: str, spec: Any, duplicates: set[str]) -> LazyTensor:
-        source = str(self.path)
+    def _spec(self, name: str, spec: Any) -> tuple[str, tuple[int, ...], int, int]:
+        """Return (dtype, shape, begin, end) of one header entry, its byte length checked
+        against its shape; raise TensorReadError when the entry is malformed."""
+        where = f"corrupted header: tensor {name!r}"
         if not isinstance(spec, dict):
-            return failing_tensor(name, (), "?", source, "header entry is not an object")
+            self._fail(f"{where}: the entry is not an object")
         dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
-        ok_shape = isinstance(shape, list) and all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        )
-        shape_t = tuple(shape) if ok_shape else ()
-        dtype_s = dtype if isinstance(dtype, str) else "?"
-        problem = ""
-        if name in duplicates:
-            problem = "the name appears more than once in the header"
-        elif dtype_s not in DTYPES:
-            problem = f"unknown dtype {dtype!r}"
-        elif not ok_shape:
-            problem = f"invalid shape {shape!r}"
-        elif not (isinstance(offsets, list) and len(offsets) == 2
-                  and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):  # fmt: skip
-            problem = f"invalid data_offsets {offsets!r}"
-        else:
-            begin, end = offsets
-            expected = math.prod(shape_t) * DTYPES[dtype_s][0]
-            if not 0 <= begin <= end <= self.data_size:
-                problem = (
-                    f"data_offsets {offsets} outside the data ({self.data_size} bytes; truncated?)"
-                )
-            elif end - begin != expected:
-                problem = f"data_offsets {offsets} hold {end - begin} bytes, shape needs {expected}"
-        if problem:
-            return failing_tensor(name, shape_t, dtype_s, source, problem)
-        begin = offsets[0]
-        return LazyTensor(name, shape_t, dtype_s,
-                          lambda: self._load(name, dtype_s, shape_t, begin), source)  # fmt: skip
+        if not (isinstance(dtype, str) and (dtype in DTYPES or dtype in UNREAD_DTYPE_BITS)):
+            self._fail(f"{where}: unknown dtype {dtype!r}")
+        if not (isinstance(shape, list) and all(_is_count(d) for d in shape)):
+            self._fail(f"{where}: invalid shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+                and offsets[0] <= offsets[1]):  # fmt: skip
+            self._fail(f"{where}: invalid data_offsets {offsets!r}")
+        begin, end = offsets
+        bits = DTYPES[dtype][0] * 8 if dtype in DTYPES else UNREAD_DTYPE_BITS[dtype]
+        count = math.prod(shape)
+        if count * bits % 8:
+            self._fail(f"{where}: shape {shape} of {dtype} is not a whole number of bytes")
+        if end - begin != count * bits // 8:
+            self._fail(f"{where}: data_offsets {offsets} hold {end - begin:,} bytes, shape "
+                       f"{shape} of {dtype} needs {count * bits // 8:,}")  # fmt: skip
+        return dtype, tuple(shape), begin, end
+
+    def _check_layout(self, specs: dict[str, tuple[str, tuple[int, ...], int, int]]) -> None:
+        """The tensors' byte ranges must tile the data exactly: sorted by offset, each starts
+        where the previous ends, and the last ends at the end of the file."""
+        position, previous = 0, ""
+        for name, (_, _, begin, end) in sorted(specs.items(), key=lambda s: s[1][2:]):
+            if begin != position:
+                what = "overlaps" if begin < position else "leaves a gap after"
+                after = f"tensor {previous!r}" if previous else "the header"
+                self._fail(f"corrupted header: tensor {name!r} at data bytes [{begin:,}, "
+                           f"{end:,}) {what} {after}, which ends at {position:,}")  # fmt: skip
+            position, previous = end, name
+        if position > self.data_size:
+            self._fail(f"truncated: the header declares {position:,} data bytes, the file "
+                       f"holds {self.data_size:,}")  # fmt: skip
+        if position < self.data_size:
+            self._fail(f"trailing bytes: the header declares {position:,} data bytes, the file "
+                       f"holds {self.data_size:,}")  # fmt: skip
+
+    def _entry(self, name: str, dtype: str, shape: tuple[int, ...], begin: int,
+               _end: int) -> LazyTensor:  # fmt: skip
+        source = str(self.path)
+        if dtype in UNREAD_DTYPE_BITS:
+            return failing_tensor(name, shape, dtype, source, f"dtype {dtype} is not supported "
+                                  f"(supported: {', '.join(DTYPES)})")  # fmt: skip
+        return LazyTensor(name, shape, dtype, lambda: self._load(name, dtype, shape, begin),
+                          source)  # fmt: skip
 
     def _load(self, name: str, dtype: str, shape: tuple[int, ...], begin: int) -> np.ndarray:
         kind = DTYPES[dtype][1]

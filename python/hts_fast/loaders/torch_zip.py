@@ -6,6 +6,14 @@ of names that rebuild tensors and containers are resolved, each to hts_fast's ow
 so nothing from the file is ever imported or called. Any other reference (``os.system``,
 ``builtins.eval``, a model class...) stops the read with an error naming it. Tensor data is
 memory-mapped from the zip when stored uncompressed (torch's default).
+
+The whole checkpoint is validated when it is opened, before any tensor is read: the zip
+central directory, one ``data.pkl`` (its CRC checked), every storage it references present
+with exactly the bytes its element count needs, an uncompressed storage's local header and
+data within the file, and every tensor's extent (offset + the span of its sizes and strides)
+within its storage. Any violation raises one TensorReadError naming the file. The CRCs of
+uncompressed storages are not checked (that would read every weight once more): a flipped
+bit there changes a value, which the analysis sees as a value.
 """
 
 from __future__ import annotations
@@ -38,15 +46,25 @@ class _StorageType:
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: Any, stride: Any, *_: Any) -> Any:
+    """A read-only view of ``storage`` (elements ``offset``, sizes, strides in elements);
+    raise pickle.UnpicklingError when the view does not lie inside the storage."""
     size, stride = tuple(size), tuple(stride)
-    if not size:
-        return storage[offset : offset + 1].reshape(())
-    end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True) if n > 0)
+    numbers = (offset, *size, *stride)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers):
+        msg = f"tensor view with offset {offset!r}, sizes {size!r}, strides {stride!r}"
+        raise pickle.UnpicklingError(msg)
+    if len(size) != len(stride):
+        msg = f"tensor view with {len(size)} sizes and {len(stride)} strides"
+        raise pickle.UnpicklingError(msg)
     if any(n == 0 for n in size):
         return np.zeros(size, dtype=storage.dtype)
-    if offset < 0 or end > storage.size:
-        msg = "tensor view reaches beyond its storage"
+    end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if end > storage.size:
+        msg = (f"a tensor (offset {offset:,}, sizes {size}, strides {stride}) reaches element "
+               f"{end - 1:,} of a storage of {storage.size:,} elements")  # fmt: skip
         raise pickle.UnpicklingError(msg)
+    if not size:
+        return storage[offset : offset + 1].reshape(())
     item = storage.itemsize
     return np.lib.stride_tricks.as_strided(
         storage[offset:], shape=size, strides=tuple(s * item for s in stride), writeable=False
@@ -94,16 +112,27 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         return self._storage(pid[1].dtype, str(pid[2]), int(pid[4]))
 
 
-def _entry_offset(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> int:
-    """Byte offset of an uncompressed entry's data in the zip file."""
+def _entry_offset(info: zipfile.ZipInfo, path: Path, file_size: int) -> int:
+    """Byte offset of an uncompressed entry's data in the zip file, its local header checked
+    (signature, the name the central directory gives) and its data within the file; raise
+    pickle.UnpicklingError saying what is wrong."""
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)
-    if len(local) < 30 or local[:4] != b"PK\x03\x04":
-        msg = f"corrupt zip entry {info.filename}"
-        raise TensorReadError(msg)
-    name_len, extra_len = struct.unpack("<HH", local[26:30])
-    return info.header_offset + 30 + name_len + extra_len
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            msg = f"corrupt zip entry {info.filename}: no local header at byte {info.header_offset}"
+            raise pickle.UnpicklingError(msg)
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        name = f.read(name_len)
+    if name != info.filename.encode():
+        msg = f"corrupt zip entry {info.filename}: its local header names {name[:80]!r}"
+        raise pickle.UnpicklingError(msg)
+    offset = info.header_offset + 30 + name_len + extra_len
+    if offset + info.compress_size > file_size:
+        msg = (f"truncated: storage {info.filename} declares data bytes [{offset:,}, "
+               f"{offset + info.compress_size:,}), the file holds {file_size:,}")  # fmt: skip
+        raise pickle.UnpicklingError(msg)
+    return offset
 
 
 def read_torch_zip(path: str | Path) -> dict[str, Any]:
@@ -119,6 +148,7 @@ def read_torch_zip(path: str | Path) -> dict[str, Any]:
         msg = (f"{path}: not a torch zip checkpoint ({exc}); legacy (pre-1.6) torch files "
                "are not read, re-save them with torch.save")  # fmt: skip
         raise TensorReadError(msg) from exc
+    file_size = path.stat().st_size
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(pickles) != 1:
@@ -135,14 +165,20 @@ def read_torch_zip(path: str | Path) -> dict[str, Any]:
                 raise pickle.UnpicklingError(msg) from None
             raw_dtype = "<u2" if dtype == "bfloat16" else dtype
             itemsize = np.dtype(raw_dtype).itemsize
-            if info.file_size < numel * itemsize:
-                msg = f"storage {key} holds {info.file_size} bytes, needs {numel * itemsize}"
+            if info.file_size != numel * itemsize:
+                msg = (f"storage {key} holds {info.file_size:,} bytes, the pickle declares "
+                       f"{numel:,} elements of {itemsize} bytes ({numel * itemsize:,})")  # fmt: skip
                 raise pickle.UnpicklingError(msg)
+            if info.compress_type == zipfile.ZIP_STORED:
+                if info.compress_size != info.file_size:
+                    msg = (f"corrupt zip entry {name}: stored uncompressed, yet its sizes "
+                           f"differ ({info.compress_size:,} and {info.file_size:,} bytes)")  # fmt: skip
+                    raise pickle.UnpicklingError(msg)
+                offset = _entry_offset(info, path, file_size)
             if numel == 0:
                 data = np.zeros(0, dtype=raw_dtype)
             elif info.compress_type == zipfile.ZIP_STORED:
-                data = np.memmap(path, dtype=raw_dtype, mode="r",
-                                 offset=_entry_offset(archive, info, path), shape=(numel,))  # fmt: skip
+                data = np.memmap(path, dtype=raw_dtype, mode="r", offset=offset, shape=(numel,))
             else:
                 data = np.frombuffer(archive.read(name), dtype=raw_dtype, count=numel)
             return bf16_to_float32(data) if dtype == "bfloat16" else data
