@@ -130,7 +130,8 @@ def svd_sharpness(model: Any, *, layers: Any) -> None:
         permuted = []
         for W in _matrices(plan):
             flat = np.asarray(W).reshape(-1)
-            permuted.append(flat[np.random.permutation(np.arange(flat.size))].reshape(W.shape))
+            order = np.random.permutation(np.arange(flat.size))  # noqa: NPY002 - as 0.7.7
+            permuted.append(flat[order].reshape(W.shape))
         fit = marchenko_pastur.mp_fit(_esd(permuted), plan.shape.N, plan.shape.M, compat=True)
         if fit.status != "success":
             logger.warning(f"SVDSharpness: the MP fit of layer {plan.layer.longname} failed "
