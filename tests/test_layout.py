@@ -20,6 +20,8 @@ LAYERS = {
     "spectra": {"", "fits"},
     "analysis": {"", "fits", "spectra", "loaders"},
     "zoo": {"", "fits", "spectra", "loaders", "analysis"},
+    # the WeightWatcher 0.7.7 drop-in, a public facade over everything below
+    "weightwatcher": {"", "fits", "spectra", "loaders", "analysis", "zoo"},
 }
 #: Top-level modules every concern may use: the boundary with the compiled core, timing and
 #: progress bars.

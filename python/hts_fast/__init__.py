@@ -13,7 +13,9 @@ fit_curves
 bootstrap_alpha
     Bootstrap confidence interval of alpha (the xmin search rerun per resample).
 analyze, describe, summary
-    The WeightWatcher-style layer table of a whole model.
+    The WeightWatcher-style layer table of a whole model (``base_model=``: of W - W_base).
+distances
+    Per-layer distances between two models' weights (raw, euclidean, CKA).
 build_info
     What was compiled and loaded.
 gpu
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from ._build_info import build_info
 from ._core_loader import core as _core
+from .analysis.distances import distances
 from .analysis.pipeline import analyze, analyze_many
 from .analysis.planning import describe
 from .analysis.table import summary
@@ -57,6 +60,7 @@ __all__ = [
     "build_info",
     "conv2d_matrices",
     "describe",
+    "distances",
     "esd",
     "esd_batch",
     "esd_conv2d",

@@ -29,6 +29,7 @@ from ..fits.powerlaw import PowerLawFit, fit_powerlaw_batch
 from ..fits.truncated import TPL_ALPHA_MIN
 from ..spectra.esd import esd_batch
 from . import fast_route, randomized_esd
+from .base_model import BaseDelta, pair_with_base
 from .device import check_device, device_matrices, device_spectra, resolve_device
 from .layer_matrices import LayerError, layer_matrices, read_weight
 from .layer_spectra import LayerSpectraTable, expand_stacks
@@ -50,6 +51,7 @@ from .table import (
     ALPHA_CI_COLUMNS,
     ALT_FIT_COLUMNS,
     ALT_FITS,
+    BASE_DELTA_COLUMN,
     DETX_COLUMNS,
     MP_COLUMNS,
     OPTION_INT_COLUMNS,
@@ -102,6 +104,7 @@ def analyze(
     device: Literal["cpu", "cuda", "auto"] = "cpu",
     alpha_ci: bool | float = False,
     progress: bool | None = None,
+    base_model: Any = None,
     _spectra_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
@@ -216,6 +219,13 @@ def analyze(
         A progress bar on stderr (layers done, rate, time left; tqdm): None (the default)
         shows it when stderr is a terminal, True always, False never. It advances by chunks
         (128-256 MB of weights), so a small model's bar jumps from 0 to done.
+    base_model
+        A model of the same architecture (any input ``model`` may be, e.g. the pretrained
+        model a fine-tune started from): each analyzed layer is analyzed as W - W_base, and
+        the column ``base_delta`` says which rows are (hts_fast.analysis.base_model). By
+        default layers pair by their full name (a layer the base lacks is analyzed as it
+        is, with a warning; shapes that do not match raise ValueError); compat pairs them
+        as WeightWatcher 0.7.7 does. Not combinable with peft or device="cuda".
 
     Returns
     -------
@@ -239,8 +249,9 @@ def analyze(
         layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
         conv2d_norm=conv2d_norm, esd_method=esd_method, compat=compat, threads=threads,
         tolerance=tolerance, peft=peft, randomize=randomize, seed=seed, mp_fit=mp_fit,
-        detX=detX, fit=fit, tpl_alpha_min=tpl_alpha_min, compare=compare, fix_fingers=fix_fingers, max_fingers=max_fingers,
-        xmax=xmax, device=device, alpha_ci=alpha_ci, progress=progress,
+        detX=detX, fit=fit, tpl_alpha_min=tpl_alpha_min, compare=compare,
+        fix_fingers=fix_fingers, max_fingers=max_fingers, xmax=xmax, device=device,
+        alpha_ci=alpha_ci, progress=progress, base_model=base_model,
     )  # fmt: skip
     return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
 
@@ -295,6 +306,7 @@ class _Options:
     device: str = "cpu"
     alpha_ci: bool | float = False
     progress: bool | None = None
+    base_model: Any = None
 
     def __post_init__(self) -> None:
         check_compat(self.compat)
@@ -322,6 +334,9 @@ class _Options:
         object.__setattr__(self, "xmax", xmax)
         check_device(self.device, esd_method=self.esd_method, compat=self.compat)
         object.__setattr__(self, "alpha_ci", check_alpha_ci(self.alpha_ci, self))
+        if self.base_model is not None and (self.peft or self.device != "cpu"):
+            msg = "base_model cannot be combined with peft or a GPU device"
+            raise ValueError(msg)
         if self.esd_method == "randomized":
             randomized_esd.check_options(compat=self.compat, peft=self.peft,
                                          randomize=self.randomize, mp_fit=self.mp_fit,
@@ -359,6 +374,10 @@ def _analyze_models(
             try:
                 plans = plan_layers(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N, compat,
                               opt.peft)  # fmt: skip
+                if opt.base_model is not None:
+                    base_plans = plan_layers(opt.base_model, opt.layers, opt.min_evals,
+                                             opt.max_evals, opt.max_N, compat)  # fmt: skip
+                    pair_with_base(plans, base_plans, compat)
             except Exception as exc:
                 if raise_errors:
                     raise
@@ -461,6 +480,10 @@ def _analyze_models(
             option_columns.append("Lambda")
         if fit != "PL":
             columns.update(tpl_columns)
+        if opt.base_model is not None:
+            columns[BASE_DELTA_COLUMN] = [plan.base_delta for plan, _, _ in pooled]
+            for plan in active:
+                plan.row[BASE_DELTA_COLUMN] = plan.base_delta
         if opt.peft:
             option_columns.append(PEFT_COLUMN)
             columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
@@ -482,6 +505,8 @@ def _analyze_models(
         ours = [PHASE_COLUMN] if opt.mp_fit else []
         if fit != "PL":
             ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
+        if opt.base_model is not None:
+            ours.append(BASE_DELTA_COLUMN)
         if opt.alpha_ci:
             ours += ALPHA_CI_COLUMNS
             columns.update(alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
@@ -608,6 +633,8 @@ def _extract(
                                         conv2d_norm=conv2d_norm)  # fmt: skip
             elif isinstance(plan.layer.weight, LoraProduct):
                 parts = plan.layer.weight.layer_matrices(compat)
+            elif isinstance(plan.layer.weight, BaseDelta):
+                parts = plan.layer.weight.layer_matrices(compat, conv2d_norm)
             else:
                 array = read_weight(plan.layer.weight, compat)
                 parts = layer_matrices(array, plan.layer.layer_type, compat=compat,

@@ -28,6 +28,7 @@ class Planned:
     row: dict[str, Any] = field(default_factory=dict)
     peft: bool = False  # a LoRA product row
     extra: dict[str, Any] = field(default_factory=dict)  # columns of analyze() options
+    base_delta: bool = False  # analyzed as W - W_base (analyze(base_model=...))
 
 
 #: A layer's place in the flat list of matrices: (plan, first index, count, keep_top).

@@ -57,6 +57,8 @@ TPL_COLUMNS = [TPL_STATUS_COLUMN, "loglik", "alpha_se", "Lambda_se"]
 ALT_FITS = ("EXP", "LOGNORMAL")
 ALT_FIT_COLUMNS = {"EXP": ["loglik", "Lambda_se"],
                    "LOGNORMAL": ["lognormal_mu", "lognormal_sigma", "loglik"]}  # fmt: skip
+#: our column with base_model: whether the row's spectra are those of W - W_base
+BASE_DELTA_COLUMN = "base_delta"
 #: our column with mp_fit=True: the 5+1 phases of training (hts_fast.analysis.phases)
 PHASE_COLUMN = "phase"
 STRING_COLUMNS = {"name", "layer_type", "longname", "status", "warning", *EXTRA_COLUMNS[:3],
@@ -232,7 +234,7 @@ def _column_dtype(col: str, int_columns: frozenset[str]) -> np.dtype | None:
     """A table column's dtype (WeightWatcher's): int64, bool, float64, or None for str."""
     if col in INT_COLUMNS or col in int_columns:
         return np.dtype(np.int64)
-    if col in ("has_esd", PEFT_COLUMN):
+    if col in ("has_esd", PEFT_COLUMN, BASE_DELTA_COLUMN):
         return np.dtype(bool)
     return None if col in STRING_COLUMNS else np.dtype(np.float64)
 

@@ -365,6 +365,8 @@ def analyze_checkpoints(
 
 #: analyze() options that do not change the numbers: not part of a stored option set.
 NOT_STORED = ("threads", "progress")
+#: analyze() options a scan does not take (a model object); left out of stored option sets.
+NOT_SCANNED = ("base_model",)
 
 
 def _analyze_defaults() -> dict[str, Any]:
@@ -375,7 +377,7 @@ def _analyze_defaults() -> dict[str, Any]:
     from ..analysis.pipeline import analyze
 
     return {name: p.default for name, p in inspect.signature(analyze).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name not in NOT_STORED
+            if p.kind is p.KEYWORD_ONLY and name not in NOT_STORED + NOT_SCANNED
             and not name.startswith("_")}  # fmt: skip
 
 
