@@ -20,6 +20,9 @@ LAYERS = {
     "spectra": {"", "fits"},
     "analysis": {"", "fits", "spectra", "loaders"},
     "zoo": {"", "fits", "spectra", "loaders", "analysis"},
+    # the layer-wise schedules (TempBalance, AlphaDecay, AlphaPruning ratios) are built on
+    # the engine, beside zoo: they read models through torch, never checkpoints or the zoo
+    "schedules": {"", "fits", "spectra", "analysis"},
 }
 #: Top-level modules every concern may use: the boundary with the compiled core, timing and
 #: progress bars.
