@@ -14,8 +14,10 @@ handled here:
   ~0, a rank-deficient layer): ln(lambda / 0) is infinite. The index is then counted among the
   eigenvalues above ``threshold`` only, as TempBalance's ``filter_zeros=True`` counts it.
 * every tail value equal to xmin (a matrix with all singular values equal, an orthogonal
-  initialisation say, or a tail of one value): the sum is 0 and alpha infinite. No finite
-  alpha describes a flat spectrum, so the fit fails and says so.
+  initialisation say, or a tail of one value): the sum is 0 and alpha infinite, or, with the
+  eigenvalues equal only up to rounding, finite but about 1e15. No finite alpha describes a
+  flat spectrum, so the fit fails and says so; flat means the largest eigenvalue within
+  ``FLAT_RTOL`` (1e-9) relative of xmin.
 
 A successful fit's alpha is therefore always finite and > 1.
 """
@@ -30,6 +32,9 @@ import numpy as np
 
 from .._arrays import as_float_array
 from .powerlaw import DEFAULT_THRESHOLD
+
+#: A tail whose largest value is within this relative distance of xmin is flat (no fit).
+FLAT_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,8 @@ def _sorted_evals(evals: Any) -> np.ndarray:
 def fit_at_index(evals: np.ndarray, index: int, note: str = "") -> FixedXminFit:
     """Fit the tail ``evals[index:]`` of an ascending float64 spectrum (xmin = evals[index]).
 
-    Fails (``status="failed"``) when xmin <= 0 or every tail value equals xmin.
+    Fails (``status="failed"``) when xmin <= 0 or the tail is flat (every value within
+    ``FLAT_RTOL`` relative of xmin).
     """
     n = len(evals) - index
     if not 0 <= index < len(evals):
@@ -98,9 +104,10 @@ def fit_at_index(evals: np.ndarray, index: int, note: str = "") -> FixedXminFit:
         return FixedXminFit.failed(f"xmin is {xmin!r}; a power law needs xmin > 0")
     ratio = evals[index:] / xmin
     total = float(np.sum(np.log(ratio)))
-    if not total > 0:
+    if not (total > 0 and ratio[-1] > 1 + FLAT_RTOL):
         return FixedXminFit.failed(
-            f"the {n} tail eigenvalue(s) all equal xmin = {xmin:.6g}: a flat spectrum has no "
+            f"the {n} tail eigenvalue(s) all equal xmin = {xmin:.6g} (to {FLAT_RTOL:g}): a flat "
+            "spectrum has no "
             "finite power-law exponent"
         )
     alpha = 1.0 + n / total
@@ -122,7 +129,7 @@ def fit_median_xmin(
     evals : 1-D array
         Eigenvalues (>= 0, any order).
     xmin_pos : int
-        xmin is the eigenvalue at index ``N // xmin_pos`` (2: the median; larger: lower).
+        xmin is the eigenvalue at index ``N // xmin_pos`` (2: the median; larger: lower; >= 2).
     threshold : float
         Eigenvalues at or below it count as zeros.
     filter_zeros : bool
@@ -142,8 +149,8 @@ def fit_median_xmin(
     ValueError
         Empty, not 1-D, NaN/Inf or negative input, or ``xmin_pos`` < 1.
     """
-    if isinstance(xmin_pos, bool) or not isinstance(xmin_pos, (int, np.integer)) or xmin_pos < 1:
-        msg = f"xmin_pos must be an integer >= 1, got {xmin_pos!r}"
+    if isinstance(xmin_pos, bool) or not isinstance(xmin_pos, (int, np.integer)) or xmin_pos < 2:
+        msg = f"xmin_pos must be an integer >= 2 (1 would put xmin past the end), got {xmin_pos!r}"
         raise ValueError(msg)
     values = _sorted_evals(evals)
     N = len(values)

@@ -48,7 +48,7 @@ def multipliers(
         return s
     bad = np.flatnonzero(~np.isfinite(s))
     if len(bad):
-        msg = f"layer {names[bad[0]]!r} has the score {s[bad[0]]!r}; scores must be finite"
+        msg = f"layer {names[bad[0]]!r} has the score {float(s[bad[0]])}; scores must be finite"
         raise ValueError(msg)
     if assign == "linear":
         low, high = s.min(), s.max()
@@ -60,7 +60,7 @@ def multipliers(
         wrong = np.flatnonzero(s < limit if assign == "sqrt" else s <= limit)
         if len(wrong):
             k = wrong[0]
-            msg = f"assign={assign!r} needs scores {rule}; layer {names[k]!r} has {s[k]!r}"
+            msg = f"assign={assign!r} needs scores {rule}; layer {names[k]!r} has {float(s[k])}"
             raise ValueError(msg)
         t = np.sqrt(s) if assign == "sqrt" else np.log2(s)
         total = t.sum()

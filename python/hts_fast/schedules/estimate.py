@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._arrays import as_float_array
-from ..fits.fixed_xmin import FixedXminFit, fit_median_xmin
+from ..fits.fixed_xmin import FLAT_RTOL, FixedXminFit, fit_median_xmin
 from ..fits.powerlaw import DEFAULT_THRESHOLD, fit_powerlaw_batch, powerlaw_curve
 from ..fits.tpl_search import PEAK_BINS, peak_xmin_range
 from ..spectra.conv2d import oihw_slices
@@ -59,8 +59,8 @@ class Estimator:
             msg = f"xmin must be 'median', 'fit' or 'peak', got {self.xmin!r}"
             raise ValueError(msg)
         pos = self.xmin_pos
-        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or pos < 1:
-            msg = f"xmin_pos must be an integer >= 1, got {pos!r}"
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or pos < 2:
+            msg = f"xmin_pos must be an integer >= 2 (1 would put xmin past the end), got {pos!r}"
             raise ValueError(msg)
         if not (isinstance(self.conv_norm, (int, float)) and 0 < self.conv_norm < math.inf):
             msg = f"conv_norm must be a number > 0, got {self.conv_norm!r}"
@@ -196,7 +196,7 @@ def median_fit_torch(values: Any, *, xmin_pos: int, filter_zeros: bool,
     n = (N - index).to(values.dtype)
     ratio = torch.where(tail & (xmin > 0), values / xmin.clamp_min(threshold), 1.0)
     total = torch.log(ratio).sum()
-    ok = (zeros < N) & (xmin > threshold) & (total > 0)
+    ok = (zeros < N) & (xmin > threshold) & (total > 0) & (values[-1] > xmin * (1 + FLAT_RTOL))
     alpha = 1.0 + n / torch.where(ok, total, 1.0)
     j = (positions - index).to(values.dtype)
     cdf = 1.0 - ratio ** (1.0 - alpha) - j / n
