@@ -153,13 +153,13 @@ def layerwise_ratios(
     values = table[metric].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        msg = (f"layer {names[bad[0]]!r} has {metric} = {values[bad[0]]!r}; every matrix "
+        msg = (f"layer {names[bad[0]]!r} has {metric} = {float(values[bad[0]])}; every matrix "
                "needs a finite metric (leave unfitted layers out of the table)")  # fmt: skip
         raise ValueError(msg)
     weights = _param_counts(table, params)
     if not np.all(weights > 0):
         k = int(np.flatnonzero(~(weights > 0))[0])
-        msg = f"layer {names[k]!r} has {weights[k]!r} parameters; counts must be > 0"
+        msg = f"layer {names[k]!r} has {float(weights[k])} parameters; counts must be > 0"
         raise ValueError(msg)
     if mapping == "block_wise":
         keys = [(block or block_of)(name) for name in names]
