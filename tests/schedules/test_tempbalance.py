@@ -358,6 +358,34 @@ def test_peak_selection_in_torch_equals_numpy():
                                          expected.num_pl_spikes], rtol=1e-12)  # fmt: skip
 
 
+def test_device_path_orchestration_on_cpu_tensors(monkeypatch):
+    """The CUDA path (slicing, pooling, conv scaling, the torch median fit, the one host copy)
+    with the device eigensolver replaced by the same Gram + eigvalsh on CPU tensors: equal to
+    the host path. The GPU test below runs the real thing."""
+    from hts_fast.schedules import estimate
+    from hts_fast.spectra import gpu
+
+    def cpu_esd_batch(matrices, *, dtype="float64"):
+        out = []
+        for w in matrices:
+            a = w.to(torch.float64)
+            g = a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
+            out.append(torch.linalg.eigvalsh(g).clamp_min(0))
+        return out
+
+    monkeypatch.setattr(gpu, "esd_batch", cpu_esd_batch)
+    model = Net()
+    tb = TempBalance(model)
+    weights = [(layer.name, layer.module.weight) for layer in tb.layers if layer.tuned]
+    kinds = [layer.kind for layer in tb.layers if layer.tuned]
+    device = estimate._device_metrics(weights, kinds, tb.estimator)
+    host = estimate._host_metrics(weights, kinds, tb.estimator)
+    for d, h in zip(device, host, strict=True):
+        for key in ("alpha", "D", "xmin", "spectral_norm", "norm"):
+            assert d[key] == pytest.approx(h[key], rel=1e-9), key
+        assert (d["num_pl_spikes"], d["eigs_num"]) == (h["num_pl_spikes"], h["eigs_num"])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("xmin", ["median", "fit", "peak"])
 def test_cuda_model_equals_cpu(xmin):
@@ -401,6 +429,12 @@ def test_bad_input():
         model.fc1.weight[0, 0] = math.nan
     with pytest.raises(ValueError, match=r"layer 'fc1'.*NaN"):
         tb.recompute()
+
+
+def test_weights_on_another_device_name_the_layer():
+    model = torch.nn.Sequential(*(torch.nn.Linear(64, 64, device="meta") for _ in range(3)))
+    with pytest.raises(ValueError, match=r"layer '1' has its weight on 'meta'"):
+        TempBalance(model).recompute()
 
 
 def test_importing_the_schedules_does_not_import_torch():

@@ -241,7 +241,8 @@ def _device_metrics(weights: list[tuple[str, Any]], kinds: list[str],
 
     from ..spectra import gpu
 
-    gpu.require()
+    if est.xmin != "median":
+        gpu.require()  # the fit kernels; the median rule needs torch on the device only
     slices, owners = [], []
     for k, ((_, weight), kind) in enumerate(zip(weights, kinds, strict=True)):
         w = weight.detach()
@@ -264,11 +265,13 @@ def _device_metrics(weights: list[tuple[str, Any]], kinds: list[str],
         batch = gpu.fit_powerlaw_batch(evals, threshold=DEFAULT_THRESHOLD)
         if est.xmin == "fit":
             ok = (batch.error == 0) & torch.isfinite(batch.alpha)
-            fits = [torch.stack([batch.alpha[b], batch.D[b], batch.xmin[b],
-                                 batch.num_pl_spikes[b].to(torch.float64),
-                                 ok[b].to(torch.float64)]) for b in range(len(evals))]  # fmt: skip
+            nan = torch.full_like(batch.alpha, math.nan)  # failed fits hold -1
+            alpha, D, xmin = (torch.where(ok, v, nan) for v in (batch.alpha, batch.D, batch.xmin))
+            spikes = torch.where(ok, batch.num_pl_spikes, 0).to(torch.float64)
+            fits = [torch.stack([alpha[b], D[b], xmin[b], spikes[b], ok[b].to(torch.float64)])
+                    for b in range(len(evals))]  # fmt: skip
         else:
-            off = batch.offsets
+            off = [int(o) for o in batch.offsets]
             fits = [peak_select_torch(batch.values[off[b]:off[b + 1]],
                                       batch.curve_alpha[off[b]:off[b + 1]],
                                       batch.curve_D[off[b]:off[b + 1]])
