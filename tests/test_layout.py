@@ -22,6 +22,9 @@ LAYERS = {
     "zoo": {"", "fits", "spectra", "loaders", "analysis"},
     # the WeightWatcher 0.7.7 drop-in, a public facade over everything below
     "weightwatcher": {"", "fits", "spectra", "loaders", "analysis", "zoo"},
+    # the layer-wise schedules (TempBalance, AlphaDecay, AlphaPruning ratios) are built on
+    # the engine, beside zoo: they read models through torch, never checkpoints or the zoo
+    "schedules": {"", "fits", "spectra", "analysis"},
 }
 #: Top-level modules every concern may use: the boundary with the compiled core, timing and
 #: progress bars.

@@ -16,12 +16,18 @@ analyze, describe, summary
     The WeightWatcher-style layer table of a whole model (``base_model=``: of W - W_base).
 distances
     Per-layer distances between two models' weights (raw, euclidean, CKA).
+layerwise_ratios
+    AlphaPruning's per-matrix sparsity ratios from a layer table (hts_fast.schedules.pruning).
 build_info
     What was compiled and loaded.
 gpu
     The optional GPU backend (the module hts_fast.spectra.gpu).
 
-The package is grouped by concern: spectra/, fits/, analysis/, loaders/, zoo/
+TempBalance and AlphaDecay, the layer-wise learning-rate and weight-decay schedules, are in
+hts_fast.tempbalance (imported on demand: it needs torch).
+
+The package is grouped by concern: spectra/, fits/, analysis/, loaders/, zoo/,
+schedules/
 (docs/architecture.md).
 """
 
@@ -42,6 +48,7 @@ from .fits.powerlaw import (
     fit_powerlaw_batch,
     powerlaw_curve,
 )
+from .schedules.pruning import layerwise_ratios
 from .spectra import gpu as gpu  # documented as hts_fast.gpu
 from .spectra.conv2d import Conv2dMatrices, conv2d_matrices, esd_conv2d
 from .spectra.esd import esd, esd_batch
@@ -67,6 +74,7 @@ __all__ = [
     "fit_curves",
     "fit_powerlaw",
     "fit_powerlaw_batch",
+    "layerwise_ratios",
     "powerlaw_curve",
     "summary",
 ]
