@@ -33,7 +33,8 @@ def test_gram32_eigenvalues_are_within_their_bound(shape, dtype, scale):
     got = hts_fast.esd(w, method="gram32", scale=scale)
     ref = _numpy_esd(w, scale)
     bound = fast_route.error_bound("gram32", max(shape), float(ref[-1]))
-    assert got.dtype == np.float64 and got.shape == (min(shape),)
+    assert got.dtype == np.float64
+    assert got.shape == (min(shape),)
     assert np.all(np.abs(got - ref) <= bound)
     # and the bound is not vacuous: float32 rounding is visible, float64's is not
     assert np.abs(got - ref).max() > fast_route.error_bound("gram", max(shape), float(ref[-1]))
@@ -127,11 +128,13 @@ def test_rank_columns_of_a_square_layer_are_marked_unresolved():
     svd = hts_fast.analyze({"sq.weight": w}, esd_method="svd").iloc[0]
     assert auto["esd_method"] in ("gram32", "gram")
     if auto["esd_method"] == "gram32":
-        assert auto["matrix_rank"] == -1 and auto["rank_loss"] == -1
+        assert auto["matrix_rank"] == -1
+        assert auto["rank_loss"] == -1
         assert math.isnan(auto["sv_min"])
         assert "matrix_rank, rank_loss, sv_min" in auto["status_reason"]
         assert "esd_method='svd'" in auto["status_reason"]
-    assert svd["matrix_rank"] == 640 and svd["sv_min"] > 0
+    assert svd["matrix_rank"] == 640
+    assert svd["sv_min"] > 0
     assert auto["alpha"] == pytest.approx(svd["alpha"], rel=1e-5)
 
 
