@@ -29,11 +29,12 @@ def test_default_route_against_svd(name):
         state = MODELS[name]()
     except ImportError as exc:
         pytest.skip(str(exc))
-    tables, seconds = {}, {}
-    for method in ("svd", "auto"):
+    tables: dict[str, object] = {}
+    seconds = {"svd": float("inf"), "auto": float("inf")}
+    for method in ("svd", "auto", "svd", "auto"):  # interleaved; the faster of two runs each
         start = time.perf_counter()
         tables[method] = hts_fast.analyze(state, esd_method=method, progress=False)
-        seconds[method] = time.perf_counter() - start
+        seconds[method] = min(seconds[method], time.perf_counter() - start)
     svd, auto = tables["svd"], tables["auto"]
     group = f"default route vs svd: {name}"
     _timings[group]["svd route"] = seconds["svd"]
@@ -41,7 +42,8 @@ def test_default_route_against_svd(name):
     routes = auto["esd_method"].value_counts().to_dict()
     _timings[group][f"(routes {routes}, {auto.attrs['esd_redone']} redone)"] = float("nan")
     ok = (svd["status"] == "success").to_numpy()
-    worst = {col: float(np.max(np.abs(auto[col][ok] / svd[col][ok] - 1), initial=0.0))
+    worst = {col: float(np.max(np.abs(auto[col].to_numpy()[ok] / svd[col].to_numpy()[ok] - 1),
+                               initial=0.0))
              for col in CONTRACT}  # fmt: skip
     _timings[group]["(max rel. deviation " + ", ".join(f"{c} {v:.1e}" for c, v in worst.items())
                     + ")"] = float("nan")  # fmt: skip

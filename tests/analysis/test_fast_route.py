@@ -65,7 +65,7 @@ def test_auto_routes_by_the_smaller_side_and_compat_keeps_svd():
     assert set(compat["esd_method"]) == {"svd"}
     # the bound column: u * sqrt(N) * lambda_max of each row's route
     for _, row in auto.iterrows():
-        u = 2.0**-24 if row["esd_method"] == "gram32" else 2.0**-53
+        u = 2.0**-24 / 4 if row["esd_method"] == "gram32" else 2.0**-53
         assert row["esd_error_bound"] == pytest.approx(u * math.sqrt(row["N"]) * row["lambda_max"])
 
 

@@ -26,6 +26,10 @@ from .layer_spectra import LayerSpectraTable, expand_stacks, layer_spectra_table
 AUTO_GRAM32_MIN_ORDER = 512
 #: Unit roundoff of float32 and float64.
 UNIT_ROUNDOFF = {"gram32": 2.0**-24, "gram": 2.0**-53, "svd": 2.0**-53}
+#: error_bound()'s constant for the float32 route: twice the largest measured
+#: |error| / (u32 sqrt(k) lambda_max), 0.12 (Student-t layers 384 x 1536 to 2048 x 8192,
+#: the synthetic Llama-2-7B block's seven matrices: 0.02 to 0.11).
+GRAM32_BOUND_CONSTANT = 0.25
 #: plan.extra key of a layer's route record (:class:`RouteRecord`).
 EXTRA_KEY = "esd_route"
 #: the rank columns that count eigenvalues near zero, and sv_min
@@ -67,17 +71,20 @@ def auto_route(smaller_side: int, *, compat: bool) -> str:
 
 def error_bound(route: str, inner: int, lambda_max: float) -> float:
     """Estimated bound on the error of every eigenvalue of a layer's ESD, in eigenvalue units
-    (W's units squared): ``u * sqrt(inner) * lambda_max``, with u the unit roundoff of the
-    route's Gram product (2**-24 for "gram32", 2**-53 otherwise) and ``inner`` the summed
-    dimension (the matrices' larger side).
+    (W's units squared): ``c * u * sqrt(inner) * lambda_max``, with u the unit roundoff of
+    the route's Gram product (2**-24 for "gram32", 2**-53 otherwise), ``inner`` the summed
+    dimension (the matrices' larger side), c = GRAM32_BOUND_CONSTANT (0.25) for "gram32" and
+    1 otherwise.
 
     A dot product of length k rounds like sqrt(k) independent errors of u; the float64
     eigensolve adds ~u64 sqrt(n) lambda_max, negligible next to the float32 product. Measured
     on Student-t layers from 384 x 1536 to 2048 x 8192 and on the synthetic Llama-2-7B layers,
-    the largest |error| / (u32 sqrt(k) lambda_max) was 0.12: an estimate with an 8x margin,
-    not a worst-case proof (that would be k u32 ||W||_F^2, too loose to act on).
+    the largest |error| / (u32 sqrt(k) lambda_max) was 0.12, so c = 0.25 keeps a 2x margin.
+    An estimate, not a worst-case proof (that would be ~k u32 ||W||_F^2, too loose to act
+    on); tests check it against NumPy's SVD.
     """
-    return UNIT_ROUNDOFF[route] * math.sqrt(max(inner, 1)) * lambda_max
+    constant = GRAM32_BOUND_CONSTANT if route == "gram32" else 1.0
+    return constant * UNIT_ROUNDOFF[route] * math.sqrt(max(inner, 1)) * lambda_max
 
 
 def _perturbed(evals: np.ndarray, bound: float, xmin: float) -> list[np.ndarray]:

@@ -1,8 +1,8 @@
 """ESDs through the compiled kernels: one single-threaded LAPACK call per matrix (dgesdd for
-``"svd"``, a float64 Gram product and dsyevd for ``"gram"``, a float32 Gram product and
-ssyevd for ``"gram32"``), the error messages of those calls, and the Gram route's symmetric
-eigensolver. ``"svd"`` and ``"gram"`` are exact to float64 rounding; ``"gram32"`` to float32
-rounding (:func:`gram32_error_bound`)."""
+``"svd"``, a float64 Gram product and dsyevd for ``"gram"``, a float32 Gram product and the
+same float64 eigensolver for ``"gram32"``), the error messages of those calls, and the Gram
+route's symmetric eigensolver. ``"svd"`` and ``"gram"`` are exact to float64 rounding;
+``"gram32"`` to the float32 Gram product's (:func:`hts_fast.analysis.fast_route.error_bound`)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,6 @@ from .._core_loader import core
 
 #: The kernels' code of each method.
 METHOD_CODES = {"svd": 0, "gram": 1, "gram32": 2}
-#: Unit roundoff of float32 (2**-24).
-FLOAT32_UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
-#: gram32_error_bound()'s constant: the largest |error| / (u32 sqrt(n) lambda_max) measured on
-#: the benchmark layers (synthetic Llama-2-7B blocks, BERT- and ResNet-shaped, MiniLM) was
-#: 3.7; the bound takes twice that.
-GRAM32_ERROR_CONSTANT = 8.0
 #: What the kernels' error codes mean (4: LAPACK failed, see error_for).
 _ERRORS = {
     1: "is empty",
@@ -31,7 +25,7 @@ _ERRORS = {
     5: "has eigenvalues beyond the float64 range (matrix or scale too large)",
 }
 _ROUTINES = {0: "the SVD (LAPACK dgesdd)", 1: "the eigensolver (LAPACK dsyevd)",
-             2: "the float32 eigensolver (LAPACK ssyevd)"}  # fmt: skip
+             2: "the eigensolver (LAPACK dsyevd)"}  # fmt: skip
 
 
 def method_code(method: str) -> int:
@@ -46,22 +40,6 @@ def method_code(method: str) -> int:
         msg = "method='gram32' needs LAPACK ssyevd and BLAS ssyrk, which SciPy did not provide"
         raise RuntimeError(msg)
     return code
-
-
-def gram32_error_bound(n: int, lambda_max: float) -> float:
-    """The ``"gram32"`` route's error bound on each eigenvalue, in eigenvalue units (W's
-    units squared): ``GRAM32_ERROR_CONSTANT * u32 * sqrt(n) * lambda_max`` for an ESD of
-    ``n`` values whose largest is ``lambda_max`` (u32 = 2**-24).
-
-    Where it comes from: the float32 eigensolver returns the exact eigenvalues of a matrix
-    within p(n) u32 ||G|| of the float32 Gram matrix (its backward error), and the float32
-    Gram matrix itself is within ~sqrt(k) u32 of W^T W elementwise (measured 15x below the
-    eigensolver's part). The worst-case p(n) is ~n; rounding errors that behave like
-    independent ones give sqrt(n), and that is what was measured (docs: "Large models").
-    This is a realistic estimate, not a proof: analyze()'s guard uses it to decide which
-    layers to redo in float64 (:mod:`hts_fast.analysis.fast_route`).
-    """
-    return GRAM32_ERROR_CONSTANT * FLOAT32_UNIT_ROUNDOFF * math.sqrt(max(n, 1)) * lambda_max
 
 
 def error_for(code: int, info: int, what: str, shape: tuple[int, ...], method: str) -> ValueError:
