@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import struct
 
 import hts_fast
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from hts_fast.loaders import TensorReadError
 
+from ..conftest import peak_rss_mib
 from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
@@ -85,7 +85,7 @@ def test_mutated_files_never_crash(tmp_path, fmt):
     assert (baseline["status"] == "success").all()
     rng = np.random.default_rng(sum(map(ord, fmt)))
     outcomes = {"table": 0, "refused": 0}
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = peak_rss_mib()
     for case in range(CASES):
         path.write_bytes(mutate(rng, valid, BOUNDARY))
         try:
@@ -99,5 +99,5 @@ def test_mutated_files_never_crash(tmp_path, fmt):
         assert (table.loc[table["status"] == "failed", "status_reason"] != "").all()
         outcomes["table"] += 1
     assert sum(outcomes.values()) == CASES
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = peak_rss_mib() - peak_before
     assert grown_mib < 200, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"

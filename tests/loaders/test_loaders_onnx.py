@@ -9,7 +9,6 @@ HTS_FAST_FUZZ_CASES raises the number of fuzz cases here too.
 from __future__ import annotations
 
 import os
-import resource
 import struct
 import time
 import warnings
@@ -21,7 +20,7 @@ import pytest
 from hts_fast.loaders import LazyTensor, TensorReadError
 from hts_fast.loaders.onnx_files import onnx_tensors
 
-from ..conftest import _require
+from ..conftest import _require, peak_rss_mib
 from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
@@ -617,7 +616,7 @@ def test_mutated_models_never_crash(tmp_path):
     assert len([t.load() for _, t in onnx_tensors(path)]) == 4
     rng = np.random.default_rng(6)
     outcomes = {"refused": 0, "loaded": 0, "tensor failed": 0}
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = peak_rss_mib()
     slowest = 0.0
     for case in range(CASES):
         # without resizing, protobuf lengths mostly stay intact: damage lands inside tensors
@@ -648,5 +647,5 @@ def test_mutated_models_never_crash(tmp_path):
         slowest = max(slowest, time.perf_counter() - start)
     assert min(outcomes.values()) > 0, outcomes
     assert slowest < 2.0, f"one case took {slowest:.1f} s"
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = peak_rss_mib() - peak_before
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"
