@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,14 @@ def _require(module: str) -> Any:
         if REQUIRE_REFERENCES:
             raise
         pytest.skip(f"reference package missing: {exc}")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (skips where the platform's
+    ``resource`` module is missing, i.e. on Windows)."""
+    resource = pytest.importorskip("resource", reason="peak RSS needs the POSIX resource module")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
 
 
 @pytest.fixture(scope="session")

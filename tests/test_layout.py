@@ -8,9 +8,13 @@ import ast
 import re
 from pathlib import Path
 
+import hts_fast
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "python" / "hts_fast"
+_SOURCE = Path(__file__).resolve().parents[1] / "python" / "hts_fast"
+#: The package's Python files: the source tree's, or the installed package's when the tests
+#: run against a wheel (cibuildwheel copies only tests/ beside them).
+PACKAGE = _SOURCE if _SOURCE.is_dir() else Path(hts_fast.__file__).resolve().parent
 
 #: Each concern and the concerns it may import ("" is the top level's private helpers:
 #: _arrays, _threads, _lapack, _core_loader, _timing, _progress and the compiled _core).

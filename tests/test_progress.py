@@ -3,14 +3,11 @@ when asked not to or when nobody watches."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import hts_fast
@@ -49,6 +46,10 @@ def test_progress_must_be_a_bool_or_none():
 def _run_on_a_terminal(args: list[str], cwd: Path) -> str:
     """Run ``python -m hts_fast ARGS`` with its stderr on a pseudo-terminal; return what it
     wrote there."""
+    reason = "pseudo-terminals are POSIX only"
+    pty = pytest.importorskip("pty", reason=reason)
+    fcntl = pytest.importorskip("fcntl", reason=reason)
+    termios = pytest.importorskip("termios", reason=reason)
     leader, follower = pty.openpty()
     # a terminal of 24 x 100 (a new pseudo-terminal has no size, and tqdm draws 0 columns)
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

@@ -7,6 +7,7 @@
 
 #include "bindings.hpp"
 #include "hts/hash128.hpp"
+#include "hts/mul128.hpp"
 
 namespace py = pybind11;
 
@@ -61,6 +62,14 @@ py::bytes as_bytes(const std::array<std::uint8_t, 16>& digest) {
 }  // namespace
 
 void register_hash(py::module_& m) {
+    m.def(
+        "_mul128",
+        [](std::uint64_t a, std::uint64_t b) {
+            const U128 p = mul128(a, b);
+            return py::make_tuple(p.lo, p.hi);
+        },
+        py::arg("a"), py::arg("b"),
+        "(low, high) 64-bit words of a*b by this build's route (for the tests).");
     m.def(
         "hash128",
         [](const py::buffer& buffer) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "bindings.hpp"
+#include "hts/mul128.hpp"
 
 #ifndef HTS_FAST_VERSION
 #define HTS_FAST_VERSION "unknown"
@@ -17,6 +18,17 @@
 #define HTS_FAST_BUILD_TYPE ""
 #endif
 
+// The compiler's own version string (GCC and Clang: __VERSION__; MSVC: its full version).
+#define HTS_STRINGIFY_(x) #x
+#define HTS_STRINGIFY(x) HTS_STRINGIFY_(x)
+#if defined(__VERSION__)
+#define HTS_COMPILER __VERSION__
+#elif defined(_MSC_FULL_VER)
+#define HTS_COMPILER "MSVC " HTS_STRINGIFY(_MSC_FULL_VER)
+#else
+#define HTS_COMPILER "unknown"
+#endif
+
 namespace py = pybind11;
 
 PYBIND11_MODULE(_core, m) {
@@ -24,11 +36,12 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = HTS_FAST_VERSION;
     m.def("_compile_info", [] {
         py::dict info;
-        info["compiler"] = __VERSION__;
+        info["compiler"] = HTS_COMPILER;
         info["cxx_standard"] = static_cast<long>(__cplusplus);
         info["cxx_flags"] = HTS_FAST_CXX_FLAGS;
         info["build_type"] = HTS_FAST_BUILD_TYPE;
         info["hardware_threads"] = static_cast<long>(std::thread::hardware_concurrency());
+        info["mul128"] = hts::mul128_route();
         return info;
     }, "Compiler, flags and hardware threads of this build.");
     hts::bindings::register_lapack(m);

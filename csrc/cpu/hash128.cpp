@@ -3,7 +3,14 @@
 #include <algorithm>
 #include <cstring>
 
-#if defined(__SSE2__)
+#include "hts/mul128.hpp"
+
+// SSE2: GCC and Clang say so with __SSE2__; MSVC has it on every x64 target. Little-endian:
+// GCC and Clang say so with __BYTE_ORDER__; MSVC's targets all are. HTS_HASH128_SCALAR forces
+// the plain loop (the tests compare both).
+#if !defined(HTS_HASH128_SCALAR) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)) && \
+    (!defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define HTS_HASH128_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -44,23 +51,29 @@ const Constants& constants() {
     return c;
 }
 
+// Little-endian 64-bit words: a plain copy where the target is little-endian (MSVC's all
+// are), byte by byte elsewhere (no compiler-specific byte swap).
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 [[maybe_unused]] std::uint64_t load_le(const std::uint8_t* p) {
     std::uint64_t v;
     std::memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
+    return v;
+}
+
+void store_le(std::uint8_t* p, std::uint64_t v) { std::memcpy(p, &v, 8); }
+#else
+[[maybe_unused]] std::uint64_t load_le(const std::uint8_t* p) {
+    std::uint64_t v = 0;
+    for (int k = 7; k >= 0; --k) v = (v << 8) | p[k];
     return v;
 }
 
 void store_le(std::uint8_t* p, std::uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    std::memcpy(p, &v, 8);
+    for (int k = 0; k < 8; ++k) p[k] = static_cast<std::uint8_t>(v >> (8 * k));
 }
+#endif
 
-#if defined(__SSE2__) && (!defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#if defined(HTS_HASH128_SSE2)
 
 // `stripes` stripes at `p` with keys[8j..] for stripe j, two lanes per SSE2 register.
 void accumulate(std::uint64_t* acc, const std::uint8_t* p, const std::uint64_t* keys,
@@ -103,8 +116,8 @@ void scramble(std::uint64_t* acc, const Constants& c) {
 }
 
 std::uint64_t fold(std::uint64_t a, std::uint64_t b) {
-    const unsigned __int128 product = static_cast<unsigned __int128>(a) * b;
-    return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
+    const U128 product = mul128(a, b);
+    return product.lo ^ product.hi;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "hts/mul128.hpp"
+
 namespace hts {
 namespace {
 
@@ -35,16 +37,12 @@ public:
 
     // Exactly uniform in [0, bound), bound >= 1 (Lemire 2019: multiply, reject the bias).
     std::uint64_t below(std::uint64_t bound) {
-        unsigned __int128 product = static_cast<unsigned __int128>(next()) * bound;
-        auto low = static_cast<std::uint64_t>(product);
-        if (low < bound) {
+        U128 product = mul128(next(), bound);
+        if (product.lo < bound) {
             const std::uint64_t threshold = (0 - bound) % bound;
-            while (low < threshold) {
-                product = static_cast<unsigned __int128>(next()) * bound;
-                low = static_cast<std::uint64_t>(product);
-            }
+            while (product.lo < threshold) product = mul128(next(), bound);
         }
-        return static_cast<std::uint64_t>(product >> 64);
+        return product.hi;
     }
 
 private:

@@ -26,6 +26,7 @@ def build_info() -> dict[str, Any]:
         "cxx_flags": compile_info["cxx_flags"].strip(),
         "build_type": compile_info["build_type"],
         "hardware_threads": compile_info["hardware_threads"],
+        "mul128": compile_info["mul128"],  # the 64x64->128 multiply: int128, umul128, ...
         "default_threads": _threads.available_cores(),
         "lapack": {
             "source": LAPACK_SOURCE,

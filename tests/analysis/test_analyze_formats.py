@@ -44,7 +44,7 @@ def _arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.mark.weightwatcher
 def test_onnx_compat_matches_weightwatcher(tmp_path: Path) -> None:
-    from .test_analyze_parity import assert_same_table, run_weightwatcher
+    from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
     onnx = _require("onnx")
     path = _onnx_model(tmp_path / "m.onnx", _arrays())

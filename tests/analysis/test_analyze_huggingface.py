@@ -10,7 +10,7 @@ import hts_fast
 import pytest
 
 from ..conftest import REQUIRE_REFERENCES
-from .test_analyze_parity import assert_same_table, run_weightwatcher
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.weightwatcher

@@ -8,7 +8,7 @@ import pytest
 
 from ..conftest import REQUIRE_REFERENCES
 from ..packaged_model import load_minilm
-from .test_analyze_parity import assert_same_table, run_weightwatcher
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
 pytestmark = pytest.mark.weightwatcher
 

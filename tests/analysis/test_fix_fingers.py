@@ -6,7 +6,7 @@ import hts_fast
 import numpy as np
 import pytest
 
-from .test_analyze_parity import assert_same_table, run_weightwatcher
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
 COMPAT = "weightwatcher-0.7.7"
 

@@ -12,7 +12,9 @@ import pytest
 import scipy.linalg
 from hts_fast.analysis.table import WW_COLUMNS
 
-from .test_analyze_parity import assert_same_table, run_weightwatcher, torch
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
+
+torch = pytest.importorskip("torch")
 
 COMPAT = "weightwatcher-0.7.7"
 #: WeightWatcher's columns with peft: its own "peft" column, in its (alphabetical) place

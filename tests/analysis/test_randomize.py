@@ -6,7 +6,7 @@ import hts_fast
 import numpy as np
 import pytest
 
-from .test_analyze_parity import run_weightwatcher
+from ..weightwatcher_reference import run_weightwatcher
 
 COMPAT = "weightwatcher-0.7.7"
 COLUMNS = ["max_rand_eval", "rand_distance", "ww_softrank", "ww_maxdist"]
@@ -93,7 +93,7 @@ MP_AND_DETX = ["num_spikes", "sigma_mp", "mp_softrank", "W_scale", "bulk_max", "
 
 @pytest.mark.weightwatcher
 def test_every_option_column_matches_weightwatcher() -> None:
-    from .test_analyze_parity import assert_same_table
+    from ..weightwatcher_reference import assert_same_table
 
     state = _state(2)
     state["square.weight"] = np.random.default_rng(9).standard_t(3, (64, 64)).astype(np.float32)

@@ -96,7 +96,9 @@ def test_bad_xmax(kwargs: dict, error: type[Exception], match: str) -> None:
 
 @pytest.mark.parametrize("k", [3, -5])
 def test_compat_int_drops_the_largest_as_weightwatcher(k) -> None:
-    from .test_analyze_parity import WW_COLUMNS, assert_same_table, run_weightwatcher
+    from hts_fast.analysis.table import WW_COLUMNS
+
+    from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
     state = _state()
     ours = analyze(state, compat=COMPAT, xmax=k)

@@ -39,6 +39,7 @@ from hts_fast.fits.marchenko_pastur import (
 )
 
 from ..conftest import _require, heavy_tailed_esd
+from ..weightwatcher_reference import require_weightwatcher
 
 pytestmark = pytest.mark.weightwatcher
 
@@ -429,7 +430,7 @@ def test_detx_edge_cases():
 
 
 def test_analyze_columns_match_weightwatcher():
-    ww = _require("weightwatcher")
+    ww = require_weightwatcher()  # its state-dict path needs torch
     rng = np.random.default_rng(5)
     spike = 3.0 * np.outer(rng.standard_normal(150), rng.standard_normal(80)) / np.sqrt(80)
     state = {

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hts_fast.loaders import SafetensorsFile, TensorReadError, checkpoint_tensors, safetensors_files
 
-from ..analysis.test_analyze_parity import assert_same_table, run_weightwatcher
 from ..conftest import REQUIRE_REFERENCES
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import struct
 import tempfile
 import warnings
@@ -41,6 +40,7 @@ import pandas as pd
 import pytest
 from hts_fast.loaders import TensorReadError
 
+from ..conftest import peak_rss_mib
 from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_N", os.environ.get("HTS_FAST_FUZZ_CASES", "300")))
@@ -235,7 +235,7 @@ def test_mutated_files_are_refused_or_read_whole(tmp_path, fmt):
     baseline, original, _ = _baseline(fmt, path, valid)
     rng = np.random.default_rng(sum(map(ord, fmt)))
     outcomes: dict[str, int] = {}
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = peak_rss_mib()
     for case in range(CASES):
         path.write_bytes(mutate(rng, valid, BOUNDARY))
         try:
@@ -252,7 +252,7 @@ def test_mutated_files_are_refused_or_read_whole(tmp_path, fmt):
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert sum(outcomes.values()) == CASES
     assert outcomes.get("refused", 0) > CASES // 10, outcomes
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = peak_rss_mib() - peak_before
     assert grown_mib < 200, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"
 
 

@@ -7,7 +7,6 @@ shared fuzz suite can import it.
 
 from __future__ import annotations
 
-import resource
 import struct
 import tempfile
 import time
@@ -20,7 +19,7 @@ import pytest
 from hts_fast.loaders import TensorReadError, gguf_files
 from hts_fast.loaders.gguf_files import GGML_TYPES, gguf_tensors
 
-from ..conftest import _require
+from ..conftest import _require, peak_rss_mib
 from ..mutations import mutate
 
 FUZZ_CASES = 300
@@ -574,7 +573,7 @@ def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
     header_end = min(t.identity[2] for _, t in baseline)
     rng = np.random.default_rng(2024)
     outcomes = {"opened": 0, "refused": 0}
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = peak_rss_mib()
     for case in range(FUZZ_CASES):
         path.write_bytes(mutate(rng, valid, _BOUNDARY, focus_end=header_end, max_span=32))
         try:
@@ -599,5 +598,5 @@ def test_mutated_files_raise_only_tensor_read_error(tmp_path: Path) -> None:
             assert array.shape == tensor.shape
     assert outcomes["opened"] > 0
     assert outcomes["refused"] > 0
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = peak_rss_mib() - peak_before
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"

@@ -9,7 +9,6 @@ HTS_FAST_FUZZ_CASES raises the number of fuzz cases here too.
 from __future__ import annotations
 
 import os
-import resource
 import struct
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from hts_fast.loaders import LazyTensor, TensorReadError
 from hts_fast.loaders.onnx_files import UNREADABLE_TYPES, onnx_tensors
 
-from ..conftest import _require
+from ..conftest import _require, peak_rss_mib
 from ..mutations import mutate
 
 CASES = int(os.environ.get("HTS_FAST_FUZZ_CASES", "300"))
@@ -630,7 +629,7 @@ def test_mutated_models_never_crash(tmp_path):
     rng = np.random.default_rng(6)
     outcomes = {"refused": 0, "loaded": 0}
     unsupported = tuple(f"({code}) {why}" for code, (_, why) in UNREADABLE_TYPES.items())
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_before = peak_rss_mib()
     for case in range(CASES):
         # without resizing, protobuf lengths mostly stay intact: damage lands inside tensors
         path.write_bytes(mutate(rng, valid, BOUNDARY, resize=case % 2 == 0))
@@ -655,5 +654,5 @@ def test_mutated_models_never_crash(tmp_path):
             assert array.shape == tensor.shape
             outcomes["loaded"] += 1
     assert min(outcomes.values()) > 0, outcomes
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    grown_mib = peak_rss_mib() - peak_before
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB while fuzzing"

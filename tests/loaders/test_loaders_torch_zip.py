@@ -11,7 +11,7 @@ import pytest
 from hts_fast.loaders import TensorReadError
 from hts_fast.loaders.torch_zip import read_torch_zip
 
-from ..analysis.test_analyze_parity import assert_same_table, run_weightwatcher
+from ..weightwatcher_reference import assert_same_table, run_weightwatcher
 
 torch = pytest.importorskip("torch")
 

@@ -120,6 +120,11 @@ def _start_scan(zoo: Path, db: Path) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
+#: the kill tests send SIGKILL / SIGINT, which Windows does not have
+POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+
+@POSIX_SIGNALS
 @pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
 def test_interrupted_scan_resumes_to_the_same_store(tmp_path, how):
     zoo = _zoo(tmp_path / "zoo", runs=40, size=256, broken=False)
@@ -146,6 +151,7 @@ def test_interrupted_scan_resumes_to_the_same_store(tmp_path, how):
         pd.testing.assert_frame_equal(ours[name], theirs[name])
 
 
+@POSIX_SIGNALS
 def test_a_kill_inside_a_checkpoint_transaction_leaves_no_trace(tmp_path):
     """SIGKILL after a checkpoint's rows are written but before its COMMIT (a test hook in
     Store._save): the store holds the checkpoints before it, no orphan row, and the resumed

@@ -15,6 +15,9 @@
 #ifndef __CUDACC_RTC__
 #include <math.h>  // ::exp, ::log, ... (NVRTC has them built in)
 #endif
+#if !defined(__CUDACC_RTC__) && !defined(__CUDACC__) && !defined(__GNUC__) && !defined(__clang__)
+#include <limits>
+#endif
 
 namespace hts {
 namespace hd {
@@ -25,9 +28,15 @@ HTS_HD double min(double a, double b) { return (b < a) ? b : a; }
 HTS_HD double clamp(double v, double lo, double hi) { return v < lo ? lo : (hi < v ? hi : v); }
 // False for NaN and +-Inf; needs IEEE arithmetic (no -ffast-math, which the build never uses).
 HTS_HD bool finite(double v) { return v - v == 0.0; }
-// Quiet NaN and +Inf without <limits> (compiler builtins: GCC, Clang, nvcc and NVRTC).
+// Quiet NaN and +Inf: compiler builtins under nvcc and NVRTC (which has no <limits>), GCC and
+// Clang; std::numeric_limits elsewhere (MSVC), the same values.
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__) || defined(__GNUC__) || defined(__clang__)
 HTS_HD double nan() { return __builtin_nan(""); }
 HTS_HD double inf() { return __builtin_huge_val(); }
+#else
+HTS_HD double nan() { return std::numeric_limits<double>::quiet_NaN(); }
+HTS_HD double inf() { return std::numeric_limits<double>::infinity(); }
+#endif
 
 }  // namespace hd
 }  // namespace hts
