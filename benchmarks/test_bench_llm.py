@@ -9,8 +9,8 @@ folder, never into the repository; ``HTS_FAST_BENCH_LLM_DIR`` names a folder to 
 between runs (it is reused when its parameters match). The free disk is checked first.
 
 HTS_FAST_BENCH_SIZES=small (the CI smoke run): two blocks of a 128 / 344 model, in seconds.
-full: one block read end to end from the folder by svd, gram and the default (auto: the
-float32 Gram route) in the same process, the split of one matrix's time, and, with
+full: one block read end to end from the folder by svd, gram32 and the default (auto: the
+float64 Gram route) in the same process, the split of one matrix's time, and, with
 ``HTS_FAST_BENCH_LLM_WHOLE=1``, the whole folder by ``hts-fast analyze`` (the default route)
 with its peak RSS.
 """
@@ -189,7 +189,7 @@ def test_one_block_by_route(llama):
     assert len(ids) == 7
     group = "llm one block (7 matrices, read from bf16 shards)"
     tables = {}
-    for method in ("svd", "gram", "auto"):
+    for method in ("svd", "gram32", "auto"):
         start = time.perf_counter()
         tables[method] = hts_fast.analyze(llama, layers=ids, esd_method=method, progress=False)
         seconds = time.perf_counter() - start
@@ -198,41 +198,48 @@ def test_one_block_by_route(llama):
         _timings[group][key] = seconds
         split = ", ".join(f"{k} {v:.2f} s" for k, v in tables[method].attrs["seconds"].items())
         _timings[group][f"({method}: {split})"] = float("nan")
-    svd, gram, auto = tables["svd"], tables["gram"], tables["auto"]
+    svd, fast, auto = tables["svd"], tables["gram32"], tables["auto"]
     assert (svd["status"] == "success").all()
-    np.testing.assert_allclose(gram["alpha"], svd["alpha"], rtol=1e-6)
-    np.testing.assert_allclose(gram["lambda_max"], svd["lambda_max"], rtol=1e-9)
-    assert set(auto["esd_method"]) <= {"gram32", "gram"}
-    _timings[group][f"(auto: {auto.attrs['esd_redone']} of 7 redone in float64)"] = float("nan")
-    for col in ("alpha", "xmin", "D", "lambda_max"):
-        np.testing.assert_allclose(auto[col], svd[col], rtol=1e-5, err_msg=col)
-    assert (auto["num_pl_spikes"] == svd["num_pl_spikes"]).all()
+    assert set(auto["esd_method"]) == {"gram"}  # the default on 4096-wide layers
+    np.testing.assert_allclose(auto["alpha"], svd["alpha"], rtol=1e-6)
+    np.testing.assert_allclose(auto["lambda_max"], svd["lambda_max"], rtol=1e-9)
+    _timings[group][f"(gram32: {fast.attrs['esd_redone']} of 7 redone in float64)"] = float("nan")
+    for table in (auto, fast):
+        for col in ("alpha", "xmin", "D", "lambda_max"):
+            np.testing.assert_allclose(table[col], svd[col], rtol=1e-5, err_msg=col)
+        assert (table["num_pl_spikes"] == svd["num_pl_spikes"]).all()
 
 
 def test_one_matrix_split(llama):
-    """Where the default route's time goes on the largest block matrix (down_proj, 4096 x
-    11008): read (bf16 -> float32), float32 Gram product (ssyrk), float64 eigensolve, fit;
-    one thread each, as analyze() runs them."""
+    """Where the Gram routes' time goes on the largest block matrix (down_proj, 4096 x
+    11008): read (bf16 -> float32), float32 (ssyrk) and float64 (dsyrk) Gram products, the
+    float64 eigensolve, fit; one thread each, as analyze() runs them."""
     from hts_fast.spectra.exact import symmetric_eigenvalues
     from scipy.linalg import blas
     from threadpoolctl import threadpool_limits
 
     tensors = dict(checkpoint_tensors(llama)[0])
-    group = "llm one matrix split (down_proj, default route, 1 thread)"
+    group = "llm one matrix split (down_proj, Gram routes, 1 thread)"
     with threadpool_limits(1):
         start = time.perf_counter()
         w = np.asarray(tensors["model.layers.0.mlp.down_proj.weight"])
         read = time.perf_counter()
         upper = blas.ssyrk(1.0, w.T, trans=1, lower=0)  # w.T is Fortran-ordered: no copy
         product = time.perf_counter()
+        w64 = w.astype(np.float64)
+        widened = time.perf_counter()
+        blas.dsyrk(1.0, w64.T, trans=1, lower=0)
+        product64 = time.perf_counter()
+        del w64
         gram = upper.astype(np.float64)
         gram += np.triu(gram, 1).T  # both triangles: the solver reads one, in C order
         evals = np.maximum(symmetric_eigenvalues(gram, overwrite=True), 0.0)
         solve = time.perf_counter()
         fit = hts_fast.fit_powerlaw(evals)
         done = time.perf_counter()
-    _timings[group].update({"read": read - start, "gram (ssyrk)": product - read,
-                            "eigensolve (dsyevd 2-stage)": solve - product,
+    _timings[group].update({"read": read - start, "float32 gram (ssyrk)": product - read,
+                            "float64 gram (dsyrk)": product64 - widened,
+                            "eigensolve (dsyevd 2-stage)": solve - product64,
                             "fit": done - solve})  # fmt: skip
     reference = hts_fast.esd(w, method="gram")
     assert fit.status == "success"

@@ -61,10 +61,11 @@ def _minilm():
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("mode", full_only("gram", "compat"))
+@pytest.mark.parametrize("mode", full_only("default", "gram", "compat"))
 def test_randomize_minilm_hts_fast(benchmark, mode):
     model = _minilm()
-    options = {"esd_method": "gram"} if mode == "gram" else {"compat": "weightwatcher-0.7.7"}
+    options = {"default": {}, "gram": {"esd_method": "gram"},
+               "compat": {"compat": "weightwatcher-0.7.7"}}[mode]  # fmt: skip
     table = benchmark.pedantic(hts_fast.analyze, args=(model,),
                                kwargs={"randomize": True, "seed": 0, **options},
                                rounds=3, iterations=1, warmup_rounds=1)  # fmt: skip

@@ -1,6 +1,7 @@
-"""The float32 Gram route (esd_method="gram32") and analyze()'s default esd_method="auto":
-eigenvalues within the stated bound of NumPy's own SVD, the routing, the guard's float64
-redo, the rank columns the route cannot resolve, randomize on the same route."""
+"""analyze()'s default esd_method="auto" (float64 Gram for large layers, svd for small ones)
+and the float32 Gram route (esd_method="gram32"): eigenvalues within the stated bound of
+NumPy's own SVD, the routing, the guard's float64 redo, the rank columns a Gram route cannot
+resolve, randomize."""
 
 from __future__ import annotations
 
@@ -32,12 +33,14 @@ def test_gram32_eigenvalues_are_within_their_bound(shape, dtype, scale):
     w = _student_t(shape, seed=sum(shape)).astype(dtype)
     got = hts_fast.esd(w, method="gram32", scale=scale)
     ref = _numpy_esd(w, scale)
-    bound = fast_route.error_bound("gram32", max(shape), float(ref[-1]))
+    bounds = fast_route.eigenvalue_bounds("gram32", max(shape), ref)
     assert got.dtype == np.float64
     assert got.shape == (min(shape),)
-    assert np.all(np.abs(got - ref) <= bound)
+    assert np.all(np.abs(got - ref) <= bounds)
+    assert bounds[-1] == pytest.approx(fast_route.error_bound("gram32", max(shape), len(ref),
+                                                              ref[-1]))  # fmt: skip
     # and the bound is not vacuous: float32 rounding is visible, float64's is not
-    assert np.abs(got - ref).max() > fast_route.error_bound("gram", max(shape), float(ref[-1]))
+    assert np.abs(got - ref).max() > fast_route.error_bound("gram", max(shape), len(ref), ref[-1])
 
 
 def test_a_transposed_view_gives_the_same_eigenvalues():
@@ -60,20 +63,23 @@ def _model() -> dict[str, np.ndarray]:
 
 def test_auto_routes_by_the_smaller_side_and_compat_keeps_svd():
     auto = hts_fast.analyze(_model())
-    assert auto["esd_method"].tolist() == ["svd", "gram32", "gram32"]
+    assert auto["esd_method"].tolist() == ["svd", "gram", "gram"]
     compat = hts_fast.analyze(_model(), compat="weightwatcher-0.7.7")
     assert set(compat["esd_method"]) == {"svd"}
-    # the bound column: u * sqrt(N) * lambda_max of each row's route
-    for _, row in auto.iterrows():
+    fast = hts_fast.analyze(_model(), esd_method="gram32")
+    # the bound column: (c u sqrt(N) + u64 sqrt(M)) lambda_max of each row's route
+    for _, row in [*auto.iterrows(), *fast.iterrows()]:
         u = 2.0**-24 / 4 if row["esd_method"] == "gram32" else 2.0**-53
-        assert row["esd_error_bound"] == pytest.approx(u * math.sqrt(row["N"]) * row["lambda_max"])
+        expected = (u * math.sqrt(row["N"]) + 2.0**-53 * math.sqrt(row["M"])) * row["lambda_max"]
+        assert row["esd_error_bound"] == pytest.approx(expected)
 
 
-def test_auto_is_the_svd_fit_within_the_contract():
+@pytest.mark.parametrize("method", ["auto", "gram32"])
+def test_the_fit_is_svds_within_the_contract(method):
     """alpha, xmin, D, lambda_max within 1e-5 relative and num_pl_spikes equal (the issue's
-    contract), and the norm columns to float32 Gram rounding."""
+    contract), and the norm columns to the Gram product's rounding."""
     svd = hts_fast.analyze(_model(), esd_method="svd")
-    auto = hts_fast.analyze(_model())
+    auto = hts_fast.analyze(_model(), esd_method=method)
     assert auto.attrs["esd_redone"] == 0
     for col in ("alpha", "xmin", "D", "lambda_max"):
         np.testing.assert_allclose(auto[col], svd[col], rtol=1e-5, err_msg=col)
@@ -86,9 +92,10 @@ def test_auto_is_the_svd_fit_within_the_contract():
     np.testing.assert_allclose(auto["sv_min"], svd["sv_min"], rtol=1e-4)
 
 
-def test_results_do_not_depend_on_the_thread_count():
-    one = hts_fast.analyze(_model(), threads=1)
-    two = hts_fast.analyze(_model(), threads=2)
+@pytest.mark.parametrize("method", ["auto", "gram32"])
+def test_results_do_not_depend_on_the_thread_count(method):
+    one = hts_fast.analyze(_model(), threads=1, esd_method=method)
+    two = hts_fast.analyze(_model(), threads=2, esd_method=method)
     for col in ("alpha", "D", "xmin", "entropy", "esd_error_bound"):
         np.testing.assert_array_equal(one[col], two[col])
 
@@ -96,16 +103,16 @@ def test_results_do_not_depend_on_the_thread_count():
 def test_the_guard_redoes_layers_in_float64(monkeypatch):
     """A bound large enough to move xmin sends every float32 layer to the float64 Gram
     route: the rows then equal esd_method="gram"'s, and df.attrs counts them."""
-    real = fast_route.error_bound
-    monkeypatch.setattr(fast_route, "error_bound",
-                        lambda route, inner, lmax: real(route, inner, lmax) * (
+    real = fast_route.eigenvalue_bounds
+    monkeypatch.setattr(fast_route, "eigenvalue_bounds",
+                        lambda route, inner, evals: real(route, inner, evals) * (
                             1e5 if route == "gram32" else 1.0))  # fmt: skip
-    auto = hts_fast.analyze(_model())
+    auto = hts_fast.analyze(_model(), esd_method="gram32")
     gram = hts_fast.analyze(_model(), esd_method="gram")
-    assert auto["esd_method"].tolist() == ["svd", "gram", "gram"]
-    assert auto.attrs["esd_redone"] == 2
+    assert auto["esd_method"].tolist() == ["gram", "gram", "gram"]
+    assert auto.attrs["esd_redone"] == 3
     for col in ("alpha", "D", "xmin", "entropy", "matrix_rank"):
-        np.testing.assert_array_equal(auto[col].iloc[1:], gram[col].iloc[1:])
+        np.testing.assert_array_equal(auto[col], gram[col])
 
 
 def test_the_guard_fires_exactly_when_the_fit_moves():
@@ -120,33 +127,53 @@ def test_the_guard_fires_exactly_when_the_fit_moves():
     assert any(r.num_pl_spikes != fit.num_pl_spikes for r in refits)
 
 
-def test_rank_columns_of_a_square_layer_are_marked_unresolved():
-    """A square Gaussian layer's smallest eigenvalues lie near 0, below the float32 route's
-    resolution: matrix_rank, rank_loss -1, sv_min NaN and the reason; svd computes them."""
-    w = np.random.default_rng(4).standard_normal((640, 640)).astype(np.float32) * 0.05
-    auto = hts_fast.analyze({"sq.weight": w}).iloc[0]
-    svd = hts_fast.analyze({"sq.weight": w}, esd_method="svd").iloc[0]
-    assert auto["esd_method"] in ("gram32", "gram")
-    if auto["esd_method"] == "gram32":
-        assert auto["matrix_rank"] == -1
-        assert auto["rank_loss"] == -1
-        assert math.isnan(auto["sv_min"])
-        assert "matrix_rank, rank_loss, sv_min" in auto["status_reason"]
-        assert "esd_method='svd'" in auto["status_reason"]
-    assert svd["matrix_rank"] == 640
-    assert svd["sv_min"] > 0
-    assert auto["alpha"] == pytest.approx(svd["alpha"], rel=1e-5)
+@pytest.mark.parametrize("method", ["auto", "gram32"])
+def test_rank_columns_the_route_cannot_resolve_are_marked(method):
+    """A rank-deficient layer (rank 560 of 640): its zero eigenvalues lie within the Gram
+    route's bound, so matrix_rank and rank_loss are -1 and sv_min NaN. A nearly square
+    Gaussian layer's smallest eigenvalue (~2e-3 of the mean) is resolved by both Gram
+    routes (rank columns equal svd's); float64 also gives its sv_min to 1e-5, float32 not.
+    svd computes all of them."""
+    rng = np.random.default_rng(4)
+    low = rng.standard_normal((640, 560)) @ rng.standard_normal((560, 640))  # float64: exact rank
+    square = rng.standard_normal((640, 700)).astype(np.float32) * 0.05
+    model = {"low.weight": low * 0.002, "square.weight": square}
+    auto = hts_fast.analyze(model, esd_method=method)
+    svd = hts_fast.analyze(model, esd_method="svd")
+    route = "gram" if method == "auto" else "gram32"
+    assert auto["esd_method"].tolist() == [route, route]
+    low_row, square_row = auto.iloc[0], auto.iloc[1]
+    assert low_row["matrix_rank"] == -1
+    assert low_row["rank_loss"] == -1
+    assert math.isnan(low_row["sv_min"])
+    assert "matrix_rank, rank_loss, sv_min" in low_row["status_reason"]
+    assert "esd_method='svd'" in low_row["status_reason"]
+    assert svd["matrix_rank"].iloc[0] == 560  # svd resolves the rank
+    assert square_row["matrix_rank"] == svd["matrix_rank"].iloc[1] == 640
+    assert square_row["rank_loss"] == svd["rank_loss"].iloc[1] == 0
+    if method == "auto":
+        assert square_row["sv_min"] == pytest.approx(svd["sv_min"].iloc[1], rel=1e-5)
+        assert square_row["status_reason"] == ""
+    else:
+        assert math.isnan(square_row["sv_min"])
+        assert square_row["status_reason"].endswith(
+            "sv_min not available (esd_method='svd' computes them)"
+        )
+    np.testing.assert_allclose(auto["alpha"], svd["alpha"], rtol=1e-5)
 
 
-def test_randomize_takes_each_layers_route():
-    model = {"wide.weight": _student_t((600, 1500), 5)}
+@pytest.mark.parametrize("shape", [(600, 1500), (300, 900)])
+def test_randomize_takes_the_gram_route(shape):
+    """Under "auto" every shuffled matrix takes the float64 Gram route (the small layer's
+    own ESD stays svd): the shuffled columns equal svd's to Gram rounding."""
+    model = {"w.weight": _student_t(shape, 5)}
     auto = hts_fast.analyze(model, randomize=True, seed=3)
     svd = hts_fast.analyze(model, randomize=True, seed=3, esd_method="svd")
-    assert auto["esd_method"].iloc[0] == "gram32"
+    assert auto["esd_method"].iloc[0] == ("gram" if min(shape) >= 512 else "svd")
     for col in ("max_rand_eval", "ww_softrank", "rand_distance"):
         np.testing.assert_allclose(auto[col], svd[col], rtol=1e-5, err_msg=col)
-    # a difference of two eigenvalues: within twice the bound, absolutely
-    bound = auto["esd_error_bound"].iloc[0]
+    # a difference of two eigenvalues: within twice the float64 Gram bound, absolutely
+    bound = fast_route.error_bound("gram", max(shape), min(shape), float(svd["lambda_max"].iloc[0]))
     np.testing.assert_allclose(auto["ww_maxdist"], svd["ww_maxdist"], rtol=0, atol=2 * bound)
 
 

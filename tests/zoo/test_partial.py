@@ -207,3 +207,28 @@ def test_zoo_report_leaves_out_failed_and_partial_checkpoints(tmp_path, capsys):
 
     zoo_report(db, out, labels=tmp_path / "labels.csv", include_partial=True)
     assert "left out 2 checkpoint(s): 2 failed (no result)" in capsys.readouterr().err
+
+
+def test_a_checkpoint_cut_short_is_failed_not_partial(tmp_path, capsys):
+    """A safetensors file cut to half its length, or one byte short, is no result: the scan
+    stores it as failed with the loader's message and exits non-zero (issue 17)."""
+    from safetensors.numpy import save_file
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    rng = np.random.default_rng(9)
+    good = zoo / "good.safetensors"
+    save_file({f"fc{k}.weight": rng.standard_t(4, (96, 48)).astype(np.float32) for k in range(4)},
+              str(good))  # fmt: skip
+    whole = good.read_bytes()
+    (zoo / "half.safetensors").write_bytes(whole[: len(whole) // 2])
+    (zoo / "short.safetensors").write_bytes(whole[:-1])
+    db = tmp_path / "zoo.sqlite"
+    assert main(["scan", str(zoo), "--store", str(db), "--quiet"]) == 1
+    stored = _checkpoints(db)
+    assert stored.loc["good.safetensors", "status"] == "done"
+    for name in ("half.safetensors", "short.safetensors"):
+        assert stored.loc[name, "status"] == "failed"
+        assert name in stored.loc[name, "error"]
+        assert "truncated" in stored.loc[name, "error"]
+    capsys.readouterr()

@@ -123,15 +123,15 @@ def analyze(
         Scale conv2d slices by sqrt(1/2) (every eigenvalue halved), as WeightWatcher.
     esd_method
         ``"auto"`` (the default): layers whose matrices' smaller side is >= 512 take the
-        float32 Gram route (``"gram32"``), the others ``"svd"``; compat mode is ``"svd"``
-        throughout. ``"gram32"``: every layer by the float32 Gram route (float32 Gram
-        product, float64 eigensolve; 4-5x faster than svd on 4096 x 11008 layers), with
-        its error bound in our ``esd_error_bound`` column and a guard that redoes a layer
-        by the float64 Gram route when the bound could change its power-law fit
-        (``df.attrs["esd_redone"]`` counts them); rank columns it cannot resolve are -1/NaN
-        with the reason (hts_fast.analysis.fast_route). The guarded route serves the
-        default analysis (fit="PL", no fix_fingers, xmax None or "force", CPU) and
-        ``randomize``; with other options ``"auto"`` is ``"svd"``.
+        float64 Gram route (``"gram"``, 4x faster than svd on a Llama-7B block), the others
+        ``"svd"``; compat mode is ``"svd"`` throughout; with options outside the default
+        fused pass (fit other than "PL", fix_fingers, a numeric xmax) ``"svd"``, on the GPU
+        ``"gram"``. ``"gram32"``: the float32 Gram route (float32 Gram product, float64
+        eigensolve), with a guard that redoes a layer by the float64 Gram route when its
+        error bound could change the power-law fit (``df.attrs["esd_redone"]`` counts
+        them). Our ``esd_error_bound`` column holds each row's eigenvalue error bound;
+        rank columns a Gram route cannot resolve are -1/NaN with the reason
+        (hts_fast.analysis.fast_route).
         ``"svd"`` (float64 gesdd, WeightWatcher's numbers) or ``"gram"`` (faster; rank
         columns less reliable, see :func:`hts_fast.esd`), or ``"randomized"``: layers whose
         smaller side is >= 1024 get a certified top-k ESD and fit
@@ -233,7 +233,7 @@ def analyze(
         One row per analyzed layer: WeightWatcher's 32 columns in its order, then
         ``status_reason``, ``fit_method``, ``esd_method`` (the route each layer's ESD took),
         ``esd_error_bound`` (its eigenvalue error bound, W's units squared; NaN for a
-        failed layer). ``df.attrs["esd_redone"]`` counts the float32-route layers the guard
+        failed layer). ``df.attrs["esd_redone"]`` counts the "gram32" layers the guard
         redid in float64. ``df.attrs["skipped"]`` is a
         DataFrame of the layers not analyzed and why; ``df.attrs["compat"]`` the mode;
         ``df.attrs["seconds"]`` the time spent in each stage (extract, esd, fit, metrics).
@@ -443,6 +443,7 @@ def _analyze_models(
                 with timer.stage("randomize"):
                     _randomize(owners, *expand_stacks(matrices, scales), done,
                                compat=bool(compat), seed=opt.seed,
+                               auto=opt.esd_method == "auto",
                                threads=n_threads, stream=stream)  # fmt: skip
             del owners, matrices, scales
             bar.update(len(chunks[k]))
@@ -709,10 +710,14 @@ def _pool(
 def _randomize(
     owners: list[Owner], matrices: list[np.ndarray], scales: list[float],
     done: list[tuple[Planned, np.ndarray, list[np.ndarray]]], *, compat: bool,
-    seed: int | None, threads: int, stream: Any = None,
+    seed: int | None, auto: bool, threads: int, stream: Any = None,
 ) -> None:  # fmt: skip
-    """Shuffled-weights columns of the chunk's analyzed layers, stored in ``plan.extra``; each
-    layer's shuffled matrices take the route its own ESD took."""
+    """Shuffled-weights columns of the chunk's analyzed layers, stored in ``plan.extra``.
+
+    With ``auto`` (esd_method="auto", never in compat) every shuffled matrix takes the float64
+    Gram route, small layers' too: its columns (max_rand_eval, ww_softrank, rand_distance
+    over the whole spectrum) need no rank resolution, and it is 2-4x faster than svd there.
+    Otherwise each layer's shuffled matrices take the route its own ESD took."""
     where = {id(plan): (first, count, keep_top) for plan, first, count, keep_top in owners}
     layers = []
     for plan, evals, _ in done:
@@ -730,7 +735,7 @@ def _randomize(
                                       keep_top, n_comp))  # fmt: skip
     if not layers:
         return
-    routes = [plan.row["esd_method"] for plan, _, _ in done]
+    routes = ["gram" if auto and not compat else plan.row["esd_method"] for plan, _, _ in done]
     columns = randomized_columns(layers, seed=seed, compat=compat, esd_method=routes,
                                  threads=threads, stream=stream)  # fmt: skip
     for k, (plan, _, _) in enumerate(done):
