@@ -213,3 +213,19 @@ def test_plot_without_matplotlib_says_how_to_install():
     assert result.returncode == 1
     assert 'ImportError: analyze(plot=True) needs matplotlib: pip install "hts_fast[report]"' in (
         result.stderr)  # fmt: skip
+
+
+def test_failed_fit_layer_gets_the_esd_figures_without_a_scan(plt, tmp_path):
+    """A zero matrix (no positive eigenvalue: the fit fails; 0.7.7 raises AttributeError on
+    it) gets esd, esd2, esd3 and no xmin scan; its neighbour all five."""
+    rng = np.random.default_rng(4)
+    model = {"a.weight": np.zeros((30, 20)), "b.weight": rng.standard_normal((30, 20))}
+    with quiet():
+        details = hw.WeightWatcher(model=model).analyze(plot=True, savefig=str(tmp_path))
+    assert list(details["status"]) == ["failed", "success"]
+    files = pngs(tmp_path)
+    assert sorted(files) == sorted(
+        [f"ww.layer1.{k}.png" for k in ("esd", "esd2", "esd3")]
+        + [f"ww.layer2.{k}.png" for k in ("esd", "esd2", "esd3", "esd4", "esd5")])  # fmt: skip
+    assert all(data.startswith(PNG_SIGNATURE) for data in files.values())
+    assert plt.get_fignums() == []
