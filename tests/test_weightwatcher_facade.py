@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .analysis.test_analyze_parity import FIT_COLUMNS
 from .conftest import REQUIRE_REFERENCES, _require
 from .packaged_model import load_minilm
+from .weightwatcher_reference import FIT_COLUMNS
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.weightwatcher
@@ -101,9 +101,10 @@ def test_constants_are_0_7_7s(ww):
         assert ours == theirs, group
 
 
-def test_import_loads_no_torch_sklearn_powerlaw_and_no_logging_config():
+def test_import_loads_no_torch_sklearn_powerlaw_matplotlib_and_no_logging_config():
     code = ("import logging, sys; import hts_fast.weightwatcher as ww; "
-            "print(sorted(m for m in ('torch', 'sklearn', 'powerlaw') if m in sys.modules)); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'powerlaw', 'matplotlib') "
+            "if m in sys.modules)); "
             "print(len(logging.getLogger().handlers), logging.getLogger().level)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split("\n")  # fmt: skip
@@ -226,7 +227,7 @@ def test_minilm_readme_snippet(ww):
                                     {"intra": True}, {"stacked": True}, {"fft": True},
                                     {"conv2d_fft": True}, {"inverse": True},
                                     {"channels": "first"}, {"finger_thresh": 2.0},
-                                    {"plot": True}, {"pl_package": "powerlaw"},
+                                    {"pl_package": "powerlaw"},
                                     {"xmin_max": 3.0, "fix_fingers": "xmin_peak"}])  # fmt: skip
 def test_unsupported_keywords_raise_naming_them(kwargs):
     watcher = hw.WeightWatcher(model=small_model())

@@ -106,6 +106,7 @@ def analyze(
     progress: bool | None = None,
     base_model: Any = None,
     _spectra_sink: dict[int, np.ndarray] | None = None,
+    _random_sink: dict[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Analyze every weight matrix of ``model``: ESD, power-law fit and norm metrics.
 
@@ -253,7 +254,8 @@ def analyze(
         fix_fingers=fix_fingers, max_fingers=max_fingers, xmax=xmax, device=device,
         alpha_ci=alpha_ci, progress=progress, base_model=base_model,
     )  # fmt: skip
-    return _analyze_models([model], options, spectra_sink=_spectra_sink, raise_errors=True)[0]
+    return _analyze_models([model], options, spectra_sink=_spectra_sink,
+                           random_sink=_random_sink, raise_errors=True)[0]  # fmt: skip
 
 
 def analyze_many(models: Sequence[Any], **options: Any) -> list[pd.DataFrame | Exception]:
@@ -355,7 +357,8 @@ class _Model:
 
 def _analyze_models(
     models: list[Any], opt: _Options, *, spectra_sink: dict[int, np.ndarray] | None = None,
-    raise_errors: bool = False, as_rows: bool = False,
+    random_sink: dict[int, np.ndarray] | None = None, raise_errors: bool = False,
+    as_rows: bool = False,
 ) -> list[Any]:  # fmt: skip
     """The pipeline behind analyze() and analyze_many(): plan every model, then read, ESD,
     fit and measure all their layers together, then cut the result into one table each.
@@ -544,6 +547,11 @@ def _analyze_models(
                 position = {id(plan): k for k, plan in enumerate(member.active)}
                 spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
                                      for at in rows_of[n]})  # fmt: skip
+            if random_sink is not None and opt.randomize:  # the shuffled ESDs, the same way
+                position = {id(plan): k for k, plan in enumerate(member.active)}
+                for at in rows_of[n]:
+                    shuffled = pooled[at][0]
+                    random_sink[position[id(shuffled)]] = shuffled.extra["rand_evals"]
             results[member.index] = frame
     share = {stage: seconds / max(1, len(batch)) for stage, seconds in timer.seconds.items()}
     for member in batch:

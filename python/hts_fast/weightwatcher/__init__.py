@@ -14,11 +14,14 @@ options
     0.7.7's analyze() keywords: its checks, and their translation to hts_fast.analyze().
 smoothing
     SVDSmoothing and SVDSharpness (in-place low-rank edits of the weights).
+figures
+    analyze(plot=True, savefig=...): 0.7.7's per-layer figures (matplotlib, imported only
+    then).
 constants
     0.7.7's constant names and values.
 
-Importing it imports neither torch, scikit-learn nor powerlaw, and configures no logging
-(0.7.7 calls logging.basicConfig); its logger is ``hts_fast.weightwatcher``.
+Importing it imports neither torch, scikit-learn, powerlaw nor matplotlib, and configures no
+logging (0.7.7 calls logging.basicConfig); its logger is ``hts_fast.weightwatcher``.
 docs/weightwatcher.md lists the 0.7.7 behaviours it copies and the ones it fixes.
 """
 

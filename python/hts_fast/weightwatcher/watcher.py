@@ -153,6 +153,9 @@ class WeightWatcher:
         Every 0.7.7 keyword is taken; a value this facade does not compute raises
         NotImplementedError naming the keyword. Returns the DataFrame (also kept as
         ``self.details``); an empty DataFrame without columns when no layer is analyzed.
+        ``plot=True`` draws 0.7.7's figures of each layer, saved as
+        ``{folder}/ww.layer{id}.{kind}.png`` when ``savefig`` is True (``ww-img``) or a
+        folder, and shown (hts_fast.weightwatcher.figures; needs matplotlib).
         """
         p = {name: value for name, value in locals().items() if name in ANALYZE_DEFAULTS}
         self._set_model(model, base_model)
@@ -165,13 +168,27 @@ class WeightWatcher:
         options = analyze_options(p)
         if self.base_model is not None and options["peft"]:
             raise not_implemented("peft", peft, "with a base_model (0.7.7 ignores peft then)")
+        sinks: dict[str, dict[int, np.ndarray]] = {}
         if plot:
-            raise not_implemented("plot", plot, "figures (they are hts-fast report's)")
+            from .figures import require_pyplot
+
+            if options["fit"] != c.PL or options["fix_fingers"] == c.XMIN_PEAK:
+                raise not_implemented("plot", plot, f"with fit={fit!r}, pl_package="
+                                      f"{pl_package!r}, fix_fingers={fix_fingers!r} (only "
+                                      "the power-law fit's figures are drawn)")  # fmt: skip
+            require_pyplot()  # before the analysis: a missing matplotlib fails at once
+            sinks = {"_spectra_sink": {}, "_random_sink": {}}
         offset = self._id_offset(self.model, start_ids)
         table = _analyze(self.model, layers=shift_filters(layers, offset), compat=COMPAT,
-                         base_model=self.base_model, **options)  # fmt: skip
+                         base_model=self.base_model, **options, **sinks)  # fmt: skip
         details = self._ww_table(table, offset)
         self.details = details
+        if plot:
+            from .figures import draw_figures
+
+            draw_figures(details, sinks["_spectra_sink"], sinks["_random_sink"],
+                         savefig=savefig, xmax=options["xmax"], mp_fit=options["mp_fit"],
+                         randomize=options["randomize"], detX=options["detX"])  # fmt: skip
         return details
 
     @staticmethod

@@ -47,18 +47,18 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_esd(evals: np.ndarray, row: pd.Series, path: Path) -> Path:
-    """Log-log density histogram of one layer's ESD, the fitted power law above xmin."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+def draw_esd(ax: Any, evals: np.ndarray, alpha: float, xmin: float, *, bins: int = 39) -> None:
+    """Draw one layer's ESD on ``ax``: a log-log density histogram of the positive eigenvalues
+    (``bins`` log-spaced bins), the power law of exponent ``alpha`` above ``xmin`` scaled to
+    the tail's share of the density, and xmin as a dashed line (fit lines only when alpha > 1
+    and xmin > 0 are finite); a note instead when the positive eigenvalues do not spread."""
     positive = evals[evals > 0]
     if len(np.unique(positive)) < 2:  # zero or constant spectrum: nothing to draw on log axes
         ax.text(0.5, 0.5, "no spread of positive eigenvalues", ha="center", va="center")
-        ax.set_title(f"{row.get('layer_id')}: {row.get('name')}", fontsize=9)
-        return _save(fig, path)
-    bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()), 40)
-    ax.hist(positive, bins=bins, density=True, color="#6a8fbf", alpha=0.8, label="ESD")
-    alpha, xmin = float(row.get("alpha", np.nan)), float(row.get("xmin", np.nan))
+        return
+    edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins + 1)
+    ax.hist(positive, bins=edges, density=True, color="#6a8fbf", alpha=0.8, label="ESD")
+    alpha, xmin = float(alpha), float(xmin)
     if np.isfinite(alpha) and np.isfinite(xmin) and xmin > 0 and alpha > 1:
         tail = positive[positive >= xmin]
         x = np.logspace(np.log10(xmin), np.log10(positive.max()), 50)
@@ -70,8 +70,15 @@ def plot_esd(evals: np.ndarray, row: pd.Series, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("eigenvalue of WᵀW")
     ax.set_ylabel("density")
-    ax.set_title(f"{row.get('layer_id')}: {row.get('name')}", fontsize=9)
     ax.legend(fontsize=7)
+
+
+def plot_esd(evals: np.ndarray, row: pd.Series, path: Path) -> Path:
+    """Log-log density histogram of one layer's ESD, the fitted power law above xmin."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    draw_esd(ax, evals, row.get("alpha", np.nan), row.get("xmin", np.nan))
+    ax.set_title(f"{row.get('layer_id')}: {row.get('name')}", fontsize=9)
     return _save(fig, path)
 
 
