@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .. import _threads
 from .layer_matrices import layer_matrices, read_weight
 from .planning import Planned, check_compat, plan_layers
 
@@ -80,7 +81,11 @@ def distances(
               if not p.skip_reason] for m in (model_1, model_2)]  # fmt: skip
     biases = [_biases(m, compat) for m in (model_1, model_2)]
     if compat:
-        return _compat_table(plans[0], plans[1], biases, method, compat)
+        # one BLAS thread: results independent of the thread count, and NumPy's bundled
+        # OpenBLAS 0.3.31 crashes (SIGSEGV) on the 30522 x 30522 float32 product 0.7.7's
+        # CKA forms for MiniLM's embeddings when it runs on 2 threads (measured here)
+        with _threads.single_threaded_blas():
+            return _compat_table(plans[0], plans[1], biases, method, compat)
     second = {p.layer.longname: p for p in plans[1]}
     rows = []
     for plan in plans[0]:
