@@ -17,7 +17,9 @@ from .conftest import SIZES, _timings, quiet_call
 from .models import models
 
 # WeightWatcher's own runs take minutes (mp_fit: ~60 s a call): full sizes only
-pytestmark = pytest.mark.skipif(SIZES != "full", reason="full sizes only (minutes of WeightWatcher)")
+pytestmark = pytest.mark.skipif(
+    SIZES != "full", reason="full sizes only (minutes of WeightWatcher)"
+)
 
 OPTION_SETS = {"default": {}, "mp_fit+detX": {"mp_fit": True, "detX": True}}
 
