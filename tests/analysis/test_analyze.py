@@ -240,3 +240,16 @@ def test_result_frames_are_independent(compat, options):
     again = hts_fast.analyze(state, compat=compat, **options)
     pd.testing.assert_frame_equal(again, other, check_exact=True)
     assert (again.index.name, again.columns.name) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("fit", "name"),
+    [("PL", "power-law"), ("TPL", "truncated power-law"), ("E_TPL", "E-TPL"), ("EXP", "EXP")],
+)
+def test_a_failed_fit_is_named_by_its_kind(fit, name):
+    """A constant spectrum fails every fit; status_reason names the fit that failed."""
+    rng = np.random.default_rng(0)
+    flat = np.ones((40, 40)) + 1e-9 * rng.standard_normal((40, 40))
+    row = hts_fast.analyze({"flat.weight": flat}, fit=fit).iloc[0]
+    assert row["status"] == "failed"
+    assert row["status_reason"].startswith(f"{name} fit failed: ")

@@ -53,6 +53,7 @@ from .table import (
     ALT_FITS,
     BASE_DELTA_COLUMN,
     DETX_COLUMNS,
+    FIT_KINDS,
     MP_COLUMNS,
     OPTION_INT_COLUMNS,
     PEFT_COLUMN,
@@ -472,7 +473,7 @@ def _analyze_models(
                                              opt.tpl_alpha_min)  # fmt: skip
     with timer.stage("metrics"), np.errstate(all="ignore"):
         columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
-                                  fused=fused_table)  # fmt: skip
+                                  fused=fused_table, kind=FIT_KINDS[fit])  # fmt: skip
         if esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
             randomized_esd.patch_columns(pooled, columns)
         fast_route.patch_columns(pooled, columns)
@@ -785,10 +786,12 @@ def _spectral_columns(
 def _metric_columns(
     pooled: list[tuple[Planned, np.ndarray, Any]], fits: list[PowerLawFit], *,
     compat: bool, tolerance: float, fused: LayerSpectraTable | None = None,
+    kind: str = "power-law",
 ) -> dict[str, Any]:  # fmt: skip
     """ESD, fit and norm columns of the analyzed layers, as arrays in ``pooled`` order
     (``fused``: their fits, norm sums and slice summaries when the ESD pass computed them,
-    see layer_spectra.layer_spectra_table; ``fits`` is then not read)."""
+    see layer_spectra.layer_spectra_table; ``fits`` is then not read; ``kind``: the fit's
+    name in failure reasons)."""
     if not pooled:
         return {}
     if fused is not None:
@@ -803,7 +806,7 @@ def _metric_columns(
             fused.count("rank_loss"), compat=compat))  # fmt: skip
         columns["has_esd"] = [True] * len(pooled)
         return columns
-    columns = fit_columns(fits, compat=compat)
+    columns = fit_columns(fits, compat=compat, kind=kind)
     N = np.array([plan.row["N"] for plan, _, _ in pooled], dtype=np.float64)
     columns.update(batch_norm_metrics([evals for _, evals, _ in pooled], N, columns["alpha"],
                                       compat=compat, tolerance=tolerance))  # fmt: skip

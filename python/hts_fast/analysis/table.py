@@ -89,8 +89,15 @@ def failed_row(row: dict[str, Any], reason: str, *, compat: bool) -> dict[str, A
     return row
 
 
-def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
-    """The table's fit columns of these fits (see :func:`fit_array_columns`)."""
+#: analyze()'s fit option -> the name its failure reasons start with
+FIT_KINDS = {"PL": "power-law", "TPL": "truncated power-law", "E_TPL": "E-TPL",
+             "EXP": "exponential", "LOGNORMAL": "lognormal"}  # fmt: skip
+
+
+def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool, kind: str = "power-law"
+                ) -> dict[str, Any]:  # fmt: skip
+    """The table's fit columns of these fits (see :func:`fit_array_columns`; ``kind``: the
+    fit's name in a failure's status_reason)."""
     return fit_array_columns(
         *(np.array([getattr(f, c) for f in fits], dtype=np.float64)
           for c in ("alpha", "D", "sigma", "xmin", "xmax")),
@@ -98,7 +105,7 @@ def fit_columns(fits: Sequence[PowerLawFit], *, compat: bool) -> dict[str, Any]:
           for c in ("num_pl_spikes", "num_fit", "xmin_index")),
         np.array([f.method for f in fits], dtype=object),
         np.array([f.status != "success" for f in fits], dtype=bool),
-        [f.reason for f in fits], compat=compat)  # fmt: skip
+        [f.reason for f in fits], compat=compat, kind=kind)  # fmt: skip
 
 
 #: fit_method by the kernels' method code
@@ -123,7 +130,7 @@ def table_fit_columns(table: LayerSpectraTable, *, compat: bool) -> dict[str, An
 def fit_array_columns(
     alpha: np.ndarray, D: np.ndarray, sigma: np.ndarray, xmin: np.ndarray, xmax: np.ndarray,
     spikes: np.ndarray, num_fit: np.ndarray, xmin_index: np.ndarray, method: np.ndarray,
-    failed: np.ndarray, reasons: list[str], *, compat: bool,
+    failed: np.ndarray, reasons: list[str], *, compat: bool, kind: str = "power-law",
 ) -> dict[str, Any]:  # fmt: skip
     """The fit columns (alpha, D, sigma, xmin, xmax, num_pl_spikes, status, status_reason,
     fit_method, warning) of many fits given as arrays (not modified: an array whose values
@@ -132,7 +139,8 @@ def fit_array_columns(
     A failed fit has NaN values by default; in compat mode WeightWatcher's -1 defaults (xmax
     NaN). Its num_pl_spikes is -1 either way. In compat mode a small-n fit of fewer than 8
     values that fell back to the whole sample gets WeightWatcher's sigma, computed before
-    its fallback set alpha: -1 / sqrt(num_fit).
+    its fallback set alpha: -1 / sqrt(num_fit). A failure's status_reason is "<kind> fit
+    failed: <reason>" (the reason alone when it already says which fit failed).
     """
     if compat and (num_fit < 8).any():  # (method is an object array: compared only then)
         quirk = ~failed & (method == "small_n") & (num_fit < 8) & (xmin_index == 0)
@@ -148,7 +156,7 @@ def fit_array_columns(
         xmax[failed] = math.nan
         spikes[failed] = -1
         status = np.where(failed, "failed", "success").tolist()
-        status_reason = [f"power-law fit failed: {r}" if bad else ""
+        status_reason = [(r if "fit failed" in r else f"{kind} fit failed: {r}") if bad else ""
                          for r, bad in zip(reasons, failed.tolist(), strict=True)]  # fmt: skip
     else:  # the usual case
         status, status_reason = ["success"] * n, [""] * n
