@@ -167,9 +167,53 @@ lapack_int gram_eigenvalues(const LapackFunctions& f, char uplo, lapack_int orde
                       ws.lwork, ws.iwork.data(), ws.liwork);
 }
 
-EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
+// Adds the Gram matrix of the smaller side of scale*W into `gram` (order min(rows, cols),
+// upper triangle, Fortran order) by `syrk` (dsyrk or ssyrk), kGramBlock rows (or columns)
+// of W converted to Real at a time into `block`. Returns false on NaN/Inf.
+template <typename Real, typename Syrk>
+bool accumulate_gram(const MatrixView& w, double scale, Syrk syrk, std::vector<Real>& block,
+                     Real* gram) {
     const std::int64_t k = std::min(w.rows, w.cols);
     const bool tall = w.rows >= w.cols;  // Gram of the columns (W^T W) or of the rows (W W^T)
+    const std::int64_t length = tall ? w.rows : w.cols;  // the summed dimension
+    lapack_int order = static_cast<lapack_int>(k);
+    char uplo = 'U';
+    Real one = 1;
+    block.resize(static_cast<std::size_t>(std::min(length, kGramBlock) * k));
+    for (std::int64_t s0 = 0; s0 < length; s0 += kGramBlock) {
+        const std::int64_t s1 = std::min(s0 + kGramBlock, length);
+        lapack_int rows = static_cast<lapack_int>(s1 - s0);
+        if (tall) {
+            // block of rows R (rows x cols, Fortran, ld = rows): G += R^T R
+            if (!copy_block(w, scale, s0, s1, 0, w.cols, block.data())) return false;
+            char trans = 'T';
+            syrk(&uplo, &trans, &order, &rows, &one, block.data(), &rows, &one, gram, &order);
+        } else {
+            // block of columns C (rows x block, Fortran, ld = rows): G += C C^T
+            if (!copy_block(w, scale, 0, w.rows, s0, s1, block.data())) return false;
+            char trans = 'N';
+            lapack_int ld = static_cast<lapack_int>(w.rows);
+            syrk(&uplo, &trans, &order, &rows, &one, block.data(), &ld, &one, gram, &order);
+        }
+    }
+    return true;
+}
+
+// The eigenvalues of the float64 Gram matrix in ws.gram (upper triangle) into `out`,
+// ascending; negative ones (rounding noise of size eps*lambda_max on a PSD matrix) clipped.
+EsdResult gram_esd(const LapackFunctions& f, const MatrixView& w, EsdWorkspace& ws,
+                   double* out) {
+    const std::int64_t k = std::min(w.rows, w.cols);
+    ws.values.resize(static_cast<std::size_t>(k));
+    const lapack_int info = gram_eigenvalues(f, 'U', static_cast<lapack_int>(k), ws, w);
+    if (info != 0) return {EsdError::lapack_failed, info};
+    for (std::int64_t j = 0; j < k; ++j)
+        out[j] = std::max(0.0, ws.values[static_cast<std::size_t>(j)]);
+    return {};
+}
+
+EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
+    const std::int64_t k = std::min(w.rows, w.cols);
     lapack_int order = static_cast<lapack_int>(k);
     ws.gram.assign(static_cast<std::size_t>(k * k), 0.0);
     char uplo = 'U';
@@ -188,37 +232,10 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
         double zero = 0.0;
         f.dsyrk(&uplo, &trans, &order, &inner, &one, const_cast<double*>(b), &b_rows, &zero,
                 ws.gram.data(), &order);
-    } else {
-        const std::int64_t length = tall ? w.rows : w.cols;  // the summed dimension
-        ws.matrix.resize(static_cast<std::size_t>(std::min(length, kGramBlock) * k));
-        for (std::int64_t s0 = 0; s0 < length; s0 += kGramBlock) {
-            const std::int64_t s1 = std::min(s0 + kGramBlock, length);
-            lapack_int block = static_cast<lapack_int>(s1 - s0);
-            if (tall) {
-                // block of rows R (block x cols, Fortran, ld = block): G += R^T R
-                if (!copy_block(w, scale, s0, s1, 0, w.cols, ws.matrix.data()))
-                    return {EsdError::non_finite, 0};
-                char trans = 'T';
-                f.dsyrk(&uplo, &trans, &order, &block, &one, ws.matrix.data(), &block, &one,
-                        ws.gram.data(), &order);
-            } else {
-                // block of columns C (rows x block, Fortran, ld = rows): G += C C^T
-                if (!copy_block(w, scale, 0, w.rows, s0, s1, ws.matrix.data()))
-                    return {EsdError::non_finite, 0};
-                char trans = 'N';
-                lapack_int ld = static_cast<lapack_int>(w.rows);
-                f.dsyrk(&uplo, &trans, &order, &block, &one, ws.matrix.data(), &ld, &one,
-                        ws.gram.data(), &order);
-            }
-        }
+    } else if (!accumulate_gram(w, scale, f.dsyrk, ws.matrix, ws.gram.data())) {
+        return {EsdError::non_finite, 0};
     }
-    ws.values.resize(static_cast<std::size_t>(k));
-    const lapack_int info = gram_eigenvalues(f, uplo, order, ws, w);
-    if (info != 0) return {EsdError::lapack_failed, info};
-    // Eigenvalues of a PSD matrix: negative ones are rounding noise of size eps*lambda_max.
-    for (std::int64_t j = 0; j < k; ++j)
-        out[j] = std::max(0.0, ws.values[static_cast<std::size_t>(j)]);
-    return {};
+    return gram_esd(f, w, ws, out);
 }
 
 // The float32 Gram route: W converted to float32 kGramBlock rows (or columns) at a time,
@@ -231,43 +248,17 @@ EsdResult esd_gram32(const MatrixView& w, double scale, double* out, EsdWorkspac
     const LapackFunctions& f = lapack();
     if (f.ssyrk == nullptr) return {EsdError::lapack_failed, -1000};
     const std::int64_t k = std::min(w.rows, w.cols);
-    const bool tall = w.rows >= w.cols;
-    lapack_int order = static_cast<lapack_int>(k);
     ws.gram32.assign(static_cast<std::size_t>(k * k), 0.0f);
-    char uplo = 'U';
-    float one = 1.0f;
-    const std::int64_t length = tall ? w.rows : w.cols;  // the summed dimension
-    ws.matrix32.resize(static_cast<std::size_t>(std::min(length, kGramBlock) * k));
-    for (std::int64_t s0 = 0; s0 < length; s0 += kGramBlock) {
-        const std::int64_t s1 = std::min(s0 + kGramBlock, length);
-        lapack_int block = static_cast<lapack_int>(s1 - s0);
-        if (tall) {
-            if (!copy_block(w, scale, s0, s1, 0, w.cols, ws.matrix32.data()))
-                return {EsdError::non_finite, 0};
-            char trans = 'T';
-            f.ssyrk(&uplo, &trans, &order, &block, &one, ws.matrix32.data(), &block, &one,
-                    ws.gram32.data(), &order);
-        } else {
-            if (!copy_block(w, scale, 0, w.rows, s0, s1, ws.matrix32.data()))
-                return {EsdError::non_finite, 0};
-            char trans = 'N';
-            lapack_int ld = static_cast<lapack_int>(w.rows);
-            f.ssyrk(&uplo, &trans, &order, &block, &one, ws.matrix32.data(), &ld, &one,
-                    ws.gram32.data(), &order);
-        }
-    }
-    // the upper triangle, widened (column j holds rows 0..j in Fortran order)
-    ws.gram.assign(static_cast<std::size_t>(k * k), 0.0);
+    if (!accumulate_gram(w, scale, f.ssyrk, ws.matrix32, ws.gram32.data()))
+        return {EsdError::non_finite, 0};
+    // the upper triangle (LAPACK's uplo 'U' reads only it), widened: column j holds rows
+    // 0..j in Fortran order
+    ws.gram.resize(static_cast<std::size_t>(k * k));
     for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t i = 0; i <= j; ++i)
             ws.gram[static_cast<std::size_t>(i + j * k)] =
                 static_cast<double>(ws.gram32[static_cast<std::size_t>(i + j * k)]);
-    ws.values.resize(static_cast<std::size_t>(k));
-    const lapack_int info = gram_eigenvalues(f, uplo, order, ws, w);
-    if (info != 0) return {EsdError::lapack_failed, info};
-    for (std::int64_t j = 0; j < k; ++j)
-        out[j] = std::max(0.0, ws.values[static_cast<std::size_t>(j)]);
-    return {};
+    return gram_esd(f, w, ws, out);
 }
 
 }  // namespace
