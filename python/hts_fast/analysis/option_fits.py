@@ -112,8 +112,7 @@ def peak_fits(
     threads: int,
 ) -> list[PowerLawFit]:  # fmt: skip
     """fix_fingers="xmin_peak": the power-law fit with xmin restricted to the peak's range."""
-    from ..fits.powerlaw import powerlaw_curve
-    from ..fits.tpl_search import peak_xmin_range
+    from ..fits.tpl_search import peak_candidate
 
     if compat:  # WeightWatcher hands WWFit a (low, high) xmin and the fit fails
         reason = "fix_fingers='xmin_peak' needs the powerlaw package in WeightWatcher 0.7.7"
@@ -121,18 +120,11 @@ def peak_fits(
     rows = []
     for _, evals, _ in pooled:
         x = evals[evals > DEFAULT_THRESHOLD]
-        try:
-            curve = powerlaw_curve(x, threads=threads)
-        except ValueError as exc:
-            rows.append(PowerLawFit.failed(str(exc)))
+        found = peak_candidate(x, threads=threads)
+        if isinstance(found, str):
+            rows.append(PowerLawFit.failed(found))
             continue
-        low, high = peak_xmin_range(x)
-        inside = np.flatnonzero((curve.xmins >= low) & (curve.xmins < high) & (curve.alphas > 1))
-        if len(inside) == 0:
-            rows.append(PowerLawFit.failed(f"no xmin candidate with alpha > 1 in [{low:.6g}, "
-                                           f"{high:.6g})"))  # fmt: skip
-            continue
-        k = int(inside[np.argmin(curve.Ds[inside])])  # the first on ties
+        curve, k = found
         xmin = float(curve.xmins[k])
         rows.append(PowerLawFit(alpha=float(curve.alphas[k]), xmin=xmin, xmax=float(x[-1]),
                                 D=float(curve.Ds[k]), sigma=float(curve.sigmas[k]),

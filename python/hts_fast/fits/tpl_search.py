@@ -89,6 +89,29 @@ def peak_xmin_range(evals: Any, *, variant: Variant = "corrected",
     return (low, RANGE_HIGH * peak)
 
 
+def peak_candidate(x: np.ndarray, *, threads: int | None = None) -> tuple[Any, int] | str:
+    """The power-law xmin candidate of the fixed-peak rule (fix_fingers="xmin_peak",
+    TempBalance's xmin="peak"): among the candidates in :func:`peak_xmin_range` with a finite
+    alpha > 1, the smallest KS distance (the first on ties).
+
+    ``x``: the fitted values, ascending, above the threshold. Returns
+    (:func:`hts_fast.fits.powerlaw.powerlaw_curve` of ``x``, the candidate's index), or the
+    reason no candidate qualifies.
+    """
+    from .powerlaw import powerlaw_curve
+
+    try:
+        curve = powerlaw_curve(x, threads=threads)
+    except ValueError as exc:
+        return str(exc)
+    low, high = peak_xmin_range(x)
+    inside = np.flatnonzero((curve.xmins >= low) & (curve.xmins < high) & (curve.alphas > 1)
+                            & np.isfinite(curve.alphas))  # fmt: skip
+    if len(inside) == 0:
+        return f"no xmin candidate with a finite alpha > 1 in [{low:.6g}, {high:.6g})"
+    return curve, int(inside[np.argmin(curve.Ds[inside])])
+
+
 def _xmin_range(x: np.ndarray, xmin_range: tuple[float, float] | None, variant: Variant | None,
                 threshold: float) -> tuple[float, float]:  # fmt: skip
     if variant is not None:

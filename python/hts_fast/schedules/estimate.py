@@ -33,8 +33,8 @@ import numpy as np
 
 from .._arrays import as_float_array
 from ..fits.fixed_xmin import FLAT_RTOL, FixedXminFit, fit_median_xmin
-from ..fits.powerlaw import DEFAULT_THRESHOLD, fit_powerlaw_batch, powerlaw_curve
-from ..fits.tpl_search import PEAK_BINS, peak_xmin_range
+from ..fits.powerlaw import DEFAULT_THRESHOLD, fit_powerlaw_batch
+from ..fits.tpl_search import PEAK_BINS, peak_candidate
 from ..spectra.conv2d import oihw_slices
 from ..spectra.esd import esd_batch
 
@@ -156,17 +156,10 @@ def _host_fits(evals: list[np.ndarray], est: Estimator) -> list[FixedXminFit]:
 def _peak_fit(evals: np.ndarray, threads: int | None) -> FixedXminFit:
     """The smallest-D candidate with alpha > 1 inside [0.95 peak, 1.5 peak)."""
     x = evals[evals > DEFAULT_THRESHOLD]
-    try:
-        curve = powerlaw_curve(x, threads=threads)
-    except ValueError as exc:
-        return FixedXminFit.failed(str(exc))
-    low, high = peak_xmin_range(x)
-    inside = np.flatnonzero((curve.xmins >= low) & (curve.xmins < high) & (curve.alphas > 1)
-                            & np.isfinite(curve.alphas))  # fmt: skip
-    if len(inside) == 0:
-        return FixedXminFit.failed(f"no xmin candidate with a finite alpha > 1 in "
-                                   f"[{low:.6g}, {high:.6g})")  # fmt: skip
-    k = int(inside[np.argmin(curve.Ds[inside])])
+    found = peak_candidate(x, threads=threads)
+    if isinstance(found, str):
+        return FixedXminFit.failed(found)
+    curve, k = found
     return FixedXminFit(float(curve.alphas[k]), float(curve.Ds[k]), float(curve.xmins[k]), k,
                         len(x) - k, "success")  # fmt: skip
 
