@@ -180,3 +180,6 @@ def test_randomize_takes_the_gram_route(shape):
 def test_unfused_options_take_svd_under_auto():
     table = hts_fast.analyze(_model(), fit="TPL")
     assert set(table["esd_method"]) == {"svd"}
+    # the bound column is filled there too, from each row's ESD
+    expected = (2.0**-53 * (np.sqrt(table["N"]) + np.sqrt(table["M"]))) * table["lambda_max"]
+    np.testing.assert_allclose(table["esd_error_bound"], expected, rtol=1e-12)

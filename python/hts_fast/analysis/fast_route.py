@@ -162,15 +162,19 @@ def weak_unresolved(evals: np.ndarray, bounds: np.ndarray, tolerance: float) -> 
 
 
 def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
-    """Our esd_error_bound column, and the rank columns of Gram-route layers ("gram",
+    """Our esd_error_bound column (every row with a float64 or float32 ESD route; the
+    randomized top-k route has its own certificates), and the rank columns of Gram-route layers ("gram",
     "gram32") the route cannot resolve: matrix_rank, rank_loss -1 when the smallest eigenvalue lies within its
     bound (which eigenvalues are zero cannot be told), sv_min NaN when its relative error
     bound exceeds SV_MIN_RTOL, weak_rank_loss -1 when an eigenvalue lies within its bound of
     the tolerance; status_reason says so."""
     bounds = np.full(len(pooled), math.nan)
-    for k, (plan, _, _) in enumerate(pooled):
+    for k, (plan, evals, _) in enumerate(pooled):
         record = plan.extra.get(EXTRA_KEY)
-        if record is None:
+        if record is None:  # an unfused route: the bound from its ESD, where it has one
+            route = plan.row.get("esd_method")
+            if route in UNIT_ROUNDOFF and evals is not None and len(evals) and plan.shape:
+                bounds[k] = error_bound(route, plan.shape.N, len(evals), float(evals[-1]))
             continue
         bounds[k] = record.bound
         if record.route not in ("gram", "gram32"):
