@@ -158,6 +158,30 @@ def test_get_esd_loop_over_layer_ids_and_weights(ww):
                 np.testing.assert_array_equal(w, t)
 
 
+def test_get_esd_random_is_0_7_7s_with_the_same_seed(ww):
+    """get_ESD(random=True): the shuffled weights' ESD (five shuffles pooled below 100
+    eigenvalues: every layer of this model but the conv2d one), equal to 0.7.7's after
+    the same np.random.seed, which leaves the global random state where 0.7.7 leaves it."""
+    model = small_model(2)
+    with quiet():
+        ids = [int(i) for i in ww.WeightWatcher(model=model).describe()["layer_id"]]
+    for layer in [*ids, None]:
+        draws = []
+        for package in (ww, hw):
+            with quiet():
+                np.random.seed(5)  # noqa: NPY002 - both shuffle with NumPy's global state
+                evals = package.WeightWatcher(model=model).get_ESD(layer=layer, random=True)
+            draws.append((np.asarray(evals), np.random.random()))  # noqa: NPY002
+        (ours, after_ours), (theirs, after_theirs) = draws[1], draws[0]
+        assert len(theirs) > 0
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12 * theirs.max())
+        assert after_ours == after_theirs
+        with quiet():
+            plain = hw.WeightWatcher(model=model).get_ESD(layer=layer)
+        assert len(ours) in (len(plain), 5 * len(plain))
+        assert not np.allclose(ours[-len(plain) :], plain)  # shuffled, not the ESD itself
+
+
 def test_describe_matches(ww):
     model = small_model(3)
     for kwargs in ({}, {"min_evals": 30}, {"layers": ["conv2d"]}):

@@ -194,13 +194,101 @@ def test_save_folder_is_0_7_7s():
     assert figures.save_folder("") is None
 
 
-@pytest.mark.parametrize("kwargs", [{"fit": "TPL", "pl_package": "powerlaw"},
-                                    {"fit": "E_TPL", "pl_package": "powerlaw"},
+def test_tpl_figures_draw_the_truncated_law_and_its_scan(plt, tmp_path):
+    """fit='TPL' with plot=True: esd..esd5 for every layer; the esd4/esd5 scan is the one
+    the compat search chose from (its smallest D is the row's D, at the row's xmin)."""
+    model = plot_model()
+    with quiet():
+        details = hw.WeightWatcher(model=model).analyze(plot=True, savefig=str(tmp_path),
+                                                        fit="TPL", pl_package="powerlaw")  # fmt: skip
+        spectra: dict[int, np.ndarray] = {}
+        table = hts_fast.analyze(model, compat="weightwatcher-0.7.7", fit="TPL",
+                                 _spectra_sink=spectra)  # fmt: skip
+    assert (details["status"] == "success").all()
+    kinds = ("esd", "esd2", "esd3", "esd4", "esd5")
+    expected = {f"ww.layer{i}.{k}.png" for i in details["layer_id"] for k in kinds}
+    files = pngs(tmp_path)
+    assert set(files) == expected
+    assert_valid_pngs(files, plt, tmp_path)
+    for at, evals in spectra.items():
+        row = table.iloc[at]
+        scan = figures.tpl_scan(evals, row, None, "TPL")
+        best = int(np.argmin(scan["Ds"].to_numpy()))
+        assert scan["xmins"].iloc[best] == pytest.approx(row["xmin"], rel=1e-12)
+        assert scan["Ds"].iloc[best] == pytest.approx(row["D"], rel=1e-9)
+        assert scan["alphas"].iloc[best] == pytest.approx(row["alpha"], rel=1e-9)
+        assert (scan["alphas"] > 1).all()
+
+
+@pytest.mark.parametrize(("alpha", "Lambda", "xmin"), [(0.5, 3.0, 0.2), (2.5, 0.7, 1.5),
+                                                        (3.0, 0.0, 2.0)])  # fmt: skip
+def test_tpl_density_is_normalised_and_has_the_closed_form(alpha, Lambda, xmin):
+    """Against closed forms: Lambda^(alpha-1) Gamma(1-alpha, Lambda xmin) normalises
+    x^-alpha e^(-Lambda x) for alpha < 1; Lambda = 0 is the power law (alpha-1)/xmin
+    (x/xmin)^-alpha; otherwise the density integrates to 1 (trapezoid on a fine grid)."""
+    import scipy.special
+
+    x = np.geomspace(xmin, xmin * 1e4 if Lambda == 0 else xmin + 60 / Lambda, 200_001)
+    p = figures.tpl_density(x, alpha, Lambda, xmin)
+    if Lambda == 0:
+        np.testing.assert_allclose(p, (alpha - 1) / xmin * (x / xmin) ** -alpha, rtol=1e-12)
+    elif alpha < 1:
+        norm = Lambda ** (alpha - 1) * scipy.special.gamma(1 - alpha) * scipy.special.gammaincc(
+            1 - alpha, Lambda * xmin)  # fmt: skip
+        np.testing.assert_allclose(p, x**-alpha * np.exp(-Lambda * x) / norm, rtol=1e-8)
+    else:
+        assert np.trapezoid(p, x) == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"fit": "E_TPL", "pl_package": "powerlaw"},
                                     {"fix_fingers": "xmin_peak"}])  # fmt: skip
-def test_plot_with_other_fits_raises_naming_it(kwargs):
-    watcher = hw.WeightWatcher(model=plot_model())
-    with pytest.raises(NotImplementedError, match="plot=True: with fit="):
-        watcher.analyze(plot=True, **kwargs)
+def test_failed_fits_draw_the_failed_figures_where_0_7_7_raises(ww, plt, tmp_path, kwargs):
+    """Every layer of this model fails these fits; 0.7.7 raises AttributeError in its
+    plotting (with powerlaw 2.0 or pl_package='ww'); the facade draws esd, esd2, esd3."""
+    model = plot_model()
+    with quiet(), pytest.raises(AttributeError):
+        ww.WeightWatcher(model=model).analyze(plot=True, savefig=str(tmp_path / "t"), **kwargs)
+    plt.close("all")
+    with quiet():
+        details = hw.WeightWatcher(model=model).analyze(plot=True, savefig=str(tmp_path / "o"),
+                                                        **kwargs)  # fmt: skip
+    assert (details["status"] == "failed").all()
+    files = pngs(tmp_path / "o")
+    assert set(files) == {f"ww.layer{i}.{k}.png" for i in details["layer_id"]
+                          for k in ("esd", "esd2", "esd3")}  # fmt: skip
+    assert_valid_pngs(files, plt, tmp_path / "o")
+
+
+def test_svd_sharpness_plot_and_svd_smoothing_plot_like_0_7_7(ww, plt, tmp_path, monkeypatch):
+    """SVDSharpness(plot=True): the MP figures of the permuted ESDs in ./ww-img, the same
+    files as 0.7.7 with the same random state, and the same edited weights;
+    SVDSmoothing(plot=True) draws nothing in either."""
+    import copy
+
+    from .test_weightwatcher_facade import trapped_model
+
+    model = trapped_model()
+    folders = {}
+    for name, package in (("theirs", ww), ("ours", hw)):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        edited = copy.deepcopy(model)
+        with quiet():
+            np.random.seed(3)  # noqa: NPY002 - both shuffle with NumPy's global state
+            package.WeightWatcher(model=edited).SVDSharpness(plot=True)
+            plt.close("all")
+            package.WeightWatcher(model=copy.deepcopy(model)).SVDSmoothing(plot=True)
+            plt.close("all")
+        folders[name] = (pngs(tmp_path / name / "ww-img"), edited)
+    (theirs, a), (ours, b) = folders["theirs"], folders["ours"]
+    assert sorted(ours) == sorted(theirs)
+    assert len(ours) >= 3
+    assert_valid_pngs(ours, plt, tmp_path / "ours" / "ww-img")
+    folders_made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_dir())
+    assert folders_made == ["ours", "ours/ww-img", "theirs", "theirs/ww-img"]
+    for (label, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=0, atol=1e-6,
+                                   err_msg=label)  # fmt: skip
 
 
 def test_plot_without_matplotlib_says_how_to_install():

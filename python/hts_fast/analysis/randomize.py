@@ -103,6 +103,28 @@ def _shuffled(matrix: np.ndarray, rng: Any) -> np.ndarray:
     return flat.reshape(matrix.shape)
 
 
+def replicas_for(n_comp: int) -> int:
+    """How many shuffled copies a layer with ``n_comp`` eigenvalues pools (0.7.7's rule)."""
+    return REPLICAS_SMALL if n_comp < SMALL_LAYER else 1
+
+
+def shuffled_esd(
+    matrices: Sequence[np.ndarray], *, n_comp: int, rng: Any, keep_top: int | None = None,
+    esd_method: str = "svd",
+) -> np.ndarray:  # fmt: skip
+    """The pooled ESD of a layer's shuffled matrices, ascending (eigenvalues of W^T W, in
+    the units of W squared): every matrix flattened, shuffled by ``rng.shuffle`` (NumPy's
+    global ``np.random`` gives WeightWatcher 0.7.7's ``get_ESD(random=True)`` for the same
+    seed), reshaped and decomposed; :func:`replicas_for` copies pooled; ``keep_top`` as
+    :class:`RandomizedLayer`. No conv2d scaling, as 0.7.7's."""
+    runs = []
+    for _ in range(replicas_for(n_comp)):
+        shuffled = [_shuffled(w, rng) for w in matrices]
+        run = np.sort(np.concatenate(esd_batch(shuffled, method=esd_method)))
+        runs.append(run if keep_top is None else run[-keep_top:])
+    return np.sort(np.concatenate(runs))
+
+
 def randomized_columns(
     layers: Sequence[RandomizedLayer], *, seed: int | None, compat: bool,
     esd_method: str | Sequence[str], threads: int, stream: Any = None,
@@ -123,7 +145,7 @@ def randomized_columns(
     for layer in layers:
         rng = generator(layer.layer_id)
         n_comp = len(layer.evals) if layer.n_comp is None else layer.n_comp
-        replicas = REPLICAS_SMALL if n_comp < SMALL_LAYER else 1
+        replicas = replicas_for(n_comp)
         first = len(matrices)
         for _ in range(replicas + 1):  # the pooled replicas, then r2
             for w in layer.matrices:

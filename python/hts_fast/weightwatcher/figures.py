@@ -9,12 +9,21 @@ not). The kinds:
 ``esd``
     log-log density histogram of the eigenvalues above xmin/100 (0.4 % of the largest when
     the fit failed) with the fitted power law above xmin and xmin
-    (:func:`hts_fast.zoo.report.draw_esd`); alpha, D, xmin and sigma in the title.
+    (:func:`hts_fast.zoo.report.draw_esd`); alpha, D, xmin and sigma in the title. With
+    ``fit="TPL"``/``"E_TPL"`` the fitted truncated power law x^-alpha exp(-Lambda x) instead
+    (:func:`tpl_density`).
 ``esd2``, ``esd3``
     the same eigenvalues on linear axes, and the histogram of their log10; xmin (and xmax).
 ``esd4``, ``esd5``
     the KS distance D and alpha against each candidate xmin of the power-law scan
-    (:func:`hts_fast.fits.powerlaw.powerlaw_curve`), the chosen xmin marked.
+    (:func:`hts_fast.fits.powerlaw.powerlaw_curve`), the chosen xmin marked; for a TPL fit
+    the truncated power law's candidates (:func:`tpl_scan`). A failed fit has no scan, so
+    no esd4/esd5 (0.7.7 raises AttributeError there: its failed TPL, E_TPL and
+    fix_fingers="xmin_peak" fits crash plot=True).
+
+SVDSharpness(plot=True) draws ``mpfit1``/``mpfit2`` of each layer's permuted ESD into
+``ww-img`` (:func:`mp_figures`), as 0.7.7 does; SVDSmoothing(plot=True) draws nothing, as
+in 0.7.7.
 ``mpfit1``, ``mpfit2`` (``mp_fit=True``)
     the ESD rescaled to mean 1 with the fitted Marchenko-Pastur density and the bulk edge
     plus its Tracy-Widom margin (dashed); ``mpfit1`` only for square matrices (Q = 1), whose
@@ -40,7 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis.xmax import fitted_evals
+from ..analysis.layer_matrices import COMPAT
+from ..analysis.xmax import cdf_xmax, fitted_evals
 from ..fits.powerlaw import DEFAULT_THRESHOLD, PowerLawCurve, powerlaw_curve
 from ..zoo.report import draw_esd
 from . import constants as c
@@ -102,6 +112,26 @@ def xmin_scan(evals: np.ndarray, row: pd.Series, xmax: Any) -> PowerLawCurve | N
         return None
 
 
+def tpl_scan(evals: np.ndarray, row: pd.Series, xmax: Any, fit: str) -> pd.DataFrame | None:
+    """alpha and D of the truncated power law at every candidate xmin of the search behind
+    ``row`` (``fit`` "TPL": every eigenvalue above the threshold; "E_TPL": 0.7.7's range
+    around the ESD's peak) that 0.7.7's filter keeps (alpha > 1, a KS distance; cut at xmax
+    as the compat fit): the columns ``xmins``, ``Ds``, ``alphas``, the chosen xmin at the
+    smallest D. None when the fit failed."""
+    if row.get("status") != "success":
+        return None
+    from ..fits.curves import fit_curves
+    from ..fits.tpl_search import peak_xmin_range
+
+    values = fitted_evals(np.sort(evals), xmax)
+    xmin_range = (peak_xmin_range(values, variant="weightwatcher-0.7.7") if fit == c.E_TPL
+                  else None)  # fmt: skip
+    table = fit_curves(values, "TPL", xmin_range=xmin_range, alpha_above_one=True,
+                       cdf_xmax=cdf_xmax(values, xmax, COMPAT))  # fmt: skip
+    valid = table[(table["alpha"] > 1) & np.isfinite(table["D"])]  # the candidates compared
+    return pd.DataFrame({"xmins": valid["xmin"], "Ds": valid["D"], "alphas": valid["alpha"]})
+
+
 def mp_density(x: np.ndarray, Q: float, sigma: float) -> np.ndarray:
     """Marchenko-Pastur density of aspect ratio Q = N/M and scale sigma at x (0 outside its
     support [sigma^2 (1 - Q^-1/2)^2, sigma^2 (1 + Q^-1/2)^2])."""
@@ -117,7 +147,7 @@ def quarter_circle_density(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.sqrt(np.clip(4 - x**2, 0, None)) / (np.pi * sigma**2)
 
 
-class _Figures:
+class Figures:
     """Opens one figure at a time; saves it under 0.7.7's name, shows it, closes it."""
 
     def __init__(self, plt: Any, folder: str | None) -> None:
@@ -139,17 +169,49 @@ class _Figures:
         self.plt.close(fig)
 
 
-def _esd_figures(figs: _Figures, row: pd.Series, evals: np.ndarray, xmax: Any) -> None:
+def tpl_density(x: np.ndarray, alpha: float, Lambda: float, xmin: float) -> np.ndarray:
+    """Density of the truncated power law x^-alpha exp(-Lambda x) on [xmin, inf) at x (per
+    unit eigenvalue); its normalisation integrated numerically (scipy.integrate.quad, in
+    units of xmin)."""
+    import scipy.integrate
+
+    def shape(u: float) -> float:
+        return u**-alpha * math.exp(-Lambda * xmin * (u - 1))
+
+    # Lambda = 0: the pure power law (alpha > 1), normalised in closed form
+    mass = scipy.integrate.quad(shape, 1.0, math.inf)[0] if Lambda > 0 else 1.0 / (alpha - 1)
+    u = np.asarray(x, dtype=np.float64) / xmin
+    return u**-alpha * np.exp(-Lambda * xmin * (u - 1)) / (mass * xmin)
+
+
+def _draw_tpl(ax: Any, shown: np.ndarray, alpha: float, Lambda: float, xmin: float) -> None:
+    """The truncated power law of the row above xmin, scaled to the tail's share."""
+    positive = shown[shown > 0]
+    x = np.logspace(np.log10(xmin), np.log10(positive.max()), 50)
+    share = np.count_nonzero(positive >= xmin) / len(positive)
+    ax.plot(x, share * tpl_density(x, alpha, Lambda, xmin), color="#c0392b",
+            label=rf"TPL fit, $\alpha$ = {alpha:.2f}, $\Lambda$ = {Lambda:.3g}")  # fmt: skip
+    ax.axvline(xmin, color="#c0392b", linestyle="--", linewidth=1, label="xmin")
+
+
+def _esd_figures(figs: Figures, row: pd.Series, evals: np.ndarray, xmax: Any,
+                 fit: str = c.PL) -> None:  # fmt: skip
     evals = plotted_evals(np.sort(evals), xmax)
     label, ok = layer_label(row), row.get("status") == "success"
     alpha, xmin, top = float(row["alpha"]), float(row["xmin"]), float(row["xmax"])
     shown = evals[evals > (xmin / 100 if ok else 0.004 * evals.max())]
     lid = int(row["layer_id"])
+    truncated = fit != c.PL
 
     fig, ax = figs.new()
-    draw_esd(ax, shown, alpha if ok else math.nan, xmin if ok else math.nan, bins=BINS)
+    pl_line = ok and not truncated
+    draw_esd(ax, shown, alpha if pl_line else math.nan, xmin if pl_line else math.nan,
+             bins=BINS)  # fmt: skip
+    if ok and truncated and len(np.unique(shown[shown > 0])) > 1:
+        _draw_tpl(ax, shown, alpha, float(row["Lambda"]), xmin)
+    sigma = "" if truncated else rf"; $\sigma$={row['sigma']:.3f}"
     stats = (rf"$\alpha$={alpha:.3f}; $D_{{KS}}$={row['D']:.3f}; "
-             rf"$\lambda_{{min}}$={xmin:.3f}; $\sigma$={row['sigma']:.3f}"
+             rf"$\lambda_{{min}}$={xmin:.3f}{sigma}"
              if ok else "power-law fit failed")  # fmt: skip
     ax.set_title(f"Log-log ESD of {label}\n{stats}", fontsize=9)
     figs.done(fig, lid, "esd")
@@ -171,7 +233,7 @@ def _esd_figures(figs: _Figures, row: pd.Series, evals: np.ndarray, xmax: Any) -
            ylabel="density")  # fmt: skip
     figs.done(fig, lid, "esd3")
 
-    scan = xmin_scan(evals, row, xmax)
+    scan = tpl_scan(evals, row, xmax, fit) if truncated else xmin_scan(evals, row, xmax)
     if scan is None:
         return
     for kind, values, name in (("esd4", scan.Ds, r"$D_{KS}$"), ("esd5", scan.alphas, r"$\alpha$")):
@@ -184,7 +246,7 @@ def _esd_figures(figs: _Figures, row: pd.Series, evals: np.ndarray, xmax: Any) -
         figs.done(fig, lid, kind)
 
 
-def _mp_figures(figs: _Figures, row: pd.Series, evals: np.ndarray, *, shuffled: bool) -> None:
+def mp_figures(figs: Figures, row: pd.Series, evals: np.ndarray, *, shuffled: bool) -> None:
     prefix = "rand_" if shuffled else ""
     sigma, scale = float(row[prefix + "sigma_mp"]), float(row[prefix + "W_scale"])
     if not (math.isfinite(sigma) and sigma > 0 and math.isfinite(scale) and scale > 0):
@@ -225,7 +287,7 @@ def _mp_figures(figs: _Figures, row: pd.Series, evals: np.ndarray, *, shuffled: 
     figs.done(fig, lid, "mpfit2")
 
 
-def _random_figures(figs: _Figures, row: pd.Series, evals: np.ndarray,
+def _random_figures(figs: Figures, row: pd.Series, evals: np.ndarray,
                     shuffled: np.ndarray) -> None:  # fmt: skip
     longname = row.get("longname") or ""
     lid = int(row["layer_id"])
@@ -244,7 +306,7 @@ def _random_figures(figs: _Figures, row: pd.Series, evals: np.ndarray,
         figs.done(fig, lid, kind)
 
 
-def _detx_figure(figs: _Figures, row: pd.Series, evals: np.ndarray) -> None:
+def _detx_figure(figs: Figures, row: pd.Series, evals: np.ndarray) -> None:
     rescaled = evals * (len(evals) / np.sum(evals))
     fig, ax = figs.new()
     ax.hist(np.log10(rescaled[rescaled > DEFAULT_THRESHOLD]), bins=BINS)
@@ -260,21 +322,22 @@ def _detx_figure(figs: _Figures, row: pd.Series, evals: np.ndarray) -> None:
 
 def draw_figures(details: pd.DataFrame, spectra: Mapping[int, np.ndarray],
                  shuffled: Mapping[int, np.ndarray], *, savefig: str | bool, xmax: Any,
-                 mp_fit: bool, randomize: bool, detX: bool) -> None:  # fmt: skip
+                 mp_fit: bool, randomize: bool, detX: bool,
+                 fit: str = c.PL) -> None:  # fmt: skip
     """Draw (save, show) 0.7.7's figures of every row of ``details``, 0.7.7's table; its
     ESD by row position in ``spectra`` (and the shuffled ESD in ``shuffled``). A row without
     an ESD (a failed layer) gets no figure."""
-    figs = _Figures(require_pyplot(), save_folder(savefig))
+    figs = Figures(require_pyplot(), save_folder(savefig))
     for at in range(len(details)):
         if at not in spectra:
             continue
         row, evals = details.iloc[at], np.sort(np.asarray(spectra[at], dtype=np.float64))
-        _esd_figures(figs, row, evals, xmax)
+        _esd_figures(figs, row, evals, xmax, fit)
         if mp_fit:
-            _mp_figures(figs, row, evals, shuffled=False)
+            mp_figures(figs, row, evals, shuffled=False)
         if randomize and at in shuffled:
             rand = np.sort(np.asarray(shuffled[at], dtype=np.float64))
             _random_figures(figs, row, evals, rand)
-            _mp_figures(figs, row, rand, shuffled=True)
+            mp_figures(figs, row, rand, shuffled=True)
         if detX:
             _detx_figure(figs, row, evals)

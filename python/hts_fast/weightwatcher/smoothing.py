@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 
 from ..analysis.layer_matrices import COMPAT, layer_matrices, read_weight
@@ -123,8 +124,17 @@ def svd_smoothing(model: Any, *, percent: float, layers: Any, method: str, fit: 
         _replace(plan, int(k))
 
 
-def svd_sharpness(model: Any, *, layers: Any) -> None:
-    """SVDSharpness on every analyzed layer of ``model``, in place (module notes)."""
+def svd_sharpness(model: Any, *, layers: Any, plot: bool = False, id_offset: int = 0) -> None:
+    """SVDSharpness on every analyzed layer of ``model``, in place (module notes).
+
+    ``plot``: 0.7.7's Marchenko-Pastur figures of each permuted ESD (``mpfit1`` for a square
+    layer, ``mpfit2``), saved in ``ww-img`` as ``ww.layer{id}.{kind}.png`` (ids shifted by
+    ``id_offset``) and shown (hts_fast.weightwatcher.figures)."""
+    figs = None
+    if plot:
+        from . import figures
+
+        figs = figures.Figures(figures.require_pyplot(), figures.save_folder(True))
     for plan in _layers(model, layers):
         assert plan.shape is not None
         permuted = []
@@ -132,7 +142,14 @@ def svd_sharpness(model: Any, *, layers: Any) -> None:
             flat = np.asarray(W).reshape(-1)
             order = np.random.permutation(np.arange(flat.size))  # noqa: NPY002 - as 0.7.7
             permuted.append(flat[order].reshape(W.shape))
-        fit = marchenko_pastur.mp_fit(_esd(permuted), plan.shape.N, plan.shape.M, compat=True)
+        evals = _esd(permuted)
+        fit = marchenko_pastur.mp_fit(evals, plan.shape.N, plan.shape.M, compat=True)
+        if figs is not None:
+            row = {"layer_id": plan.layer.layer_id + id_offset, "name": plan.layer.name,
+                   "longname": plan.layer.longname, "N": plan.shape.N, "M": plan.shape.M,
+                   "sigma_mp": fit.sigma_mp, "W_scale": fit.W_scale,
+                   "num_spikes": fit.num_spikes, "mp_softrank": fit.mp_softrank}  # fmt: skip
+            figures.mp_figures(figs, pd.Series(row), evals, shuffled=False)
         if fit.status != "success":
             logger.warning(f"SVDSharpness: the MP fit of layer {plan.layer.longname} failed "
                            f"({fit.reason}); left as it is")  # fmt: skip

@@ -22,6 +22,7 @@ from ..analysis.layer_matrices import COMPAT, layer_matrices, read_weight
 from ..analysis.pipeline import analyze as _analyze
 from ..analysis.planning import Planned, plan_layers
 from ..analysis.planning import describe as _describe
+from ..analysis.randomize import shuffled_esd
 from ..analysis.table import (
     DETX_COLUMNS,
     MP_COLUMNS,
@@ -172,10 +173,6 @@ class WeightWatcher:
         if plot:
             from .figures import require_pyplot
 
-            if options["fit"] != c.PL or options["fix_fingers"] == c.XMIN_PEAK:
-                raise not_implemented("plot", plot, f"with fit={fit!r}, pl_package="
-                                      f"{pl_package!r}, fix_fingers={fix_fingers!r} (only "
-                                      "the power-law fit's figures are drawn)")  # fmt: skip
             require_pyplot()  # before the analysis: a missing matplotlib fails at once
             sinks = {"_spectra_sink": {}, "_random_sink": {}}
         offset = self._id_offset(self.model, start_ids)
@@ -188,7 +185,8 @@ class WeightWatcher:
 
             draw_figures(details, sinks["_spectra_sink"], sinks["_random_sink"],
                          savefig=savefig, xmax=options["xmax"], mp_fit=options["mp_fit"],
-                         randomize=options["randomize"], detX=options["detX"])  # fmt: skip
+                         randomize=options["randomize"], detX=options["detX"],
+                         fit=options["fit"])  # fmt: skip
         return details
 
     @staticmethod
@@ -271,14 +269,20 @@ class WeightWatcher:
                 params: Any = None) -> np.ndarray | list:  # fmt: skip
         """The sorted eigenvalues of a layer (by id or name; None: the first analyzed layer)
         without conv2d_norm, as 0.7.7 (a conv2d layer's are twice analyze()'s). ``[]`` when
-        no analyzed layer matches."""
+        no analyzed layer matches.
+
+        ``random=True``: the ESD of the layer's matrices with their entries shuffled by
+        NumPy's global random state (five shuffles pooled when the layer has fewer than 100
+        eigenvalues), 0.7.7's numbers after the same ``np.random.seed``."""
         _check_params_none(params)
-        if random:
-            raise not_implemented("random", random, "the shuffled-weights ESD in get_ESD()")
         plan = self._layer(model, layer)
         if plan is None:
             return []
         matrices, keep_top = self._matrices(plan)
+        if random:
+            assert plan.shape is not None  # an analyzed layer has its shape
+            return shuffled_esd(matrices, n_comp=plan.shape.M * plan.shape.rf,
+                                rng=np.random, keep_top=keep_top)  # fmt: skip
         evals = np.sort(np.concatenate(esd_batch(matrices, method="svd")))
         return evals[-keep_top:] if keep_top is not None else evals
 
@@ -343,12 +347,13 @@ class WeightWatcher:
                      plot: bool = False, start_ids: int = 0,
                      svd_method: str = c.FAST_SVD) -> Any:  # fmt: skip
         """0.7.7's SVDSmoothing(): each layer's weights replaced by a low-rank version, in
-        place (hts_fast.weightwatcher.smoothing). Returns the model."""
+        place (hts_fast.weightwatcher.smoothing). Returns the model. ``plot`` draws nothing,
+        as in 0.7.7."""
         from .smoothing import svd_smoothing
 
         check_supported({"pool": pool})
         if plot:
-            raise not_implemented("plot", plot, "in SVDSmoothing()")
+            logger.info("SVDSmoothing(plot=True) draws nothing, as in WeightWatcher 0.7.7")
         self._set_model(model)
         offset = self._id_offset(self.model, start_ids)
         svd_smoothing(self.model, percent=percent, layers=shift_filters(layers, offset),
@@ -360,13 +365,12 @@ class WeightWatcher:
         """0.7.7's SVDSharpness(): the top singular components that the shuffled weights'
         Marchenko-Pastur fit counts as spikes ("correlation traps") removed, in place.
         Returns the ``model`` argument (None when the model came from the constructor, as
-        0.7.7)."""
+        0.7.7). ``plot=True`` draws 0.7.7's MP figures of each permuted ESD into ``ww-img``."""
         from .smoothing import svd_sharpness
 
         check_supported({"pool": pool})
-        if plot:
-            raise not_implemented("plot", plot, "in SVDSharpness()")
         self._set_model(model)
         offset = self._id_offset(self.model, start_ids)
-        svd_sharpness(self.model, layers=shift_filters(layers, offset))
+        svd_sharpness(self.model, layers=shift_filters(layers, offset), plot=plot,
+                      id_offset=offset)  # fmt: skip
         return model
