@@ -244,12 +244,24 @@ EsdResult esd_gram(const MatrixView& w, double scale, double* out, EsdWorkspace&
 // float64 for the gram route's eigensolver. A float32 eigensolve (ssyevd_2stage) would be
 // 1.8x faster again but measured 2e-5..6e-5 relative errors in alpha and up to 1e-3 in D,
 // beyond the route's 1e-5 contract (docs/large-models.md).
+// scale*W is first multiplied by the power of two 2^-e that brings its largest magnitude into
+// [0.5, 1) (exact in any binary format), so the float32 products can neither overflow nor
+// lose the matrix to underflow whatever W's own scale; the eigenvalues are multiplied back by
+// 2^2e in float64.
 EsdResult esd_gram32(const MatrixView& w, double scale, double* out, EsdWorkspace& ws) {
     const LapackFunctions& f = lapack();
     if (f.ssyrk == nullptr) return {EsdError::lapack_failed, -1000};
     const std::int64_t k = std::min(w.rows, w.cols);
+    double peak = 0.0;
+    for (std::int64_t r = 0; r < w.rows; ++r)
+        for (std::int64_t c = 0; c < w.cols; ++c)
+            peak = std::max(peak, std::abs(load(w, r * w.row_stride + c * w.col_stride)));
+    if (!std::isfinite(peak)) return {EsdError::non_finite, 0};  // Inf (NaN: copy_block)
+    int exponent = 0;
+    std::frexp(peak * std::abs(scale), &exponent);  // peak * |scale| = m 2^exponent, m in [0.5, 1)
     ws.gram32.assign(static_cast<std::size_t>(k * k), 0.0f);
-    if (!accumulate_gram(w, scale, f.ssyrk, ws.matrix32, ws.gram32.data()))
+    if (!accumulate_gram(w, std::ldexp(scale, -exponent), f.ssyrk, ws.matrix32,
+                         ws.gram32.data()))
         return {EsdError::non_finite, 0};
     // the upper triangle (LAPACK's uplo 'U' reads only it), widened: column j holds rows
     // 0..j in Fortran order
@@ -258,7 +270,9 @@ EsdResult esd_gram32(const MatrixView& w, double scale, double* out, EsdWorkspac
         for (std::int64_t i = 0; i <= j; ++i)
             ws.gram[static_cast<std::size_t>(i + j * k)] =
                 static_cast<double>(ws.gram32[static_cast<std::size_t>(i + j * k)]);
-    return gram_esd(f, w, ws, out);
+    const EsdResult r = gram_esd(f, w, ws, out);
+    for (std::int64_t j = 0; j < k; ++j) out[j] = std::ldexp(out[j], 2 * exponent);
+    return r;
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fits.powerlaw import fit_powerlaw_batch
+from ..fits.powerlaw import fit_powerlaw_batch, powerlaw_curve
 from .layer_spectra import LayerSpectraTable, expand_stacks, layer_spectra_table
 
 #: esd_method="auto": layers whose matrices' smaller side is at least this take the float64
@@ -38,6 +38,15 @@ RANK_INT = ("matrix_rank", "rank_loss")
 #: sv_min = sqrt(lambda_min) is reported when its relative error bound, floor / (2 lambda_min),
 #: is within this (the route's 1e-5 contract)
 SV_MIN_RTOL = 1e-5
+#: guard(): a float32 layer is redone when the eigenvalue bounds could move its alpha by more
+#: than this, relative (the route's 1e-5 contract; :func:`alpha_shift` is a worst case: every
+#: tail value moved by its whole bound against xmin, where the measured errors are below 0.4
+#: of the bounds and of either sign)
+GUARD_ALPHA_RTOL = 1e-5
+#: guard(): a candidate's KS distance moves by at most about this times delta (alpha - 1)
+#: when its tail values move by relative amounts up to delta (2 through the fitted CDF, 1/e
+#: through alpha; rounded up)
+KS_SHIFT_FACTOR = 3.0
 
 
 @dataclass
@@ -124,6 +133,36 @@ def _perturbed(evals: np.ndarray, bounds: np.ndarray, xmin: float) -> list[np.nd
     return [np.sort(np.maximum(evals + bounds * s, 0.0)) for s in shifts]
 
 
+def alpha_shift(alpha: float, xmin: float, bound_at_xmin: float) -> float:
+    """How far, relative, alpha can move when the tail values move by their bounds, the
+    relative bound delta = bound / xmin being the tail's largest (bounds grow no faster than
+    the values above the mean): alpha - 1 = n / sum(log(x_i / xmin)), each log moves by at
+    most 2 delta, so alpha moves by at most 2 delta (alpha - 1)^2 / alpha, relative."""
+    delta = bound_at_xmin / xmin
+    return 2.0 * delta * (alpha - 1.0) ** 2 / alpha
+
+
+def ks_margin_holds(values: np.ndarray, bounds: np.ndarray, fit: Any, *, threads: int) -> bool:
+    """Whether the chosen xmin keeps the smallest KS distance when every candidate's D moves
+    by its bound: D_j can move by KS_SHIFT_FACTOR * delta_j * |alpha_j - 1| (delta_j = the
+    bound of x_j over x_j), so every other candidate must stay above the chosen one by the
+    two moves together. False as well when the full scan selects another fit than ``fit``."""
+    try:
+        curve = powerlaw_curve(values, threads=threads)
+    except ValueError:
+        return False
+    if curve.best.num_pl_spikes != fit.num_pl_spikes:
+        return False
+    at = np.searchsorted(values, curve.xmins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slack = KS_SHIFT_FACTOR * bounds[at] / curve.xmins * np.abs(curve.alphas - 1.0)
+    chosen = int(np.flatnonzero(curve.xmins == curve.best.xmin)[0])
+    others = np.ones(len(curve.xmins), dtype=bool)
+    others[chosen] = False
+    reach = curve.Ds[chosen] + slack[chosen]
+    return not bool(np.any(curve.Ds[others] - slack[others] <= reach))
+
+
 def guard(
     evals: Sequence[np.ndarray], bounds: Sequence[np.ndarray], fits: Sequence[Any], *,
     threads: int,
@@ -131,24 +170,37 @@ def guard(
     """Whether each layer's power-law fit could change within its error bound, in which case
     analyze() redoes the layer in float64.
 
-    ``bounds``: each layer's :func:`eigenvalue_bounds`. Each fitted layer is refitted with
-    every eigenvalue moved by its bound
-    (:func:`_perturbed`: all up, all down, the tail and the rest in opposite directions);
-    a refit that fails, takes another number of tail values (another xmin: the shifts keep
-    the values' order) or another selection rule fails the guard. All up and all down also
-    move the values near the fit's 1e-5 threshold across it. Those shifts are the ones that
-    move the KS distances of neighbouring xmin candidates against each other; this checks
-    the fit's sensitivity at the bound, it is not a proof over every perturbation. Returns
-    one bool per layer (True: redo).
+    ``bounds``: each layer's :func:`eigenvalue_bounds`. A fitted layer is redone when
+
+    1. its bound at xmin could move alpha by more than GUARD_ALPHA_RTOL (:func:`alpha_shift`;
+       a bound floored at a large mean eigenvalue, as under one huge spike, trips it);
+    2. another xmin candidate's KS distance comes within the two candidates' possible moves
+       of the chosen one's (:func:`ks_margin_holds`), so the choice of xmin could change;
+    3. a refit with every eigenvalue moved by its bound (:func:`_perturbed`: all up, all
+       down, the tail and the rest in opposite directions) fails, takes another number of
+       tail values or another selection rule; all up and all down also move the values
+       near the fit's 1e-5 threshold across it.
+
+    These bound the effect of the eigenvalue bounds on alpha and on the choice of xmin; D at
+    the chosen xmin is not bounded to 1e-5 by them (its worst case, KS_SHIFT_FACTOR delta
+    (alpha - 1) / D, would redo every layer) but measured (docs/large-models.md), and the
+    bounds themselves are estimates (:func:`eigenvalue_bounds`). Returns one bool per layer
+    (True: redo).
     """
     batch: list[np.ndarray] = []
     owner: list[int] = []
-    for k, (values, bound, fit) in enumerate(zip(evals, bounds, fits, strict=True)):
-        if fit.status == "success":  # a failed fit keeps its reason; nothing to keep stable
-            batch.extend(_perturbed(values, bound, fit.xmin))
-            owner.extend([k] * 4)
-    refits = fit_powerlaw_batch(batch, threads=threads) if batch else []
     redo = [False] * len(evals)
+    for k, (values, bound, fit) in enumerate(zip(evals, bounds, fits, strict=True)):
+        if fit.status != "success":  # a failed fit keeps its reason; nothing to keep stable
+            continue
+        at_xmin = float(bound[np.searchsorted(values, fit.xmin)])
+        if (alpha_shift(fit.alpha, fit.xmin, at_xmin) > GUARD_ALPHA_RTOL
+                or not ks_margin_holds(values, bound, fit, threads=threads)):  # fmt: skip
+            redo[k] = True
+            continue
+        batch.extend(_perturbed(values, bound, fit.xmin))
+        owner.extend([k] * 4)
+    refits = fit_powerlaw_batch(batch, threads=threads) if batch else []
     for k, refit in zip(owner, refits, strict=True):
         fit = fits[k]
         redo[k] = redo[k] or (refit.status != "success" or refit.method != fit.method
@@ -167,7 +219,8 @@ def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
     "gram32") the route cannot resolve: matrix_rank, rank_loss -1 when the smallest eigenvalue lies within its
     bound (which eigenvalues are zero cannot be told), sv_min NaN when its relative error
     bound exceeds SV_MIN_RTOL, weak_rank_loss -1 when an eigenvalue lies within its bound of
-    the tolerance; status_reason says so."""
+    the tolerance; status_reason says so. entropy, normalised by log(matrix_rank), is NaN
+    with the rank."""
     bounds = np.full(len(pooled), math.nan)
     for k, (plan, evals, _) in enumerate(pooled):
         record = plan.extra.get(EXTRA_KEY)
@@ -183,7 +236,8 @@ def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
         if record.lambda_min <= record.floor:  # some eigenvalues cannot be told from zero
             for col in RANK_INT:
                 columns[col][k] = -1
-            lost += list(RANK_INT)
+            columns["entropy"][k] = math.nan  # normalised by log(matrix_rank)
+            lost += [*RANK_INT, "entropy"]
         if not record.floor <= 2 * SV_MIN_RTOL * record.lambda_min:
             columns["sv_min"][k] = math.nan
             lost.append("sv_min")
@@ -191,12 +245,53 @@ def patch_columns(pooled: list[Any], columns: dict[str, Any]) -> None:
             columns["weak_rank_loss"][k] = -1
             lost.append("weak_rank_loss")
         if lost:
-            precision = "float32" if record.route == "gram32" else "float64"
-            note = (f"{precision} Gram ESD resolves eigenvalues to {record.floor:.3g}: "
-                    f"{', '.join(lost)} not available (esd_method='svd' computes them)")  # fmt: skip
-            reason = columns["status_reason"][k]
-            columns["status_reason"][k] = f"{reason}; {note}" if reason else note
+            _note_lost(columns, k, record, lost)
     columns["esd_error_bound"] = bounds
+
+
+def _note_lost(columns: dict[str, Any], k: int, record: RouteRecord, lost: list[str]) -> None:
+    precision = "float32" if record.route == "gram32" else "float64"
+    note = (f"{precision} Gram ESD resolves eigenvalues to {record.floor:.3g}: "
+            f"{', '.join(lost)} not available (esd_method='svd' computes them)")  # fmt: skip
+    reason = columns["status_reason"][k]
+    columns["status_reason"][k] = f"{reason}; {note}" if reason else note
+
+
+def patch_detx(pooled: list[Any], columns: dict[str, Any], *, compat: bool) -> None:
+    """detX columns (detX=True) of Gram-route layers whose detX count the route cannot
+    resolve: detX of the ESD with every eigenvalue moved down by its bound and up by its
+    bound; if the counts differ, detX_num and num_ERG_spikes are -1, detX_val,
+    detX_val_unrescaled and ERG_gap NaN, and status_reason says so."""
+    from ..fits.marchenko_pastur import detx
+
+    for k, (plan, evals, _) in enumerate(pooled):
+        record = plan.extra.get(EXTRA_KEY)
+        if record is None or record.route not in ("gram", "gram32"):
+            continue
+        bounds = eigenvalue_bounds(record.route, int(plan.shape.N), evals)
+        counts = {detx(np.sort(np.maximum(evals + sign * bounds, 0.0)), compat=compat).detX_num
+                  for sign in (-1.0, 1.0)}  # fmt: skip
+        if len(counts) == 1 and columns["detX_num"][k] in counts:
+            continue
+        for col in ("detX_num", "num_ERG_spikes"):
+            columns[col][k] = -1
+        for col in ("detX_val", "detX_val_unrescaled", "ERG_gap"):
+            columns[col][k] = math.nan
+        _note_lost(columns, k, record, ["detX_num", "detX_val"])
+
+
+def phase_ranks(pooled: list[Any], columns: dict[str, Any]) -> list[int]:
+    """The rank the phases' rank-collapse rule reads: matrix_rank, or where a Gram route
+    left it unresolved (-1), the number of eigenvalues above the route's resolution near
+    zero (the ones that do not vanish at the route's precision)."""
+    ranks = []
+    for k, (plan, evals, _) in enumerate(pooled):
+        rank = int(columns["matrix_rank"][k])
+        record = plan.extra.get(EXTRA_KEY)
+        if rank < 0 and record is not None and evals is not None:
+            rank = int(np.count_nonzero(evals > record.floor))
+        ranks.append(rank)
+    return ranks
 
 
 def routed_table(

@@ -55,14 +55,17 @@ def phase_of(
     return "Heavy-Tailed" if heavy else "Bulk-decay"
 
 
-def phases(columns: dict[str, list | np.ndarray], mp_ok: list[bool]) -> list[str]:
-    """phase_of() for every analyzed layer, from the table's columns (in pooled order)."""
+def phases(columns: dict[str, list | np.ndarray], mp_ok: list[bool],
+           ranks: list[int] | None = None) -> list[str]:  # fmt: skip
+    """phase_of() for every analyzed layer, from the table's columns (in pooled order);
+    ``ranks`` replaces the matrix_rank column (hts_fast.analysis.fast_route.phase_ranks:
+    the Gram routes' -1 read at their resolution)."""
+    ranks = [int(r) for r in columns["matrix_rank"]] if ranks is None else ranks
     out = []
     for k, ok in enumerate(mp_ok):
         out.append(phase_of(
             alpha=float(columns["alpha"][k]), fit_ok=columns["status"][k] == "success",
             num_spikes=float(columns["num_spikes"][k]), mp_softrank=float(columns["mp_softrank"][k]),
-            mp_ok=ok, matrix_rank=int(columns["matrix_rank"][k]),
-            num_evals=int(columns["num_evals"][k]),
+            mp_ok=ok, matrix_rank=ranks[k], num_evals=int(columns["num_evals"][k]),
         ))  # fmt: skip
     return out

@@ -505,8 +505,11 @@ def _analyze_models(
             columns.update(extra)
             option_columns += ((MP_COLUMNS if opt.mp_fit else [])
                                + (DETX_COLUMNS if opt.detX else []))  # fmt: skip
+            if opt.detX:
+                fast_route.patch_detx(pooled, columns, compat=bool(compat))
             if opt.mp_fit:
-                columns[PHASE_COLUMN] = phases(columns, mp_ok)
+                columns[PHASE_COLUMN] = phases(columns, mp_ok,
+                                               fast_route.phase_ranks(pooled, columns))  # fmt: skip
         ours = [PHASE_COLUMN] if opt.mp_fit else []
         if fit != "PL":
             ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
