@@ -182,6 +182,24 @@ def test_get_esd_random_is_0_7_7s_with_the_same_seed(ww):
         assert not np.allclose(ours[-len(plain) :], plain)  # shuffled, not the ESD itself
 
 
+def test_layer_ids_taken_from_a_details_table_filter_like_0_7_7(ww):
+    """NumPy integer ids (details.layer_id.values[...]) filter as Python ints do, kept and
+    excluded; an integer array, which 0.7.7 ignores (it analyzes every layer), is read as
+    its list of ids."""
+    model = small_model(2)
+    with quiet():
+        details = ww.WeightWatcher(model=model).analyze()
+    picked = list(details.layer_id.to_numpy()[[0, 3]])
+    assert all(isinstance(i, np.integer) for i in picked)
+    for layers in (picked, [-i for i in picked]):
+        ours, theirs = both(ww, "analyze", model=model, layers=layers)
+        assert_same(ours, theirs)
+    ours = hw.WeightWatcher(model=model).analyze(layers=np.array(picked))
+    assert ours["layer_id"].tolist() == [int(i) for i in picked]
+    native = hts_fast.analyze(model, layers=np.array([1, 2]))
+    assert native["layer_id"].tolist() == [1, 2]
+
+
 def test_describe_matches(ww):
     model = small_model(3)
     for kwargs in ({}, {"min_evals": 30}, {"layers": ["conv2d"]}):

@@ -22,6 +22,7 @@ Accepted inputs (reference doc section 2.2):
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -218,17 +219,20 @@ def apply_filters(layers: list[Layer], filters: Sequence[Any] | Any | None) -> d
 
     As in WeightWatcher, three groups are applied in turn and a later group overrides an
     earlier one: type names ('dense', 'conv1d', 'conv2d', 'embedding', 'norm') keep those
-    types; layer ids keep those ids (all >= 0) or drop the ids whose negation is listed
-    (any < 0); other strings keep the layers with that exact ``name``, or, when every one
+    types; layer ids (Python or NumPy integers, or an integer array) keep those ids (all
+    >= 0) or drop the ids whose negation is listed (any < 0); other strings keep the layers with that exact ``name``, or, when every one
     contains '-', drop the layers whose name is listed after a '-'.
     """
+    if isinstance(filters, np.ndarray):  # NumPy ids (e.g. a table's layer_id values)
+        filters = filters.tolist()
     if filters is None or (
         isinstance(filters, Sequence) and not isinstance(filters, str) and len(filters) == 0
     ):
         return {}
     items = list(filters) if isinstance(filters, list | tuple) else [filters]
     types = [f for f in items if isinstance(f, str) and f in LAYER_TYPES[:-1]]
-    ids = [int(f) for f in items if isinstance(f, int) and not isinstance(f, bool)]
+    ids = [int(f) for f in items
+           if isinstance(f, numbers.Integral) and not isinstance(f, bool | np.bool_)]  # fmt: skip
     names = [f for f in items if isinstance(f, str) and f not in types]
     if len(types) + len(ids) + len(names) != len(items):
         msg = f"layers= takes layer ids, layer type names and layer names, got {filters!r}"

@@ -59,7 +59,8 @@ def esd(
         time, BLAS ssyrk), then the same float64 eigensolver: ~1.2-1.8x faster than
         ``"gram"`` on large layers, each eigenvalue within
         :func:`hts_fast.analysis.fast_route.error_bound` (u32 * sqrt(larger side) *
-        lambda_max / 4; analyze()'s default route for large layers, with a guard).
+        lambda_max / 4; in analyze() a guard redoes a layer in float64 when that bound
+        could change its fit; analyze()'s default for large layers is ``"gram"``).
     scale : float
         Multiplies W before the decomposition (eigenvalues scale by ``scale**2``).
     threads : int or None

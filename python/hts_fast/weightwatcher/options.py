@@ -182,7 +182,10 @@ def analyze_options(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def shift_filters(layers: Any, offset: int) -> Any:
-    """layers= given in 0.7.7's layer ids, in ours (ours = theirs - offset)."""
+    """layers= given in 0.7.7's layer ids, in ours (ours = theirs - offset); a NumPy
+    array is read as its list (0.7.7 ignores an array filter and analyzes every layer)."""
+    if isinstance(layers, np.ndarray):
+        layers = layers.tolist()
     if not offset:
         return layers
     items = layers if isinstance(layers, list | tuple) else [layers]
