@@ -21,11 +21,14 @@ by default (:mod:`hts_fast.schedules.estimate`), the maps are TempBalance's
 
 What differs from TempBalance's own code (docs/tempbalance.md has the details):
 
-* alpha is finite or the layer is held: when a tuned layer's spectrum has no finite alpha
-  (more than half its eigenvalues ~0, or a flat spectrum), TempBalance's alpha is inf or NaN
-  and moves every layer's rate to an end of the range; here that layer keeps its previous
-  multiplier (1 at the first computation), is left out of the range's min and max, and the
-  table's ``reason`` says why;
+* alpha is finite or the layer is held: a flat spectrum (an orthogonal layer, flat to the
+  weights' precision: :func:`hts_fast.schedules.estimate.flat_tolerance`) gets an infinite
+  or huge alpha from TempBalance, which moves every other layer's rate to an end of the
+  range; here that layer keeps its previous multiplier (1 at the first computation), is
+  left out of the range's min and max, and the table's ``reason`` says why;
+* with more than half its eigenvalues ~0 (a rank-deficient layer) TempBalance's alpha is
+  NaN; here the median index is counted among the eigenvalues above 1e-5 (TempBalance's
+  ``filter_zeros=True``), which gives a finite alpha, and ``reason`` notes it;
 * s_max = s_min (one tuned layer, equal scores) gives the range's midpoint instead of a
   division by zero; sqrt/log2 maps reject scores they cannot take, naming the layer;
 * excluded layers (first, last, fewer than ``eigs_thresh`` eigenvalues) are listed in the

@@ -268,6 +268,91 @@ def test_a_layer_without_finite_alpha_is_held():
     assert "all equal xmin" in row["reason"]
 
 
+def orthogonal_model(dtype: torch.dtype) -> torch.nn.Sequential:
+    """Six Linear(64, 64), the third orthogonal, cast to ``dtype`` after initialisation
+    (float64 here is a model initialised in float32 and cast)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(6)])
+    torch.nn.init.orthogonal_(model[2].weight)
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_an_orthogonal_layer_is_flat_to_its_precision_and_held(dtype):
+    """torch's orthogonal_ is flat only to the storage precision (and float32's, where it
+    orthogonalises): TempBalance's alpha is ~3e6 (float32) or ~500 (bf16) and would take
+    the top of the range. Here it is a failed fit, held at the base rate, and the three
+    other tuned layers span the range by the linear map of their own alphas."""
+    model = orthogonal_model(dtype)
+    reference = [tempbalance_median_fit(tempbalance_esd(layer.weight))[0] for layer in model]
+    assert reference[2] > 100  # what TempBalance's estimator makes of it
+    tb = TempBalance(model)
+    groups = tb.param_groups(0.1)
+    assert [g["hts_fast_layer"] for g in groups] == ["1", "2", "3", "4", ""]
+    table = tb.table
+    flat = table.loc[2]
+    assert np.isnan(flat[["alpha", "D", "xmin"]].to_numpy(float)).all()
+    assert flat["num_pl_spikes"] == 0
+    assert flat["reason"].startswith("held at its previous value: the spectrum is flat")
+    assert "to the weights' precision" in flat["reason"]
+    assert groups[1]["lr"] == 0.1  # held: multiplier 1 at the first computation
+    scored = [1, 3, 4]
+    alphas = table["alpha"][scored].to_numpy()
+    np.testing.assert_allclose(alphas, [reference[k] for k in scored], rtol=1e-9)
+    low, high = alphas.min(), alphas.max()
+    expected = 0.1 * (0.5 + (alphas - low) / (high - low))
+    np.testing.assert_allclose([groups[k]["lr"] for k in (0, 2, 3)], expected, rtol=1e-12)
+    assert (min(expected), max(expected)) == pytest.approx((0.05, 0.15))
+    assert 0.05 < float(np.median(expected)) < 0.15
+
+
+def test_flat_tolerance_and_storage_eps():
+    from hts_fast.schedules.estimate import flat_tolerance, storage_eps
+
+    assert storage_eps(torch.zeros(2, dtype=torch.bfloat16))[0] == 2.0**-7
+    assert storage_eps(torch.zeros(2, dtype=torch.float16))[0] == 2.0**-10
+    assert storage_eps(np.zeros(2, dtype=np.float32))[0] == 2.0**-23
+    assert storage_eps(torch.zeros(2, dtype=torch.float64))[0] == 2.0**-52
+    eps, what = storage_eps(torch.zeros(2, dtype=torch.int32))
+    assert eps == 2.0**-52
+    assert "not a float type" in what
+    assert flat_tolerance(2.0**-7, 64) == 4 * 2.0**-7 + 8 * 8 * 2.0**-23
+
+
+def test_a_gaussian_bf16_layer_is_not_flat():
+    from hts_fast.schedules.estimate import Estimator, layer_metrics
+
+    torch.manual_seed(1)
+    weight = torch.randn(256, 256).to(torch.bfloat16)
+    (row,) = layer_metrics([("g", weight)], ["linear"], Estimator())
+    expected = tempbalance_median_fit(tempbalance_esd(weight))
+    assert row["reason"] == ""
+    np.testing.assert_allclose([row["alpha"], row["D"], row["xmin"]], expected, rtol=1e-9)
+
+
+def test_the_device_path_flags_a_flat_layer_too(monkeypatch):
+    """layer_metrics on the CUDA route (device eigensolver replaced by CPU torch, as in the
+    orchestration test below): the orthogonal float32 layer is a failed fit there too."""
+    from hts_fast.schedules import estimate
+    from hts_fast.spectra import gpu
+
+    def cpu_esd_batch(matrices, *, dtype="float64"):
+        return [torch.linalg.eigvalsh(w.to(torch.float64).T @ w.to(torch.float64)).clamp_min(0)
+                for w in matrices]  # fmt: skip
+
+    monkeypatch.setattr(gpu, "esd_batch", cpu_esd_batch)
+    monkeypatch.setattr(estimate, "_where", lambda weights: "cuda")
+    model = orthogonal_model(torch.float32)
+    weights = [(str(k), model[k].weight) for k in (1, 2, 3)]
+    rows = estimate.layer_metrics(weights, ["linear"] * 3, estimate.Estimator())
+    assert math.isnan(rows[1]["alpha"])
+    assert rows[1]["num_pl_spikes"] == 0
+    assert "flat to the weights' precision" in rows[1]["reason"]
+    for k in (0, 2):
+        expected = tempbalance_median_fit(tempbalance_esd(weights[k][1]))[0]
+        assert rows[k]["alpha"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_one_tuned_layer_gets_the_midpoint():
     tb = TempBalance(mlp([8, 64, 64, 10]), lr_min_ratio=0.6, lr_max_ratio=1.8)
     groups = tb.param_groups(0.1)
