@@ -140,7 +140,10 @@ class _LayerwiseSchedule:
         A layer without a finite score keeps its previous multiplier (1 at first) and is
         left out of the range; its ``reason`` in :attr:`table` says why.
         """
-        weights = [(layer.name, layer.module.weight) for layer in self._tuned]
+        import torch
+
+        with torch.no_grad():  # the effective weights (a parametrized layer's computed one)
+            weights = [(layer.name, layer.module.weight.detach()) for layer in self._tuned]
         rows = layer_metrics(weights, [layer.kind for layer in self._tuned], self.estimator)
         self._metrics = {}
         scored, scores = [], []

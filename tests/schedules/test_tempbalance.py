@@ -206,6 +206,48 @@ def test_param_groups_cover_every_parameter_once(match, layernorm):
     torch.optim.SGD(groups, lr=0.1)  # a valid set of groups
 
 
+def test_parametrized_layers_get_their_own_rate():
+    """weight_norm / spectral_norm keep a layer's weight in parametrizations.weight.original*,
+    submodules of the layer: those parameters are in the layer's group, and the layer's
+    spectrum is that of its effective weight."""
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 64), weight_norm(torch.nn.Linear(64, 64)),
+        spectral_norm(torch.nn.Linear(64, 64)), torch.nn.Linear(64, 64), torch.nn.Linear(64, 8),
+    )  # fmt: skip
+    with torch.no_grad():  # row norms far from the direction's: a spectrum of its own
+        model[1].parametrizations.weight.original0.copy_(torch.linspace(0.2, 3.0, 64)[:, None])
+    model.eval()  # spectral_norm's power iteration holds still
+    tb = TempBalance(model)
+    groups = tb.param_groups(0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_layer = {g["hts_fast_layer"]: sorted(names[id(p)] for p in g["params"]) for g in groups}
+    assert by_layer == {
+        "1": ["1.bias", "1.parametrizations.weight.original0",
+              "1.parametrizations.weight.original1"],
+        "2": ["2.bias", "2.parametrizations.weight.original"],
+        "3": ["3.bias", "3.weight"],
+        "": ["0.bias", "0.weight", "4.bias", "4.weight"],
+    }  # fmt: skip
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    with torch.no_grad():
+        alphas = [tempbalance_median_fit(tempbalance_esd(model[k].weight))[0] for k in (1, 2, 3)]
+        original = tempbalance_median_fit(
+            tempbalance_esd(model[1].parametrizations.weight.original1))[0]  # fmt: skip
+    assert abs(original - alphas[0]) > 0.05  # the effective weight is what counts
+    np.testing.assert_allclose(tb.table["alpha"][1:4], alphas, rtol=1e-9)
+    low, high = min(alphas), max(alphas)
+    expected = [0.1 * (0.5 + (a - low) / (high - low)) for a in alphas]
+    np.testing.assert_allclose([g["lr"] for g in groups[:3]], expected, rtol=1e-12)
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    tb.step(optimizer, 0.05)
+    np.testing.assert_allclose([g["lr"] for g in optimizer.param_groups[:3]],
+                               np.array(expected) / 2, rtol=1e-12)  # fmt: skip
+
+
 def test_step_with_sgd_sets_each_group_from_the_current_weights():
     model = Net()
     tb = TempBalance(model)
