@@ -128,6 +128,7 @@ class _LayerwiseSchedule:
         self._tuned = [layer for layer in self.layers if layer.tuned]
         self._multiplier = {layer.name: 1.0 for layer in self._tuned}
         self._metrics: dict[str, dict[str, Any]] = {}
+        self._computed = False  # _metrics alone cannot say: it stays empty with no tuned layer
         self._value: float | None = None
         self._calls = 0
         self._table: pd.DataFrame | None = None
@@ -160,6 +161,7 @@ class _LayerwiseSchedule:
                              max_ratio=self.max_ratio)  # fmt: skip
         for name, value in zip(scored, values, strict=True):
             self._multiplier[name] = float(value)
+        self._computed = True
         self._table = None
         return dict(self._multiplier)
 
@@ -196,7 +198,7 @@ class _LayerwiseSchedule:
             raise ValueError(msg)
         self._calls += 1
         due = self._calls % self.interval == 0 if recompute is None else bool(recompute)
-        if due or not self._metrics:
+        if due or not self._computed:
             self.recompute()
         self._value = value
         self._table = None
@@ -224,7 +226,7 @@ class _LayerwiseSchedule:
         Raises RuntimeError before the first computation (``param_groups()``, ``step()`` or
         ``recompute()``).
         """
-        if not self._metrics:
+        if not self._computed:
             msg = (f"{type(self).__name__}.table is empty until the spectra are computed: call "
                    "param_groups(), step() or recompute() first")  # fmt: skip
             raise RuntimeError(msg)

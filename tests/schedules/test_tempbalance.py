@@ -401,6 +401,31 @@ def test_one_tuned_layer_gets_the_midpoint():
     assert groups[0]["lr"] == pytest.approx(0.12)
 
 
+def test_the_table_exists_when_no_layer_is_tuned():
+    """First, last, and one below eigs_thresh: nothing tuned, every parameter at the global
+    rate, and the table lists the three layers with their reasons."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.Linear(20, 30),
+                                torch.nn.Linear(30, 5))  # fmt: skip
+    tb = TempBalance(model)
+    with pytest.raises(RuntimeError, match="empty until the spectra are computed"):
+        tb.table  # noqa: B018 - before any computation
+    groups = tb.param_groups(0.1)
+    assert [(g["hts_fast_layer"], len(g["params"]), g["lr"]) for g in groups] == [("", 6, 0.1)]
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    tb.step(optimizer, 0.05)
+    assert optimizer.param_groups[0]["lr"] == 0.05
+    table = tb.table
+    assert table["name"].tolist() == ["0", "1", "2"]
+    assert not table["tuned"].any()
+    assert table["lr"].tolist() == [0.05, 0.05, 0.05]
+    assert table["eigs_num"].tolist() == [10, 20, 5]
+    assert table["alpha"].isna().all()
+    assert "first" in table["reason"][0]
+    assert table["reason"][1] == "20 eigenvalues, fewer than eigs_thresh = 50"
+    assert "last" in table["reason"][2]
+
+
 def test_alpha_decay_schedules_weight_decay():
     model = mlp([8, 64, 64, 64, 64, 10])
     with torch.no_grad():
