@@ -29,8 +29,9 @@ What differs from TempBalance's own code (docs/tempbalance.md has the details):
 * with more than half its eigenvalues ~0 (a rank-deficient layer) TempBalance's alpha is
   NaN; here the median index is counted among the eigenvalues above 1e-5 (TempBalance's
   ``filter_zeros=True``), which gives a finite alpha, and ``reason`` notes it;
-* s_max = s_min (one tuned layer, equal scores) gives the range's midpoint instead of a
-  division by zero; sqrt/log2 maps reject scores they cannot take, naming the layer;
+* s_max = s_min (one tuned layer, equal scores) gives the range's midpoint, where
+  TempBalance's ``np.interp`` gives the top of the range; sqrt/log2 maps reject scores
+  they cannot take, naming the layer;
 * excluded layers (first, last, fewer than ``eigs_thresh`` eigenvalues) are listed in the
   table with the reason;
 * optimizer groups are matched by the layer name stored in each group (key
@@ -338,9 +339,11 @@ class AlphaDecay(_LayerwiseSchedule):
     decay (lighter tail, higher alpha: stronger decay). The learning rate is the same for
     every group.
 
-    ``wd_min_ratio`` / ``wd_max_ratio`` default to AlphaDecay's Adam setting (0.666, 3).
-    BatchNorm and LayerNorm parameters stay at the global weight decay unless
-    ``batchnorm`` / ``layernorm``. Other parameters as :class:`TempBalance`.
+    ``wd_min_ratio`` / ``wd_max_ratio`` default to the Adam setting of AlphaDecay's LLaMA
+    pretraining scripts (0.666, 3; its class's own defaults are 0.5, 1.5). BatchNorm and
+    LayerNorm parameters stay at the global weight decay unless ``batchnorm`` /
+    ``layernorm`` (AlphaDecay's class has ``batchnorm=True``). Other parameters as
+    :class:`TempBalance`.
     """
 
     quantity = "weight_decay"

@@ -130,10 +130,12 @@ def test_assign_maps_closed_form(assign):
 
 def test_assign_fixes():
     names = ["a", "b"]
-    # s_max = s_min: the midpoint, not a division by zero
+    # s_max = s_min: the midpoint, where TempBalance's np.interp over [s_min, s_max] gives
+    # every layer the top of the range (not a division by zero)
     np.testing.assert_array_equal(
         multipliers([2.5, 2.5], names, assign="linear", min_ratio=0.6, max_ratio=1.6), [1.1, 1.1]
     )
+    np.testing.assert_array_equal(np.interp([2.5, 2.5], [2.5, 2.5], [0.6, 1.6]), [1.6, 1.6])
     with pytest.raises(ValueError, match="layer 'b' has the score inf"):
         multipliers([2.0, math.inf], names, assign="linear", min_ratio=0.5, max_ratio=1.5)
     with pytest.raises(ValueError, match=r"log2.*layer 'a' has 0.5"):

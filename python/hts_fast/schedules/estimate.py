@@ -118,9 +118,10 @@ def flat_tolerance(eps: float, n: int) -> float:
     rounds each entry to the weights' precision, which moves the squared singular values by
     about one eps of the storage dtype (measured: 0.6 eps for bf16 and fp16 at 64..512
     wide); 4 eps leaves a margin. ``torch.nn.init.orthogonal_`` orthogonalises in float32
-    whatever the model's dtype, which leaves a spread of 8-15 eps(float32) growing with the
-    width (measured 64..512 wide); 8 sqrt(n) eps(float32) covers it with a margin of 8 or
-    more, so a float64 model cast from a float32 initialisation is caught too. Any trained
+    whatever the model's dtype, which leaves a spread growing with the width (measured 64..512
+    wide: 8-15 eps(float32) over the median-rule tail, 11-34 over the whole spectrum);
+    8 sqrt(n) eps(float32) covers it with a margin of 8 or more on the tail, so a float64
+    model cast from a float32 initialisation is caught too. Any trained
     or random layer spreads by orders of magnitude more (a Gaussian layer's tail by a
     factor of about 2 or more).
     """
