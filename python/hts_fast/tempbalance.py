@@ -21,13 +21,17 @@ by default (:mod:`hts_fast.schedules.estimate`), the maps are TempBalance's
 
 What differs from TempBalance's own code (docs/tempbalance.md has the details):
 
-* alpha is finite or the layer is held: when a tuned layer's spectrum has no finite alpha
-  (more than half its eigenvalues ~0, or a flat spectrum), TempBalance's alpha is inf or NaN
-  and moves every layer's rate to an end of the range; here that layer keeps its previous
-  multiplier (1 at the first computation), is left out of the range's min and max, and the
-  table's ``reason`` says why;
-* s_max = s_min (one tuned layer, equal scores) gives the range's midpoint instead of a
-  division by zero; sqrt/log2 maps reject scores they cannot take, naming the layer;
+* alpha is finite or the layer is held: a flat spectrum (an orthogonal layer, flat to the
+  weights' precision: :func:`hts_fast.schedules.estimate.flat_tolerance`) gets an infinite
+  or huge alpha from TempBalance, which moves every other layer's rate to an end of the
+  range; here that layer keeps its previous multiplier (1 at the first computation), is
+  left out of the range's min and max, and the table's ``reason`` says why;
+* with more than half its eigenvalues ~0 (a rank-deficient layer) TempBalance's alpha is
+  NaN; here the median index is counted among the eigenvalues above 1e-5 (TempBalance's
+  ``filter_zeros=True``), which gives a finite alpha, and ``reason`` notes it;
+* s_max = s_min (one tuned layer, equal scores) gives the range's midpoint, where
+  TempBalance's ``np.interp`` gives the top of the range; sqrt/log2 maps reject scores
+  they cannot take, naming the layer;
 * excluded layers (first, last, fewer than ``eigs_thresh`` eigenvalues) are listed in the
   table with the reason;
 * optimizer groups are matched by the layer name stored in each group (key
@@ -125,6 +129,7 @@ class _LayerwiseSchedule:
         self._tuned = [layer for layer in self.layers if layer.tuned]
         self._multiplier = {layer.name: 1.0 for layer in self._tuned}
         self._metrics: dict[str, dict[str, Any]] = {}
+        self._computed = False  # _metrics alone cannot say: it stays empty with no tuned layer
         self._value: float | None = None
         self._calls = 0
         self._table: pd.DataFrame | None = None
@@ -137,7 +142,10 @@ class _LayerwiseSchedule:
         A layer without a finite score keeps its previous multiplier (1 at first) and is
         left out of the range; its ``reason`` in :attr:`table` says why.
         """
-        weights = [(layer.name, layer.module.weight) for layer in self._tuned]
+        import torch
+
+        with torch.no_grad():  # the effective weights (a parametrized layer's computed one)
+            weights = [(layer.name, layer.module.weight.detach()) for layer in self._tuned]
         rows = layer_metrics(weights, [layer.kind for layer in self._tuned], self.estimator)
         self._metrics = {}
         scored, scores = [], []
@@ -154,6 +162,7 @@ class _LayerwiseSchedule:
                              max_ratio=self.max_ratio)  # fmt: skip
         for name, value in zip(scored, values, strict=True):
             self._multiplier[name] = float(value)
+        self._computed = True
         self._table = None
         return dict(self._multiplier)
 
@@ -190,7 +199,7 @@ class _LayerwiseSchedule:
             raise ValueError(msg)
         self._calls += 1
         due = self._calls % self.interval == 0 if recompute is None else bool(recompute)
-        if due or not self._metrics:
+        if due or not self._computed:
             self.recompute()
         self._value = value
         self._table = None
@@ -218,7 +227,7 @@ class _LayerwiseSchedule:
         Raises RuntimeError before the first computation (``param_groups()``, ``step()`` or
         ``recompute()``).
         """
-        if not self._metrics:
+        if not self._computed:
             msg = (f"{type(self).__name__}.table is empty until the spectra are computed: call "
                    "param_groups(), step() or recompute() first")  # fmt: skip
             raise RuntimeError(msg)
@@ -330,9 +339,11 @@ class AlphaDecay(_LayerwiseSchedule):
     decay (lighter tail, higher alpha: stronger decay). The learning rate is the same for
     every group.
 
-    ``wd_min_ratio`` / ``wd_max_ratio`` default to AlphaDecay's Adam setting (0.666, 3).
-    BatchNorm and LayerNorm parameters stay at the global weight decay unless
-    ``batchnorm`` / ``layernorm``. Other parameters as :class:`TempBalance`.
+    ``wd_min_ratio`` / ``wd_max_ratio`` default to the Adam setting of AlphaDecay's LLaMA
+    pretraining scripts (0.666, 3; its class's own defaults are 0.5, 1.5). BatchNorm and
+    LayerNorm parameters stay at the global weight decay unless ``batchnorm`` /
+    ``layernorm`` (AlphaDecay's class has ``batchnorm=True``). Other parameters as
+    :class:`TempBalance`.
     """
 
     quantity = "weight_decay"

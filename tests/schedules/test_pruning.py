@@ -3,6 +3,8 @@ the weighted mean in closed form, the clipping, and the reference's LLaMA-7B fig
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,3 +177,105 @@ def test_non_finite_metric_names_the_layer():
         layerwise_ratios(table, 0.5)
     with pytest.raises(ValueError, match="no numbered block"):
         layerwise_ratios(pd.DataFrame({"name": ["fc"], "alpha": [2.0], "params": [3]}), 0.5)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "tempbalance.md"
+BLOCK_MATRICES = {"self_attn.q_proj": (64, 64), "self_attn.k_proj": (64, 64),
+                  "self_attn.v_proj": (64, 64), "self_attn.o_proj": (64, 64),
+                  "mlp.gate_proj": (128, 64), "mlp.up_proj": (128, 64),
+                  "mlp.down_proj": (64, 128)}  # fmt: skip
+
+
+def tiny_llama_state_dict() -> dict[str, np.ndarray]:
+    """Three LLaMA-shaped decoder blocks (hidden 64, MLP 128) of heavy-tailed (Student t,
+    3 degrees of freedom) weights, with embeddings, norms and a head around them."""
+    rng = np.random.default_rng(7)
+    state = {"model.embed_tokens.weight": rng.standard_t(3, (100, 64))}
+    for i in range(3):
+        for matrix, shape in BLOCK_MATRICES.items():
+            state[f"model.layers.{i}.{matrix}.weight"] = rng.standard_t(3, shape)
+        state[f"model.layers.{i}.input_layernorm.weight"] = np.ones(64)
+    state["model.norm.weight"] = np.ones(64)
+    state["lm_head.weight"] = rng.standard_t(3, (100, 64))
+    return state
+
+
+def tiny_llama_module(state: dict[str, np.ndarray]):
+    """The same weights as a torch module tree (float64, no biases): there analyze() puts
+    the short name (q_proj) in ``name`` and the full path in ``longname``."""
+    torch = pytest.importorskip("torch", reason="the torch form of the tiny LLaMA")
+    nn = torch.nn
+
+    def block() -> nn.Module:
+        b, attn, mlp = nn.Module(), nn.Module(), nn.Module()
+        for matrix, (rows, cols) in BLOCK_MATRICES.items():
+            part, name = matrix.split(".")
+            setattr(attn if part == "self_attn" else mlp, name, nn.Linear(cols, rows, bias=False))
+        b.self_attn, b.mlp = attn, mlp
+        b.input_layernorm = nn.LayerNorm(64, bias=False)
+        return b
+
+    model = nn.Module()
+    model.model = nn.Module()
+    model.model.embed_tokens = nn.Embedding(100, 64)
+    model.model.layers = nn.ModuleList([block() for _ in range(3)])
+    model.model.norm = nn.LayerNorm(64, bias=False)
+    model.lm_head = nn.Linear(64, 100, bias=False)
+    model = model.double()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return model
+
+
+def docs_pruning_example() -> str:
+    """The code of docs/tempbalance.md's "AlphaPruning ratios" section, as written there."""
+    section = DOCS.read_text(encoding="utf-8").split("## AlphaPruning ratios", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("form", ["state_dict", "torch"])
+def test_docs_alphapruning_example_on_an_analyze_table(form):
+    state = tiny_llama_state_dict()
+    model = state if form == "state_dict" else tiny_llama_module(state)
+    scope: dict = {"model": model}
+    exec(docs_pruning_example(), scope)  # noqa: S102 - the docs' own example
+    table, ratios = scope["table"], scope["ratios"]
+    longnames = [f"model.layers.{i}.{m}" for i in range(3) for m in BLOCK_MATRICES]
+    assert list(ratios.index) == longnames
+    assert ratios.index.name == "longname"
+    params = np.array([r * c for r, c in BLOCK_MATRICES.values()] * 3, dtype=np.float64)
+    assert abs(np.average(ratios.to_numpy(), weights=params) - 0.7) < 1e-12
+    assert ((ratios >= 0) & (ratios <= 1)).all()
+    # closed form from the table's alphas: block means, the linear map, the scale c
+    alphas = table.set_index("longname").loc[longnames, "alpha"].to_numpy().reshape(3, 7)
+    blocks = np.repeat(alphas.mean(axis=1), 7)
+    r = 0.7 + 0.6 * (blocks - blocks.min()) / (blocks.max() - blocks.min())
+    expected = 0.7 * params.sum() / (params @ r) * r
+    assert expected.max() < 1  # no clipping in this case
+    np.testing.assert_allclose(ratios.to_numpy(), expected, rtol=1e-12)
+    per_block = ratios.to_numpy().reshape(3, 7)
+    assert (per_block == per_block[:, :1]).all()
+    assert len(set(per_block[:, 0])) == 3
+    per_matrix = layerwise_ratios(table, target=0.7, epsilon=0.3, mapping="per_matrix")
+    assert list(per_matrix.index) == longnames
+
+
+def test_docs_example_state_dict_and_torch_agree():
+    state = tiny_llama_state_dict()
+    results = []
+    for model in (state, tiny_llama_module(state)):
+        scope: dict = {"model": model}
+        exec(docs_pruning_example(), scope)  # noqa: S102 - the docs' own example
+        results.append(scope["ratios"])
+    np.testing.assert_allclose(results[0].to_numpy(), results[1].to_numpy(), rtol=1e-9)
+
+
+def test_a_table_without_longname_uses_name():
+    table = pd.DataFrame({"name": ["x.0.a", "x.0.b", "x.1.a"], "alpha": [2.0, 4.0, 5.0],
+                          "params": [1, 1, 2]})  # fmt: skip
+    ratios = layerwise_ratios(table, 0.5)
+    assert ratios.index.name == "name"
+    # blocks x.0 (mean 3) and x.1 (5): r = 0.7, 0.7, 1.3; c = 2 / (0.7 + 0.7 + 2.6)
+    np.testing.assert_allclose(ratios.to_numpy(), np.array([0.7, 0.7, 1.3]) * 2 / 4.0,
+                               rtol=1e-15)  # fmt: skip
+    with pytest.raises(ValueError, match="no 'longname' or 'name' column"):
+        layerwise_ratios(table.rename(columns={"name": "layer"}), 0.5)

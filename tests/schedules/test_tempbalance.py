@@ -130,10 +130,12 @@ def test_assign_maps_closed_form(assign):
 
 def test_assign_fixes():
     names = ["a", "b"]
-    # s_max = s_min: the midpoint, not a division by zero
+    # s_max = s_min: the midpoint, where TempBalance's np.interp over [s_min, s_max] gives
+    # every layer the top of the range (not a division by zero)
     np.testing.assert_array_equal(
         multipliers([2.5, 2.5], names, assign="linear", min_ratio=0.6, max_ratio=1.6), [1.1, 1.1]
     )
+    np.testing.assert_array_equal(np.interp([2.5, 2.5], [2.5, 2.5], [0.6, 1.6]), [1.6, 1.6])
     with pytest.raises(ValueError, match="layer 'b' has the score inf"):
         multipliers([2.0, math.inf], names, assign="linear", min_ratio=0.5, max_ratio=1.5)
     with pytest.raises(ValueError, match=r"log2.*layer 'a' has 0.5"):
@@ -206,6 +208,48 @@ def test_param_groups_cover_every_parameter_once(match, layernorm):
     torch.optim.SGD(groups, lr=0.1)  # a valid set of groups
 
 
+def test_parametrized_layers_get_their_own_rate():
+    """weight_norm / spectral_norm keep a layer's weight in parametrizations.weight.original*,
+    submodules of the layer: those parameters are in the layer's group, and the layer's
+    spectrum is that of its effective weight."""
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 64), weight_norm(torch.nn.Linear(64, 64)),
+        spectral_norm(torch.nn.Linear(64, 64)), torch.nn.Linear(64, 64), torch.nn.Linear(64, 8),
+    )  # fmt: skip
+    with torch.no_grad():  # row norms far from the direction's: a spectrum of its own
+        model[1].parametrizations.weight.original0.copy_(torch.linspace(0.2, 3.0, 64)[:, None])
+    model.eval()  # spectral_norm's power iteration holds still
+    tb = TempBalance(model)
+    groups = tb.param_groups(0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_layer = {g["hts_fast_layer"]: sorted(names[id(p)] for p in g["params"]) for g in groups}
+    assert by_layer == {
+        "1": ["1.bias", "1.parametrizations.weight.original0",
+              "1.parametrizations.weight.original1"],
+        "2": ["2.bias", "2.parametrizations.weight.original"],
+        "3": ["3.bias", "3.weight"],
+        "": ["0.bias", "0.weight", "4.bias", "4.weight"],
+    }  # fmt: skip
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    with torch.no_grad():
+        alphas = [tempbalance_median_fit(tempbalance_esd(model[k].weight))[0] for k in (1, 2, 3)]
+        original = tempbalance_median_fit(
+            tempbalance_esd(model[1].parametrizations.weight.original1))[0]  # fmt: skip
+    assert abs(original - alphas[0]) > 0.05  # the effective weight is what counts
+    np.testing.assert_allclose(tb.table["alpha"][1:4], alphas, rtol=1e-9)
+    low, high = min(alphas), max(alphas)
+    expected = [0.1 * (0.5 + (a - low) / (high - low)) for a in alphas]
+    np.testing.assert_allclose([g["lr"] for g in groups[:3]], expected, rtol=1e-12)
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    tb.step(optimizer, 0.05)
+    np.testing.assert_allclose([g["lr"] for g in optimizer.param_groups[:3]],
+                               np.array(expected) / 2, rtol=1e-12)  # fmt: skip
+
+
 def test_step_with_sgd_sets_each_group_from_the_current_weights():
     model = Net()
     tb = TempBalance(model)
@@ -268,10 +312,120 @@ def test_a_layer_without_finite_alpha_is_held():
     assert "all equal xmin" in row["reason"]
 
 
+def orthogonal_model(dtype: torch.dtype) -> torch.nn.Sequential:
+    """Six Linear(64, 64), the third orthogonal, cast to ``dtype`` after initialisation
+    (float64 here is a model initialised in float32 and cast)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(6)])
+    torch.nn.init.orthogonal_(model[2].weight)
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_an_orthogonal_layer_is_flat_to_its_precision_and_held(dtype):
+    """torch's orthogonal_ is flat only to the storage precision (and float32's, where it
+    orthogonalises): TempBalance's alpha is ~3e6 (float32) or ~500 (bf16) and would take
+    the top of the range. Here it is a failed fit, held at the base rate, and the three
+    other tuned layers span the range by the linear map of their own alphas."""
+    model = orthogonal_model(dtype)
+    reference = [tempbalance_median_fit(tempbalance_esd(layer.weight))[0] for layer in model]
+    assert reference[2] > 100  # what TempBalance's estimator makes of it
+    tb = TempBalance(model)
+    groups = tb.param_groups(0.1)
+    assert [g["hts_fast_layer"] for g in groups] == ["1", "2", "3", "4", ""]
+    table = tb.table
+    flat = table.loc[2]
+    assert np.isnan(flat[["alpha", "D", "xmin"]].to_numpy(float)).all()
+    assert flat["num_pl_spikes"] == 0
+    assert flat["reason"].startswith("held at its previous value: the spectrum is flat")
+    assert "to the weights' precision" in flat["reason"]
+    assert groups[1]["lr"] == 0.1  # held: multiplier 1 at the first computation
+    scored = [1, 3, 4]
+    alphas = table["alpha"][scored].to_numpy()
+    np.testing.assert_allclose(alphas, [reference[k] for k in scored], rtol=1e-9)
+    low, high = alphas.min(), alphas.max()
+    expected = 0.1 * (0.5 + (alphas - low) / (high - low))
+    np.testing.assert_allclose([groups[k]["lr"] for k in (0, 2, 3)], expected, rtol=1e-12)
+    assert (min(expected), max(expected)) == pytest.approx((0.05, 0.15))
+    assert 0.05 < float(np.median(expected)) < 0.15
+
+
+def test_flat_tolerance_and_storage_eps():
+    from hts_fast.schedules.estimate import flat_tolerance, storage_eps
+
+    assert storage_eps(torch.zeros(2, dtype=torch.bfloat16))[0] == 2.0**-7
+    assert storage_eps(torch.zeros(2, dtype=torch.float16))[0] == 2.0**-10
+    assert storage_eps(np.zeros(2, dtype=np.float32))[0] == 2.0**-23
+    assert storage_eps(torch.zeros(2, dtype=torch.float64))[0] == 2.0**-52
+    eps, what = storage_eps(torch.zeros(2, dtype=torch.int32))
+    assert eps == 2.0**-52
+    assert "not a float type" in what
+    assert flat_tolerance(2.0**-7, 64) == 4 * 2.0**-7 + 8 * 8 * 2.0**-23
+
+
+def test_a_gaussian_bf16_layer_is_not_flat():
+    from hts_fast.schedules.estimate import Estimator, layer_metrics
+
+    torch.manual_seed(1)
+    weight = torch.randn(256, 256).to(torch.bfloat16)
+    (row,) = layer_metrics([("g", weight)], ["linear"], Estimator())
+    expected = tempbalance_median_fit(tempbalance_esd(weight))
+    assert row["reason"] == ""
+    np.testing.assert_allclose([row["alpha"], row["D"], row["xmin"]], expected, rtol=1e-9)
+
+
+def test_the_device_path_flags_a_flat_layer_too(monkeypatch):
+    """layer_metrics on the CUDA route (device eigensolver replaced by CPU torch, as in the
+    orchestration test below): the orthogonal float32 layer is a failed fit there too."""
+    from hts_fast.schedules import estimate
+    from hts_fast.spectra import gpu
+
+    def cpu_esd_batch(matrices, *, dtype="float64"):
+        return [torch.linalg.eigvalsh(w.to(torch.float64).T @ w.to(torch.float64)).clamp_min(0)
+                for w in matrices]  # fmt: skip
+
+    monkeypatch.setattr(gpu, "esd_batch", cpu_esd_batch)
+    monkeypatch.setattr(estimate, "_where", lambda weights: "cuda")
+    model = orthogonal_model(torch.float32)
+    weights = [(str(k), model[k].weight) for k in (1, 2, 3)]
+    rows = estimate.layer_metrics(weights, ["linear"] * 3, estimate.Estimator())
+    assert math.isnan(rows[1]["alpha"])
+    assert rows[1]["num_pl_spikes"] == 0
+    assert "flat to the weights' precision" in rows[1]["reason"]
+    for k in (0, 2):
+        expected = tempbalance_median_fit(tempbalance_esd(weights[k][1]))[0]
+        assert rows[k]["alpha"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_one_tuned_layer_gets_the_midpoint():
     tb = TempBalance(mlp([8, 64, 64, 10]), lr_min_ratio=0.6, lr_max_ratio=1.8)
     groups = tb.param_groups(0.1)
     assert groups[0]["lr"] == pytest.approx(0.12)
+
+
+def test_the_table_exists_when_no_layer_is_tuned():
+    """First, last, and one below eigs_thresh: nothing tuned, every parameter at the global
+    rate, and the table lists the three layers with their reasons."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.Linear(20, 30),
+                                torch.nn.Linear(30, 5))  # fmt: skip
+    tb = TempBalance(model)
+    with pytest.raises(RuntimeError, match="empty until the spectra are computed"):
+        tb.table  # noqa: B018 - before any computation
+    groups = tb.param_groups(0.1)
+    assert [(g["hts_fast_layer"], len(g["params"]), g["lr"]) for g in groups] == [("", 6, 0.1)]
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    tb.step(optimizer, 0.05)
+    assert optimizer.param_groups[0]["lr"] == 0.05
+    table = tb.table
+    assert table["name"].tolist() == ["0", "1", "2"]
+    assert not table["tuned"].any()
+    assert table["lr"].tolist() == [0.05, 0.05, 0.05]
+    assert table["eigs_num"].tolist() == [10, 20, 5]
+    assert table["alpha"].isna().all()
+    assert "first" in table["reason"][0]
+    assert table["reason"][1] == "20 eigenvalues, fewer than eigs_thresh = 50"
+    assert "last" in table["reason"][2]
 
 
 def test_alpha_decay_schedules_weight_decay():

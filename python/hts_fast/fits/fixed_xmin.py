@@ -17,7 +17,9 @@ handled here:
   initialisation say, or a tail of one value): the sum is 0 and alpha infinite, or, with the
   eigenvalues equal only up to rounding, finite but about 1e15. No finite alpha describes a
   flat spectrum, so the fit fails and says so; flat means the largest eigenvalue within
-  ``FLAT_RTOL`` (1e-9) relative of xmin.
+  ``FLAT_RTOL`` (1e-9) relative of xmin. That is the float64 limit: weights stored in a
+  lower precision are flat only to that precision, which the schedules judge from the
+  weights' dtype (:func:`hts_fast.schedules.estimate.flat_tolerance`).
 
 A successful fit's alpha is therefore always finite and > 1.
 """

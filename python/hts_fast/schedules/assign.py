@@ -4,8 +4,10 @@ With scores s_1..s_n of the layers tuned at this step, r_min / r_max the ratio r
 
 * ``"linear"`` (TempBalance's default ``tb_linear_map``):
   r_min + (r_max - r_min) * (s_i - s_min) / (s_max - s_min). When s_max = s_min (one tuned
-  layer, or equal scores), where TempBalance divides by zero, every layer gets the midpoint
-  (r_min + r_max) / 2, the value the map gives the mean score.
+  layer, or equal scores) every layer gets the midpoint (r_min + r_max) / 2, the value the
+  map gives the mean score. TempBalance's code evaluates the map with ``np.interp`` over
+  the points (s_min, r_min), (s_max, r_max), which for s_max = s_min gives every layer
+  r_max, the top of the range.
 * ``"sqrt"``: n * sqrt(s_i) / sum_j sqrt(s_j); ``"log2"``: the same with log2. Both keep the
   mean multiplier at 1 and ignore r_min / r_max. sqrt needs scores >= 0, log2 scores > 1
   (alpha always is); other scores raise ValueError naming the layer, instead of giving

@@ -16,6 +16,12 @@ Metrics per layer: ``alpha``, ``D``, ``xmin``, ``num_pl_spikes``, ``spectral_nor
 ``alphahat`` (alpha * log10 spectral_norm) and ``eigs_num``. A layer whose alpha is not
 finite gets NaN metrics and its ``reason``.
 
+A flat spectrum is a failed fit too (:func:`flat_tolerance`): when the tail's spread
+lambda_max / xmin - 1 is within what rounding the weights leaves in an orthogonal matrix,
+the tail is flat to the weights' precision and its alpha (about 3e6 for a float32
+orthogonal layer, about 500 for a bf16 one) would only measure the rounding. Such a layer
+gets alpha, D, xmin NaN, num_pl_spikes 0 and a ``reason`` saying so, on both paths.
+
 Where: weights on the CPU go through the compiled float64 kernels (:func:`hts_fast.esd_batch`,
 threads across matrices). CUDA weights stay on their GPU: Gram matrices and batched
 eigensolves there (:func:`hts_fast.spectra.gpu.esd_batch`, float64, equal shapes stacked), the
@@ -86,6 +92,59 @@ def _where(weights: list[tuple[str, Any]]) -> str:
     return next(iter(types.values()), "cpu")
 
 
+def storage_eps(weight: Any) -> tuple[float, str]:
+    """The machine epsilon of ``weight``'s dtype (a torch tensor or a NumPy array) and the
+    dtype's name. A dtype that is not a floating type (integers, say) has no rounding of its
+    own: float64's epsilon is used for it, the strictest choice (the tolerance then rests on
+    the float32 term of :func:`flat_tolerance`)."""
+    dtype = getattr(weight, "dtype", None)
+    if dtype is not None and type(dtype).__module__ == "torch":
+        import torch
+
+        if dtype.is_floating_point:
+            return float(torch.finfo(dtype).eps), str(dtype).removeprefix("torch.")
+    else:
+        np_dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float64)
+        if np.issubdtype(np_dtype, np.floating):
+            return float(np.finfo(np_dtype).eps), np_dtype.name
+    return float(np.finfo(np.float64).eps), f"{dtype} (not a float type: float64's epsilon)"
+
+
+def flat_tolerance(eps: float, n: int) -> float:
+    """The largest tail spread lambda_max / xmin - 1 that is still flat, for weights stored
+    with machine epsilon ``eps`` and ``n`` eigenvalues: 4 eps + 8 sqrt(n) eps(float32).
+
+    The two terms are the two roundings an orthogonal initialisation carries. Storing it
+    rounds each entry to the weights' precision, which moves the squared singular values by
+    about one eps of the storage dtype (measured: 0.6 eps for bf16 and fp16 at 64..512
+    wide); 4 eps leaves a margin. ``torch.nn.init.orthogonal_`` orthogonalises in float32
+    whatever the model's dtype, which leaves a spread growing with the width (measured 64..512
+    wide: 8-15 eps(float32) over the median-rule tail, 11-34 over the whole spectrum);
+    8 sqrt(n) eps(float32) covers it with a margin of 8 or more on the tail, so a float64
+    model cast from a float32 initialisation is caught too. Any trained
+    or random layer spreads by orders of magnitude more (a Gaussian layer's tail by a
+    factor of about 2 or more).
+    """
+    return 4.0 * eps + 8.0 * math.sqrt(n) * float(np.finfo(np.float32).eps)
+
+
+def _flag_flat(row: dict[str, Any], weight: Any) -> None:
+    """Turn ``row`` into a failed fit when its tail is flat to the weight's precision."""
+    xmin, top = row["xmin"], row["spectral_norm"]
+    if not (math.isfinite(xmin) and xmin > 0 and math.isfinite(row["alpha"])):
+        return
+    eps, dtype = storage_eps(weight)
+    spread = top / xmin - 1.0
+    tolerance = flat_tolerance(eps, int(row["eigs_num"]))
+    if spread <= tolerance:
+        row.update(alpha=math.nan, D=math.nan, xmin=math.nan, num_pl_spikes=0)
+        row["reason"] = (
+            f"the spectrum is flat to the weights' precision: lambda_max / xmin - 1 = "
+            f"{spread:.3g} <= {tolerance:.3g} (4 eps({dtype}) + 8 sqrt(n) eps(float32), "
+            f"n = {row['eigs_num']}), an orthogonal layer; no finite alpha describes it"
+        )
+
+
 def layer_metrics(
     weights: list[tuple[str, Any]], kinds: list[str], est: Estimator
 ) -> list[dict[str, Any]]:
@@ -96,7 +155,8 @@ def layer_metrics(
         rows = _device_metrics(weights, kinds, est)
     else:
         rows = _host_metrics(weights, kinds, est)
-    for row in rows:
+    for row, (_, weight) in zip(rows, weights, strict=True):
+        _flag_flat(row, weight)
         row["alphahat"] = row["alpha"] * math.log10(row["spectral_norm"]) if (
             row["spectral_norm"] > 0) else math.nan  # fmt: skip
     return rows

@@ -69,7 +69,8 @@ def find_layers(
              if (kind := _layer_kind(module, torch)) is not None]  # fmt: skip
     layers = []
     for position, (name, module, kind) in enumerate(found):
-        shape = tuple(module.weight.shape)
+        with torch.no_grad():  # a parametrized layer computes its weight on access
+            shape = tuple(module.weight.shape)
         if (kind == "conv2d" and len(shape) != 4) or (kind == "linear" and len(shape) != 2):
             msg = f"layer {name!r} ({kind}) has a weight of shape {shape}"
             raise ValueError(msg)
@@ -104,7 +105,9 @@ def parameter_groups(
     model: Any, layers: list[ScheduledLayer], *, batchnorm: bool, layernorm: bool,
     norm_match: NormMatch = "name", values: Callable[[str], dict[str, float]],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Optimizer parameter groups: one per tuned layer (its weight and bias, plus the
+    """Optimizer parameter groups: one per tuned layer (its weight and bias, every parameter
+    of its submodules, such as the ``parametrizations.weight.original*`` of a
+    ``torch.nn.utils.parametrizations.weight_norm`` / ``spectral_norm`` layer, plus the
     BatchNorm / LayerNorm parameters that follow it when ``batchnorm`` / ``layernorm``), in
     module order, then one group of every other parameter. Each group is
     ``{"params": [...], GROUP_KEY: layer name or REST, **values(layer name or REST)}``.
@@ -122,8 +125,8 @@ def parameter_groups(
     members: dict[str, list[Any]] = {name: [] for name in tuned}
     claimed: set[int] = set()
 
-    def claim(owner: str, module: Any) -> None:
-        for p in module.parameters(recurse=False):
+    def claim(owner: str, module: Any, recurse: bool = False) -> None:
+        for p in module.parameters(recurse=recurse):
             if id(p) not in claimed:
                 claimed.add(id(p))
                 members[owner].append(p)
@@ -132,9 +135,15 @@ def parameter_groups(
     kinds = {layer.name: layer.kind for layer in layers}
     convs = [(at, name) for at, (name, _) in enumerate(modules) if kinds.get(name) == "conv2d"]
     linears = [(at, name) for at, (name, _) in enumerate(modules) if kinds.get(name) == "linear"]
-    for name, module in modules:
-        if name in tuned:
-            claim(name, module)
+    # A tuned layer's own parameters first, then those under it: a parametrized layer
+    # (weight_norm, spectral_norm) keeps its weight's parts in
+    # ``parametrizations.weight.original*``, submodules of the layer; they train its weight
+    # and take its value. Claiming the direct ones first keeps a tuned layer nested in
+    # another one its own.
+    for recurse in (False, True):
+        for name, module in modules:
+            if name in tuned:
+                claim(name, module, recurse)
     for at, (name, module) in enumerate(modules):
         owner = None
         if batchnorm and isinstance(module, batchnorms):

@@ -98,10 +98,13 @@ def layerwise_ratios(
     Parameters
     ----------
     table : pandas.DataFrame
-        One row per matrix to prune, with ``name`` and the ``metric`` column: the table of
-        :func:`hts_fast.analyze` (run it with ``fix_fingers="xmin_peak"`` for AlphaPruning's
-        LLM default ``alpha_peak``) or of :class:`hts_fast.tempbalance.TempBalance`, filtered
-        to the matrices you prune (AlphaPruning: every Linear of the decoder blocks).
+        One row per matrix to prune, with the ``metric`` column and the matrix's full name in
+        ``longname`` or ``name``: the table of :func:`hts_fast.analyze` (run it with
+        ``fix_fingers="xmin_peak"`` for AlphaPruning's LLM default ``alpha_peak``) or of
+        :class:`hts_fast.tempbalance.TempBalance`, filtered to the matrices you prune
+        (AlphaPruning: every Linear of the decoder blocks). ``longname`` is used when the
+        table has it: on a torch model analyze() puts the short name (``q_proj``) in
+        ``name`` and the full path (``model.layers.3.self_attn.q_proj``) in ``longname``.
     target : float
         The overall sparsity S in [0, 1] (fraction of the parameters removed).
     epsilon : float
@@ -113,7 +116,7 @@ def layerwise_ratios(
     params : column name, sequence, or None
         Each matrix's parameter count P_j; by default the ``params`` column, else N*M*rf.
     block : callable, optional
-        name -> block key for ``block_wise``; by default :func:`block_of`.
+        full name -> block key for ``block_wise``; by default :func:`block_of`.
     clip : bool
         Keep every ratio within [0, 1], redistributing the excess (module docstring);
         False returns AlphaPruning's ratios, which can exceed 1.
@@ -121,8 +124,9 @@ def layerwise_ratios(
     Returns
     -------
     pandas.Series
-        The sparsity of each matrix (fraction of its weights to remove), indexed by name,
-        in the table's order.
+        The sparsity of each matrix (fraction of its weights to remove), indexed by the
+        full name (the index is named after the column read, ``longname`` or ``name``), in
+        the table's order.
 
     Raises
     ------
@@ -143,13 +147,16 @@ def layerwise_ratios(
     if mapping not in ("block_wise", "per_matrix"):
         msg = f"mapping must be 'block_wise' or 'per_matrix', got {mapping!r}"
         raise ValueError(msg)
-    for column in ("name", metric):
-        if column not in table.columns:
-            msg = f"the table has no {column!r} column"
-            raise ValueError(msg)
+    key = "longname" if "longname" in table.columns else "name"
+    if key not in table.columns:
+        msg = "the table has no 'longname' or 'name' column naming its matrices"
+        raise ValueError(msg)
+    if metric not in table.columns:
+        msg = f"the table has no {metric!r} column"
+        raise ValueError(msg)
     if len(table) == 0:
-        return pd.Series([], dtype=np.float64, name="sparsity")
-    names = [str(n) for n in table["name"]]
+        return pd.Series([], dtype=np.float64, index=pd.Index([], name=key), name="sparsity")
+    names = [str(n) for n in table[key]]
     values = table[metric].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
@@ -171,4 +178,4 @@ def layerwise_ratios(
     else:
         r = (1 - epsilon) + 2 * epsilon * (values - low) / (high - low)
     ratios = _scaled(r, weights, target, bool(clip))
-    return pd.Series(ratios, index=pd.Index(names, name="name"), name="sparsity")
+    return pd.Series(ratios, index=pd.Index(names, name=key), name="sparsity")
