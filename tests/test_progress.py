@@ -24,12 +24,38 @@ def _model() -> dict[str, np.ndarray]:
 
 
 def test_a_bar_when_asked(capsys):
+    """progress=True off a terminal (pytest's stderr): whole lines, no carriage returns
+    running the updates together, the last one saying 3/3."""
     table = hts_fast.analyze(_model(), progress=True)
     err = capsys.readouterr().err
-    assert "analyze" in err
-    assert "/3" in err
-    assert "layer" in err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 3  # the first refresh, perhaps one more, the last
+    assert all(line.startswith("analyze") for line in lines)
+    assert "3/3" in lines[-1]
+    assert "layer" in lines[-1]
     pd.testing.assert_frame_equal(table, hts_fast.analyze(_model(), progress=False))
+
+
+def test_a_bar_into_a_log_writes_a_line_every_few_seconds(monkeypatch):
+    """Updates closer together than LOG_SECONDS are not written; each written one is a
+    line (tqdm's clock is replaced, so the test does not wait)."""
+    import io
+
+    from hts_fast import _progress
+
+    clock = iter(float(t) for t in range(0, 1000, 3))  # 3 s between tqdm's clock reads
+    monkeypatch.setattr("tqdm.std.time", lambda: next(clock))
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    with _progress.progress_bar(20, progress=True, desc="analyze", unit="layer") as bar:
+        for _ in range(20):
+            bar.update(1)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert lines[-1].startswith("analyze")
+    assert "20/20" in lines[-1]
+    assert 3 <= len(lines) < 20  # throttled to about one per LOG_SECONDS of the fake clock
 
 
 @pytest.mark.parametrize("progress", [None, False])

@@ -22,11 +22,37 @@ def wanted(progress: bool | None) -> bool:
     return progress
 
 
+#: Off a terminal (progress=True into a log), the bar is written as a line at most this often.
+LOG_SECONDS = 10.0
+
+
+class _Lines:
+    """A text stream that turns each of tqdm's refreshes into one line of ``stream``: tqdm
+    starts every refresh with a carriage return, which a log file would run together on one
+    line; blank refreshes (the clearing at the end) are dropped."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_bar(total: int, *, progress: bool | None, desc: str, unit: str) -> Any:
     """A tqdm bar on stderr counting ``total`` units (done, rate, time left); a bar that
-    prints nothing when :func:`wanted` says no. Use it as a context manager; ``update(n)``
-    counts n more units done."""
+    prints nothing when :func:`wanted` says no. On a terminal it redraws in place; asked for
+    (``progress=True``) off a terminal, it writes one line at most every LOG_SECONDS and a
+    last one at the end. Use it as a context manager; ``update(n)`` counts n more units
+    done."""
     from tqdm import tqdm
 
+    if progress and not wanted(None):  # into a log: lines, not carriage returns
+        return tqdm(total=total, desc=desc, unit=unit, file=_Lines(sys.stderr),
+                    mininterval=LOG_SECONDS, ncols=100, leave=True)  # fmt: skip
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not wanted(progress),
                 dynamic_ncols=True, leave=False)  # fmt: skip

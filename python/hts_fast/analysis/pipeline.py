@@ -219,8 +219,9 @@ def analyze(
         pl_lognormal_R, pl_lognormal_p, pl_tpl_R, pl_tpl_p (hts_fast.fits.compare).
     progress
         A progress bar on stderr (layers done, rate, time left; tqdm): None (the default)
-        shows it when stderr is a terminal, True always, False never. It advances by chunks
-        (128-256 MB of weights), so a small model's bar jumps from 0 to done.
+        shows it when stderr is a terminal, True always (off a terminal, as one line at most
+        every 10 s and one at the end, not carriage returns), False never. It advances by
+        chunks (128-256 MB of weights), so a small model's bar jumps from 0 to done.
     base_model
         A model of the same architecture (any input ``model`` may be, e.g. the pretrained
         model a fine-tune started from): each analyzed layer is analyzed as W - W_base, and
