@@ -57,6 +57,7 @@ from .schedules.layers import (
     REST,
     NormMatch,
     ScheduledLayer,
+    effective_weight,
     find_layers,
     parameter_groups,
 )
@@ -142,10 +143,7 @@ class _LayerwiseSchedule:
         A layer without a finite score keeps its previous multiplier (1 at first) and is
         left out of the range; its ``reason`` in :attr:`table` says why.
         """
-        import torch
-
-        with torch.no_grad():  # the effective weights (a parametrized layer's computed one)
-            weights = [(layer.name, layer.module.weight.detach()) for layer in self._tuned]
+        weights = [(layer.name, effective_weight(layer.module)) for layer in self._tuned]
         rows = layer_metrics(weights, [layer.kind for layer in self._tuned], self.estimator)
         self._metrics = {}
         scored, scores = [], []

@@ -208,6 +208,31 @@ def test_param_groups_cover_every_parameter_once(match, layernorm):
     torch.optim.SGD(groups, lr=0.1)  # a valid set of groups
 
 
+def test_reading_the_spectra_leaves_spectral_norm_state_alone():
+    """In training mode, reading a spectral_norm layer's weight runs a power-iteration step
+    (its _u/_v buffers change); TempBalance reads it in eval mode, so computing the spectra
+    changes no state, and the module is back in training mode."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(2)],
+                                spectral_norm(torch.nn.Linear(64, 64)),
+                                *[torch.nn.Linear(64, 64) for _ in range(2)])  # fmt: skip
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    tb = TempBalance(model)
+    tb.param_groups(0.1)
+    tb.recompute()
+    assert model.training
+    assert model[2].training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():  # the check can fail: a read in training mode does move them
+        model[2].weight  # noqa: B018
+    assert not torch.equal(model.state_dict()["2.parametrizations.weight.0._u"],
+                           state["2.parametrizations.weight.0._u"])  # fmt: skip
+
+
 def test_parametrized_layers_get_their_own_rate():
     """weight_norm / spectral_norm keep a layer's weight in parametrizations.weight.original*,
     submodules of the layer: those parameters are in the layer's group, and the layer's

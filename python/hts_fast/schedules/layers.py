@@ -15,6 +15,7 @@ Every excluded layer is listed with the reason, never dropped silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -69,8 +70,7 @@ def find_layers(
              if (kind := _layer_kind(module, torch)) is not None]  # fmt: skip
     layers = []
     for position, (name, module, kind) in enumerate(found):
-        with torch.no_grad():  # a parametrized layer computes its weight on access
-            shape = tuple(module.weight.shape)
+        shape = tuple(effective_weight(module).shape)
         if (kind == "conv2d" and len(shape) != 4) or (kind == "linear" and len(shape) != 2):
             msg = f"layer {name!r} ({kind}) has a weight of shape {shape}"
             raise ValueError(msg)
@@ -83,9 +83,25 @@ def find_layers(
             reason = "the last Conv2d/Linear layer (remove_last_layer)"
         elif eigs_num < eigs_thresh:
             reason = f"{eigs_num} eigenvalues, fewer than eigs_thresh = {eigs_thresh}"
-        params = int(module.weight.numel())
+        params = math.prod(shape)
         layers.append(ScheduledLayer(name, module, kind, eigs_num, params, not reason, reason))
     return layers
+
+
+def effective_weight(module: Any) -> Any:
+    """``module.weight`` detached, as the layer computes it: a parametrized layer's (weight_norm,
+    spectral_norm) is computed on access, read here without gradient tracking and with the
+    module in eval mode for the read, so that spectral_norm does not run a power-iteration
+    step (which would change its state) because its spectrum was looked at."""
+    import torch
+
+    training = module.training
+    try:
+        module.train(False)
+        with torch.no_grad():
+            return module.weight.detach()
+    finally:
+        module.train(training)
 
 
 def _norm_owner(
