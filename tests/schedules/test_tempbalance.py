@@ -499,7 +499,7 @@ def test_other_xmin_rules_equal_the_engine_fits(xmin):
 
 def test_median_fit_in_torch_equals_numpy():
     """The device path's median fit, run here on CPU tensors."""
-    from hts_fast.fits.fixed_xmin import fit_median_xmin
+    from hts_fast.fits.fixed_xmin import fit_median_xmin, reindexed_note
     from hts_fast.schedules.estimate import median_fit_torch
 
     rng = np.random.default_rng(5)
@@ -518,6 +518,11 @@ def test_median_fit_in_torch_equals_numpy():
             np.testing.assert_allclose(got[:4], [expected.alpha, expected.D, expected.xmin,
                                                  expected.num_pl_spikes], rtol=1e-12)  # fmt: skip
             assert got[4] == 1
+            # the re-indexing note: the host's reason, rebuilt from the device's count
+            if expected.reason:
+                assert reindexed_note(len(evals) // 2, 1e-5, int(got[5])) == expected.reason
+            else:
+                assert got[5] == 0
 
 
 def test_peak_selection_in_torch_equals_numpy():
@@ -563,6 +568,17 @@ def test_device_path_orchestration_on_cpu_tensors(monkeypatch):
         for key in ("alpha", "D", "xmin", "spectral_norm", "norm"):
             assert d[key] == pytest.approx(h[key], rel=1e-9), key
         assert (d["num_pl_spikes"], d["eigs_num"]) == (h["num_pl_spikes"], h["eigs_num"])
+        assert d["reason"] == h["reason"]
+    # a rank-20 layer of 64: the median index falls on a zero and is counted above them,
+    # and the device path gives the host's note
+    torch.manual_seed(3)
+    low = (torch.randn(64, 20) @ torch.randn(20, 64)).to(torch.float64)
+    kinds = ["linear"]
+    device = estimate._device_metrics([("low", low)], kinds, tb.estimator)
+    host = estimate._host_metrics([("low", low)], kinds, tb.estimator)
+    assert "index counted among the 20 eigenvalues above it" in host[0]["reason"]
+    assert device[0]["reason"] == host[0]["reason"]
+    assert device[0]["alpha"] == pytest.approx(host[0]["alpha"], rel=1e-9)
 
 
 @pytest.mark.gpu

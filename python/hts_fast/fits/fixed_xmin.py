@@ -117,6 +117,13 @@ def fit_at_index(evals: np.ndarray, index: int, note: str = "") -> FixedXminFit:
     return FixedXminFit(alpha, D, xmin, int(index), int(n), "success", note)
 
 
+def reindexed_note(index: int, threshold: float, above: int) -> str:
+    """The reason note of a median-rule fit whose index fell on a zero eigenvalue and was
+    counted among the ``above`` eigenvalues above ``threshold`` instead."""
+    return (f"xmin at index {index} was <= {threshold:g}: index counted among the {above} "
+            "eigenvalues above it")  # fmt: skip
+
+
 def fit_median_xmin(
     evals: Any,
     *,
@@ -162,7 +169,6 @@ def fit_median_xmin(
     index, note = N // xmin_pos, ""
     if filter_zeros or values[index] <= threshold:
         if not filter_zeros:
-            note = (f"xmin at index {index} was <= {threshold:g}: index counted among the "
-                    f"{N - zeros} eigenvalues above it")  # fmt: skip
+            note = reindexed_note(index, threshold, N - zeros)
         index = zeros + (N - zeros) // xmin_pos
     return fit_at_index(values, index, note)

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._arrays import as_float_array
-from ..fits.fixed_xmin import FLAT_RTOL, FixedXminFit, fit_median_xmin
+from ..fits.fixed_xmin import FLAT_RTOL, FixedXminFit, fit_median_xmin, reindexed_note
 from ..fits.powerlaw import DEFAULT_THRESHOLD, fit_powerlaw_batch
 from ..fits.tpl_search import PEAK_BINS, peak_candidate
 from ..spectra.conv2d import oihw_slices
@@ -230,8 +230,10 @@ def _peak_fit(evals: np.ndarray, threads: int | None) -> FixedXminFit:
 def median_fit_torch(values: Any, *, xmin_pos: int, filter_zeros: bool,
                      threshold: float = DEFAULT_THRESHOLD) -> Any:  # fmt: skip
     """The median-rule fit of one ascending torch spectrum, as torch operations on its device
-    (no host synchronisation): a float64 tensor (alpha, D, xmin, n, ok); ok = 1 for a finite
-    fit. The same rule as :func:`hts_fast.fits.fixed_xmin.fit_median_xmin`."""
+    (no host synchronisation): a float64 tensor (alpha, D, xmin, n, ok, above); ok = 1 for a
+    finite fit; above = the number of eigenvalues above ``threshold`` when the median index
+    fell on a zero and was counted among them (without ``filter_zeros``), else 0, for the
+    host's note. The same rule as :func:`hts_fast.fits.fixed_xmin.fit_median_xmin`."""
     import torch
 
     N = values.shape[0]
@@ -241,8 +243,11 @@ def median_fit_torch(values: Any, *, xmin_pos: int, filter_zeros: bool,
     counted = zeros + torch.div(N - zeros, xmin_pos, rounding_mode="floor")
     if filter_zeros:
         index = counted
+        above = torch.zeros_like(zeros)
     else:
-        index = torch.where(values[plain.clamp(max=N - 1)] <= threshold, counted, plain)
+        reindexed = values[plain.clamp(max=N - 1)] <= threshold
+        index = torch.where(reindexed, counted, plain)
+        above = torch.where(reindexed, N - zeros, 0)
     index = index.clamp(max=N - 1)
     xmin = values[index]
     tail = positions >= index
@@ -257,14 +262,15 @@ def median_fit_torch(values: Any, *, xmin_pos: int, filter_zeros: bool,
     nan = torch.tensor(math.nan, dtype=values.dtype, device=values.device)
     return torch.stack([torch.where(ok, alpha, nan), torch.where(ok, D, nan),
                         torch.where(ok, xmin, nan), torch.where(ok, n, 0.0),
-                        ok.to(values.dtype)])  # fmt: skip
+                        ok.to(values.dtype), above.to(values.dtype)])  # fmt: skip
 
 
 def peak_select_torch(values: Any, curve_alpha: Any, curve_D: Any,
                       threshold: float = DEFAULT_THRESHOLD) -> Any:  # fmt: skip
     """The xmin_peak choice from one spectrum's all-candidate scan, as torch operations on its
     device: ``values`` ascending, ``curve_alpha`` / ``curve_D`` at the same positions (NaN
-    where no candidate). Returns a float64 tensor (alpha, D, xmin, n, ok)."""
+    where no candidate). Returns a float64 tensor (alpha, D, xmin, n, ok, 0), shaped as
+    :func:`median_fit_torch`'s."""
     import torch
 
     valid = values > threshold
@@ -285,7 +291,7 @@ def peak_select_torch(values: Any, curve_alpha: Any, curve_D: Any,
     n = (values.shape[0] - k).to(values.dtype)
     return torch.stack([torch.where(ok, curve_alpha[k], nan), torch.where(ok, curve_D[k], nan),
                         torch.where(ok, values[k], nan), torch.where(ok, n, 0.0),
-                        ok.to(values.dtype)])  # fmt: skip
+                        ok.to(values.dtype), torch.zeros_like(n)])  # fmt: skip
 
 
 def _device_metrics(weights: list[tuple[str, Any]], kinds: list[str],
@@ -321,7 +327,8 @@ def _device_metrics(weights: list[tuple[str, Any]], kinds: list[str],
             nan = torch.full_like(batch.alpha, math.nan)  # failed fits hold -1
             alpha, D, xmin = (torch.where(ok, v, nan) for v in (batch.alpha, batch.D, batch.xmin))
             spikes = torch.where(ok, batch.num_pl_spikes, 0).to(torch.float64)
-            fits = [torch.stack([alpha[b], D[b], xmin[b], spikes[b], ok[b].to(torch.float64)])
+            fits = [torch.stack([alpha[b], D[b], xmin[b], spikes[b], ok[b].to(torch.float64),
+                                 torch.zeros_like(spikes[b])])
                     for b in range(len(evals))]  # fmt: skip
         else:
             off = [int(o) for o in batch.offsets]
@@ -331,10 +338,13 @@ def _device_metrics(weights: list[tuple[str, Any]], kinds: list[str],
                     for b in range(len(evals))]  # fmt: skip
     norms = [torch.stack([v[-1], v.sum()]) for v in evals]
     table = torch.stack([torch.cat([f, m]) for f, m in zip(fits, norms, strict=True)])
-    host = table.cpu().numpy()  # the one device-to-host copy: 7 numbers per layer
+    host = table.cpu().numpy()  # the one device-to-host copy: 8 numbers per layer
     rows = []
-    for k, (alpha, D, xmin, n, ok, lam_max, total) in enumerate(host):
+    for k, (alpha, D, xmin, n, ok, above, lam_max, total) in enumerate(host):
+        N = int(evals[k].shape[0])
         reason = "" if ok else f"no finite alpha on the device ({est.xmin} rule)"
+        if ok and above:  # the note the host path gives (fit_median_xmin)
+            reason = reindexed_note(N // est.xmin_pos, DEFAULT_THRESHOLD, int(above))
         rows.append({"alpha": float(alpha), "D": float(D), "xmin": float(xmin),
                      "num_pl_spikes": int(n), "spectral_norm": float(lam_max),
                      "norm": float(total), "eigs_num": int(evals[k].shape[0]),
