@@ -266,7 +266,7 @@ def patch_detx(pooled: list[Any], columns: dict[str, Any], *, compat: bool) -> N
 
     for k, (plan, evals, _) in enumerate(pooled):
         record = plan.extra.get(EXTRA_KEY)
-        if record is None or record.route not in ("gram", "gram32"):
+        if record is None or record.route not in ("gram", "gram32") or evals is None:
             continue
         bounds = eigenvalue_bounds(record.route, int(plan.shape.N), evals)
         counts = {detx(np.sort(np.maximum(evals + sign * bounds, 0.0)), compat=compat).detX_num
