@@ -13,7 +13,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -369,47 +369,88 @@ def _analyze_models(
     ``table`` (column names, rows of Python values), ``summary`` and ``seconds``; or the
     exception that stopped the model (raised instead with ``raise_errors``).
     """
-    compat, fit, fix_fingers = opt.compat, opt.fit, opt.fix_fingers
     n_threads = _threads.resolve_threads(opt.threads)
     timer = StageTimer()
-    results: list[pd.DataFrame | Exception | None] = [None] * len(models)
-    batch: list[_Model] = []
+    results: list[Any] = [None] * len(models)
     with timer.stage("extract"):
-        for k, model in enumerate(models):
-            try:
-                plans = plan_layers(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N, compat,
-                              opt.peft)  # fmt: skip
-                if opt.base_model is not None:
-                    base_plans = plan_layers(opt.base_model, opt.layers, opt.min_evals,
-                                             opt.max_evals, opt.max_N, compat)  # fmt: skip
-                    pair_with_base(plans, base_plans, compat)
-            except Exception as exc:
-                if raise_errors:
-                    raise
-                results[k] = exc
-                continue
-            batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
+        batch = _plan_models(models, opt, results, raise_errors)
         active = [plan for member in batch for plan in member.active]
         device = resolve_device(opt.device, [p.layer.weight for p in active], opt.esd_method)
+    # the pooled ESDs themselves only where something reads them: the spectra sink (plots)
+    # and the options that refit or reread them
+    keep_pooled = bool(spectra_sink is not None or opt.randomize or opt.mp_fit or opt.detX
+                       or opt.alpha_ci or opt.compare)  # fmt: skip
+    spectra = _decompose(active, opt, device, n_threads, timer, keep_pooled)
+    with timer.stage("fit"):
+        fitted = _fit(spectra, opt, n_threads)
+    with timer.stage("metrics"), np.errstate(all="ignore"):
+        columns, layout = _columns(spectra, fitted, opt, active, n_threads)
+        _cut_into_tables(batch, spectra.pooled, columns, layout, results, opt, as_rows,
+                         spectra_sink, random_sink)  # fmt: skip
+    share = {stage: seconds / max(1, len(batch)) for stage, seconds in timer.seconds.items()}
+    for member in batch:
+        result = results[member.index]
+        if as_rows:
+            result["seconds"] = sum(share.values())
+        else:
+            result.attrs["seconds"] = dict(share)
+    return results
 
-    # 1-2. read weights and compute ESDs chunk by chunk, each chunk one batch across threads;
-    # the next chunk is read by a background thread while this one is decomposed, and a
-    # chunk's weights (and a file's mapped pages) are released once its ESDs are done
-    pooled: list[tuple[Planned, np.ndarray, list[np.ndarray]]] = []
-    # the plain power-law fit runs inside the ESD threads, layer by layer
-    # (layer_spectra.layer_spectra_table)
-    fused = (fit == "PL" and not fix_fingers and device == "cpu"
+
+def _plan_models(models: list[Any], opt: _Options, results: list[Any],
+                 raise_errors: bool) -> list[_Model]:  # fmt: skip
+    """Plan each model's layers (and pair them with the base model's); a model whose planning
+    fails gets its exception in ``results`` (or it is raised) and no entry."""
+    batch: list[_Model] = []
+    for k, model in enumerate(models):
+        try:
+            plans = plan_layers(model, opt.layers, opt.min_evals, opt.max_evals, opt.max_N,
+                                opt.compat, opt.peft)  # fmt: skip
+            if opt.base_model is not None:
+                base_plans = plan_layers(opt.base_model, opt.layers, opt.min_evals,
+                                         opt.max_evals, opt.max_N, opt.compat)  # fmt: skip
+                pair_with_base(plans, base_plans, opt.compat)
+        except Exception as exc:
+            if raise_errors:
+                raise
+            results[k] = exc
+            continue
+        batch.append(_Model(k, plans, [p for p in plans if not p.skip_reason]))
+    return batch
+
+
+@dataclass
+class _Spectra:
+    """The batch's decomposed layers.
+
+    ``pooled``: (plan, sorted ESD, per-matrix spectra) of each analyzed layer that has an ESD
+    (the ESD None and no per-matrix spectra on the fused pass without ``keep_pooled``);
+    ``fused``: the fused pass's table (fits, norm sums, slice summaries) or None;
+    ``esd_method``: the route of the unfused paths ("auto" resolved)."""
+
+    pooled: list[tuple[Planned, Any, Any]]
+    fused: LayerSpectraTable | None
+    esd_method: str
+
+
+def _decompose(active: list[Planned], opt: _Options, device: str, n_threads: int,
+               timer: StageTimer, keep_pooled: bool) -> _Spectra:  # fmt: skip
+    """Read the weights and compute the ESDs chunk by chunk, each chunk one batch across
+    threads; the next chunk is read by a background thread while this one is decomposed,
+    and a chunk's weights (and a file's mapped pages) are released once its ESDs are done.
+    The plain power-law fit runs inside the ESD threads, layer by layer
+    (layer_spectra.layer_spectra_table: the fused pass); randomize's shuffled spectra are
+    computed per chunk too."""
+    compat = opt.compat
+    fused = (opt.fit == "PL" and not opt.fix_fingers and device == "cpu"
              and opt.esd_method in ("svd", "gram", "gram32", "auto")
              and opt.xmax in (None, "force"))  # fmt: skip
     # the route of the unfused paths: "auto" is svd there (gram on the GPU)
     esd_method = opt.esd_method
     if esd_method == "auto" and not fused:
         esd_method = "gram" if device == "cuda" else "svd"
-    fused_tables: list[LayerSpectraTable] = []  # their fits, norm sums and slice stats
-    # the pooled ESDs themselves only where something reads them: the spectra sink (plots)
-    # and the options that refit or reread them
-    keep_pooled = bool(spectra_sink is not None or opt.randomize or opt.mp_fit or opt.detX
-                       or opt.alpha_ci or opt.compare)  # fmt: skip
+    pooled: list[tuple[Planned, Any, Any]] = []
+    fused_tables: list[LayerSpectraTable] = []
     chunks = _chunks(active, n_threads)
     stream = compat_stream(opt.seed) if opt.randomize and compat else None  # one for all chunks
 
@@ -452,120 +493,142 @@ def _analyze_models(
                                threads=n_threads, stream=stream)  # fmt: skip
             del owners, matrices, scales
             bar.update(len(chunks[k]))
+    fused_table = LayerSpectraTable.concatenate(fused_tables) if fused else None
+    return _Spectra(pooled, fused_table, esd_method)
 
-    # 3. power-law fits in one batch, then the metrics
-    with timer.stage("fit"):
-        fused_table = LayerSpectraTable.concatenate(fused_tables) if fused else None
-        if fused_table is not None:  # the fits are in the table; objects only when asked for
-            fits = fused_table.fits() if opt.alpha_ci or opt.compare else []
-        elif fix_fingers == "clip_xmax":
-            fits, raw_alphas, fingers = clipped_fits(pooled, opt.max_fingers, compat, n_threads)
-        elif fix_fingers == "xmin_peak":
-            fits = peak_fits(pooled, compat, n_threads)
-        elif fit in ALT_FITS:
-            fits, tpl_columns = alternative_fits(pooled, fit, n_threads)
-        else:  # the eigenvalues up to xmax (all of them without one) enter the fit
-            fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
-            if fit == "PL":
-                fits = fit_powerlaw_batch([evals for _, evals, _ in fit_pooled],
-                                          threads=n_threads)  # fmt: skip
-            else:
-                fits, tpl_columns = tpl_fits(fit_pooled, fit, compat, n_threads, opt.xmax,
-                                             opt.tpl_alpha_min)  # fmt: skip
-    with timer.stage("metrics"), np.errstate(all="ignore"):
-        columns = _metric_columns(pooled, fits, compat=bool(compat), tolerance=opt.tolerance,
-                                  fused=fused_table, kind=FIT_KINDS[fit])  # fmt: skip
-        if esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
-            randomized_esd.patch_columns(pooled, columns)
-        fast_route.patch_columns(pooled, columns)
-        option_columns = []
-        if fix_fingers == "clip_xmax":
-            option_columns += ["raw_alpha", "num_fingers"]
-            columns["raw_alpha"], columns["num_fingers"] = raw_alphas, fingers
-        if fit in ("TPL", "E_TPL", "EXP"):
-            option_columns.append("Lambda")
-        if fit != "PL":
-            columns.update(tpl_columns)
-        if opt.base_model is not None:
-            columns[BASE_DELTA_COLUMN] = [plan.base_delta for plan, _, _ in pooled]
-            for plan in active:
-                plan.row[BASE_DELTA_COLUMN] = plan.base_delta
-        if opt.peft:
-            option_columns.append(PEFT_COLUMN)
-            columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
-            for plan in active:
-                plan.row[PEFT_COLUMN] = plan.peft
-        if opt.randomize:
-            option_columns += RANDOMIZE_COLUMNS + RANDOM_MP_COLUMNS
-            for col in RANDOMIZE_COLUMNS:
-                columns[col] = [plan.extra[col] for plan, _, _ in pooled]
-        if opt.mp_fit or opt.randomize or opt.detX:
-            extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=opt.mp_fit,
-                                      randomized=opt.randomize, det=opt.detX)  # fmt: skip
-            mp_ok = extra.pop("_mp_ok", [])
-            columns.update(extra)
-            option_columns += ((MP_COLUMNS if opt.mp_fit else [])
-                               + (DETX_COLUMNS if opt.detX else []))  # fmt: skip
-            if opt.detX:
-                fast_route.patch_detx(pooled, columns, compat=bool(compat))
-            if opt.mp_fit:
-                columns[PHASE_COLUMN] = phases(columns, mp_ok,
-                                               fast_route.phase_ranks(pooled, columns))  # fmt: skip
-        ours = [PHASE_COLUMN] if opt.mp_fit else []
-        if fit != "PL":
-            ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
-        if opt.base_model is not None:
-            ours.append(BASE_DELTA_COLUMN)
-        if opt.alpha_ci:
-            ours += ALPHA_CI_COLUMNS
-            columns.update(alpha_ci_columns(pooled, fits, opt.alpha_ci, opt.seed, n_threads))
-        if opt.compare:
-            ours += COMPARE_COLUMNS
-            tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
-                     else dict.fromkeys(COMPARE_COLUMNS, math.nan)
-                     for (_, evals, _), f in zip(pooled, fits, strict=True)]  # fmt: skip
-            for col in COMPARE_COLUMNS:
-                columns[col] = [t[col] for t in tests]
-        int_columns = OPTION_INT_COLUMNS | {"num_fingers"} | ({"ERG_gap"} if compat else set())
-        layout = {"option_columns": option_columns, "int_columns": frozenset(int_columns),
-                  "our_columns": ours}  # fmt: skip
-        if len(batch) == 1:  # one model (analyze()): every pooled row is its
-            rows_of = [list(range(len(pooled)))]
-        else:
-            owner = {id(plan): n for n, member in enumerate(batch) for plan in member.active}
-            rows_of = [[] for _ in batch]  # pooled rows of each model
-            for at, (plan, _, _) in enumerate(pooled):
-                rows_of[owner[id(plan)]].append(at)
-        for n, member in enumerate(batch):
-            table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
-            if as_rows:
-                results[member.index] = {"table": to_rows(table),
-                                         "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
-                continue
-            frame = to_frame(table)
-            frame.attrs["compat"] = compat
-            frame.attrs["esd_redone"] = sum(
-                1 for plan in member.active
-                if getattr(plan.extra.get(fast_route.EXTRA_KEY), "redone", False))  # fmt: skip
-            frame.attrs["skipped"] = skipped_frame(member.plans)
-            if spectra_sink is not None:  # for plots (hts_fast.zoo.report): row index -> its ESD
-                position = {id(plan): k for k, plan in enumerate(member.active)}
-                spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
-                                     for at in rows_of[n]})  # fmt: skip
-            if random_sink is not None and opt.randomize:  # the shuffled ESDs, the same way
-                position = {id(plan): k for k, plan in enumerate(member.active)}
-                for at in rows_of[n]:
-                    shuffled = pooled[at][0]
-                    random_sink[position[id(shuffled)]] = shuffled.extra["rand_evals"]
-            results[member.index] = frame
-    share = {stage: seconds / max(1, len(batch)) for stage, seconds in timer.seconds.items()}
-    for member in batch:
-        result = results[member.index]
+
+@dataclass
+class _Fits:
+    """The power-law (or other) fits of the pooled layers, and the columns their kind adds:
+    ``fits`` (empty on the fused pass unless something reads them), ``raw_alphas`` and
+    ``fingers`` (fix_fingers="clip_xmax"), ``extra`` (the TPL / alternative fits' columns)."""
+
+    fits: list[Any]
+    raw_alphas: Any = None
+    fingers: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit(spectra: _Spectra, opt: _Options, n_threads: int) -> _Fits:
+    """Fit every pooled ESD in one batch, by the option's fit (the fused pass already did)."""
+    pooled, compat = spectra.pooled, opt.compat
+    if spectra.fused is not None:  # the fits are in the table; objects only when asked for
+        return _Fits(spectra.fused.fits() if opt.alpha_ci or opt.compare else [])
+    if opt.fix_fingers == "clip_xmax":
+        fits, raw_alphas, fingers = clipped_fits(pooled, opt.max_fingers, compat, n_threads)
+        return _Fits(fits, raw_alphas, fingers)
+    if opt.fix_fingers == "xmin_peak":
+        return _Fits(peak_fits(pooled, compat, n_threads))
+    if opt.fit in ALT_FITS:
+        fits, extra = alternative_fits(pooled, opt.fit, n_threads)
+        return _Fits(fits, extra=extra)
+    # the eigenvalues up to xmax (all of them without one) enter the fit
+    fit_pooled = [(p, fitted_evals(e, opt.xmax), parts) for p, e, parts in pooled]
+    if opt.fit == "PL":
+        return _Fits(fit_powerlaw_batch([evals for _, evals, _ in fit_pooled],
+                                        threads=n_threads))  # fmt: skip
+    fits, extra = tpl_fits(fit_pooled, opt.fit, compat, n_threads, opt.xmax, opt.tpl_alpha_min)
+    return _Fits(fits, extra=extra)
+
+
+def _columns(spectra: _Spectra, fitted: _Fits, opt: _Options, active: list[Planned],
+             n_threads: int) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The batch's table columns (in pooled order) and their layout for table_columns():
+    the metrics, the route patches, then each option's own columns."""
+    pooled, compat, fit = spectra.pooled, opt.compat, opt.fit
+    columns = _metric_columns(pooled, fitted.fits, compat=bool(compat), tolerance=opt.tolerance,
+                              fused=spectra.fused, kind=FIT_KINDS[fit])  # fmt: skip
+    if spectra.esd_method == "randomized":  # top-k ESDs: exact norms, NaN where all are needed
+        randomized_esd.patch_columns(pooled, columns)
+    fast_route.patch_columns(pooled, columns)
+    option_columns = []
+    if opt.fix_fingers == "clip_xmax":
+        option_columns += ["raw_alpha", "num_fingers"]
+        columns["raw_alpha"], columns["num_fingers"] = fitted.raw_alphas, fitted.fingers
+    if fit in ("TPL", "E_TPL", "EXP"):
+        option_columns.append("Lambda")
+    if fit != "PL":
+        columns.update(fitted.extra)
+    if opt.base_model is not None:
+        columns[BASE_DELTA_COLUMN] = [plan.base_delta for plan, _, _ in pooled]
+        for plan in active:
+            plan.row[BASE_DELTA_COLUMN] = plan.base_delta
+    if opt.peft:
+        option_columns.append(PEFT_COLUMN)
+        columns[PEFT_COLUMN] = [plan.peft for plan, _, _ in pooled]
+        for plan in active:
+            plan.row[PEFT_COLUMN] = plan.peft
+    if opt.randomize:
+        option_columns += RANDOMIZE_COLUMNS + RANDOM_MP_COLUMNS
+        for col in RANDOMIZE_COLUMNS:
+            columns[col] = [plan.extra[col] for plan, _, _ in pooled]
+    if opt.mp_fit or opt.randomize or opt.detX:
+        extra = _spectral_columns(pooled, columns, compat=bool(compat), mp=opt.mp_fit,
+                                  randomized=opt.randomize, det=opt.detX)  # fmt: skip
+        mp_ok = extra.pop("_mp_ok", [])
+        columns.update(extra)
+        option_columns += ((MP_COLUMNS if opt.mp_fit else [])
+                           + (DETX_COLUMNS if opt.detX else []))  # fmt: skip
+        if opt.detX:
+            fast_route.patch_detx(pooled, columns, compat=bool(compat))
+        if opt.mp_fit:
+            columns[PHASE_COLUMN] = phases(columns, mp_ok,
+                                           fast_route.phase_ranks(pooled, columns))  # fmt: skip
+    ours = [PHASE_COLUMN] if opt.mp_fit else []
+    if fit != "PL":
+        ours += ALT_FIT_COLUMNS.get(fit, TPL_COLUMNS)
+    if opt.base_model is not None:
+        ours.append(BASE_DELTA_COLUMN)
+    if opt.alpha_ci:
+        ours += ALPHA_CI_COLUMNS
+        columns.update(alpha_ci_columns(pooled, fitted.fits, opt.alpha_ci, opt.seed, n_threads))
+    if opt.compare:
+        ours += COMPARE_COLUMNS
+        tests = [compare_tail(evals, f.xmin, f.alpha).columns() if f.status == "success"
+                 else dict.fromkeys(COMPARE_COLUMNS, math.nan)
+                 for (_, evals, _), f in zip(pooled, fitted.fits, strict=True)]  # fmt: skip
+        for col in COMPARE_COLUMNS:
+            columns[col] = [t[col] for t in tests]
+    int_columns = OPTION_INT_COLUMNS | {"num_fingers"} | ({"ERG_gap"} if compat else set())
+    layout = {"option_columns": option_columns, "int_columns": frozenset(int_columns),
+              "our_columns": ours}  # fmt: skip
+    return columns, layout
+
+
+def _cut_into_tables(
+    batch: list[_Model], pooled: list[tuple[Planned, Any, Any]], columns: dict[str, Any],
+    layout: dict[str, Any], results: list[Any], opt: _Options, as_rows: bool,
+    spectra_sink: dict[int, np.ndarray] | None, random_sink: dict[int, np.ndarray] | None,
+) -> None:  # fmt: skip
+    """Each model's table from the batch's columns, into ``results`` (a DataFrame with its
+    attrs, or rows and summary with ``as_rows``); the sinks get each row's ESD and shuffled
+    ESD by row index."""
+    compat = opt.compat
+    owner = {id(plan): n for n, member in enumerate(batch) for plan in member.active}
+    rows_of: list[list[int]] = [[] for _ in batch]  # pooled rows of each model
+    for at, (plan, _, _) in enumerate(pooled):
+        rows_of[owner[id(plan)]].append(at)
+    for n, member in enumerate(batch):
+        table = _model_table(member, pooled, rows_of[n], columns, layout, compat=compat)
         if as_rows:
-            result["seconds"] = sum(share.values())
-        else:
-            result.attrs["seconds"] = dict(share)
-    return results
+            results[member.index] = {"table": to_rows(table),
+                                     "summary": summary_of_columns(table, compat=compat)}  # fmt: skip
+            continue
+        frame = to_frame(table)
+        frame.attrs["compat"] = compat
+        frame.attrs["esd_redone"] = sum(
+            1 for plan in member.active
+            if getattr(plan.extra.get(fast_route.EXTRA_KEY), "redone", False))  # fmt: skip
+        frame.attrs["skipped"] = skipped_frame(member.plans)
+        position = {id(plan): k for k, plan in enumerate(member.active)}
+        if spectra_sink is not None:  # for plots (hts_fast.zoo.report): row index -> its ESD
+            spectra_sink.update({position[id(pooled[at][0])]: pooled[at][1]
+                                 for at in rows_of[n]})  # fmt: skip
+        if random_sink is not None and opt.randomize:  # the shuffled ESDs, the same way
+            for at in rows_of[n]:
+                plan = pooled[at][0]
+                random_sink[position[id(plan)]] = plan.extra["rand_evals"]
+        results[member.index] = frame
 
 
 def _model_table(
@@ -574,12 +637,8 @@ def _model_table(
 ) -> dict[str, Any]:  # fmt: skip
     """One model's table columns from the batch's (its analyzed layers at ``picked``)."""
     active = member.active
-    if len(picked) == len(active) and all(
-            pooled[at][0] is plan for at, plan in zip(picked, active, strict=True)):  # fmt: skip
-        analyzed = list(range(len(active)))  # every layer analyzed, in order (the usual case)
-    else:
-        position = {id(plan): k for k, plan in enumerate(active)}
-        analyzed = [position[id(pooled[at][0])] for at in picked]
+    position = {id(plan): k for k, plan in enumerate(active)}
+    analyzed = [position[id(pooled[at][0])] for at in picked]
     if len(picked) == len(pooled):
         own = columns
     else:
