@@ -359,3 +359,29 @@ def test_a_tensor_in_two_shards_fails_the_folder(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(text)
     with pytest.raises(TensorReadError, match=r"lists 'a\.weight' more than once"):
         hts_fast.analyze(tmp_path)
+
+
+def test_headers_and_indexes_of_the_wrong_type_name_the_file(tmp_path):
+    """A safetensors header holding an integer too long to parse, and an index mapping a
+    tensor to something other than a file name: one TensorReadError naming the file."""
+    import json
+    import struct
+
+    from hts_fast.loaders import checkpoint_tensors
+
+    header = ('{"a.weight": {"dtype": "F32", "shape": [' + "9" * 5000
+              + '], "data_offsets": [0, 4]}}').encode()  # fmt: skip
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(TensorReadError, match=r"huge\.safetensors: corrupted header"):
+        checkpoint_tensors(path)
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    from safetensors.numpy import save_file
+
+    save_file({"a.weight": np.ones((4, 4), np.float32)}, folder / "model-1.safetensors")
+    for value in (["model-1.safetensors"], None, {"file": "model-1.safetensors"}):
+        index = {"weight_map": {"a.weight": "model-1.safetensors", "b.weight": value}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        with pytest.raises(TensorReadError, match=r"index\.json: .*'b\.weight' maps to"):
+            checkpoint_tensors(folder)

@@ -129,3 +129,72 @@ def test_corrupt_and_legacy_files(tmp_path):
     torch.save({"w": torch.ones(3, 3)}, legacy, _use_new_zipfile_serialization=False)
     with pytest.raises(TensorReadError, match="legacy"):
         read_torch_zip(legacy)
+
+
+def test_tied_weights_of_a_saved_module_are_analyzed_once(tmp_path):
+    """Module.state_dict() hands each key its own tensor object, however tied: the file
+    refers to one storage twice, and the tied layer is skipped as sharing its weight, as
+    when the state dict is analyzed in memory."""
+    torch.manual_seed(1)
+    model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(120, 48),
+                                 "fc": torch.nn.Linear(48, 48),
+                                 "lm_head": torch.nn.Linear(48, 120, bias=False)})  # fmt: skip
+    model["lm_head"].weight = model["embed"].weight
+    state = model.state_dict()
+    assert state["embed.weight"] is not state["lm_head.weight"]
+    path = tmp_path / "tied.bin"
+    torch.save(state, path)
+    from_file = hts_fast.describe(path)
+    from_dict = hts_fast.describe(state)
+    # the same skip as in memory (a file's layer ids start at 0, a state dict's at 1)
+    assert from_file["skip_reason"].tolist() == ["", "", "shares its weight with layer 0 (embed)"]
+    assert from_dict["skip_reason"].tolist() == ["", "", "shares its weight with layer 1 (embed)"]
+    table = hts_fast.analyze(path)
+    assert table["name"].tolist() == ["embed", "fc"]
+
+
+def test_views_of_a_bf16_storage_are_read_only_when_loaded(tmp_path):
+    """Opening a bf16 checkpoint reads no tensor data: eight slices of one 16 MB storage
+    allocate nothing while the file is opened (tracemalloc), and each slice widens to the
+    float32 torch gives."""
+    import tracemalloc
+
+    from hts_fast.loaders import checkpoint_tensors
+
+    torch.manual_seed(2)
+    whole = torch.randn(8 * 256, 4096).to(torch.bfloat16)
+    state = {f"layers.{k}.weight": whole[k * 256 : (k + 1) * 256] for k in range(8)}
+    path = tmp_path / "bf16_views.bin"
+    torch.save(state, path)
+    tracemalloc.start()
+    try:
+        (tensors, _) = checkpoint_tensors(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the storage is 16 MB of bf16 (32 MB as float32)
+    assert [t.dtype for _, t in tensors] == ["bfloat16"] * 8
+    for name, tensor in tensors:
+        np.testing.assert_array_equal(tensor.load(), state[name].float().numpy())
+
+
+def test_float8_complex_and_integer_tensors(tmp_path):
+    """torch.save stores float8 and uint16 through _rebuild_tensor_v3 on bytes storages:
+    float8 widens exactly (as torch's own .float()); a dtype hts_fast does not read
+    (complex64) or an integer weight fails its own layer only, with the reason."""
+    torch.manual_seed(3)
+    w = torch.randn(64, 48)
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.complex64, torch.uint16):
+        path = tmp_path / f"{str(dtype).split('.')[1]}.bin"
+        torch.save({"a.weight": w.to(dtype), "b.weight": w}, path)
+        table = hts_fast.analyze(path)
+        assert table["status"].iloc[1] == "success"
+        if dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            expected = hts_fast.analyze({"a.weight": w.to(dtype).float().numpy()})
+            assert table["alpha"].iloc[0] == expected["alpha"].iloc[0]
+            assert table["status"].iloc[0] == "success"
+        else:
+            assert table["status"].iloc[0] == "failed"
+            reason = table["status_reason"].iloc[0]
+            assert ("complex64 is not supported" in reason if dtype == torch.complex64
+                    else "unsupported dtype uint16" in reason)  # fmt: skip

@@ -61,7 +61,8 @@ def _shards(folder: Path, pattern: str = "model*.safetensors") -> list[Path]:
 
 def _weight_map(index: Path) -> dict[str, Any]:
     """The index's ``weight_map`` (tensor name -> shard file name); TensorReadError naming
-    the index when it is not JSON, has no such object, or lists a tensor twice."""
+    the index when it is not JSON, has no such object, lists a tensor twice or maps one to
+    anything but a file name."""
 
     def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -83,6 +84,11 @@ def _weight_map(index: Path) -> dict[str, Any]:
     if not isinstance(weight_map, dict):
         msg = f"{index}: not a valid safetensors index (weight_map is not an object)"
         raise TensorReadError(msg)
+    for name, file in weight_map.items():
+        if not isinstance(file, str):
+            msg = (f"{index}: not a valid safetensors index (tensor {name!r} maps to "
+                   f"{file!r:.80}, not a file name)")  # fmt: skip
+            raise TensorReadError(msg)
     return weight_map
 
 

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .lazy import LazyTensor, TensorReadError, failing_tensor
-from .safetensors_files import _float8, bf16_to_float32
+from .safetensors_files import bf16_to_float32, float8_to_float32
 
 # protobuf wire types (3 and 4, groups, are not used by ONNX and refused)
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
@@ -403,7 +403,7 @@ def _widen(kind: OnnxType, raw: np.ndarray) -> np.ndarray:
     if kind.dtype == "bfloat16":
         return bf16_to_float32(raw)
     if kind.dtype.startswith("float8"):
-        return _float8(kind.dtype, raw)
+        return float8_to_float32(kind.dtype, raw)
     return raw
 
 

@@ -79,7 +79,9 @@ def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
     return wide.view(np.float32)
 
 
-def _float8(kind: str, raw: np.ndarray) -> np.ndarray:
+def float8_to_float32(kind: str, raw: np.ndarray) -> np.ndarray:
+    """Exact float8 (``kind``: "float8_e4m3fn" or "float8_e5m2", raw bytes) -> float32,
+    through ml_dtypes; TensorReadError saying how to install it when it is missing."""
     try:
         import ml_dtypes
     except ImportError:
@@ -128,7 +130,7 @@ class SafetensorsFile:
             raw = f.read(header_len)
         try:
             header = json.loads(raw, object_pairs_hook=_duplicate_checking_pairs)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError too
             self._fail(f"corrupted header, not JSON ({exc})")
         if not isinstance(header, dict):
             self._fail("corrupted header: not a JSON object")
@@ -234,5 +236,5 @@ class SafetensorsFile:
         if kind == "bfloat16":
             return bf16_to_float32(raw)
         if kind.startswith("float8"):
-            return _float8(kind, raw)
+            return float8_to_float32(kind, raw)
         return raw
