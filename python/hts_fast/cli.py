@@ -279,18 +279,21 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
         return 2
     for path, error in result.errors.items():
         print(f"failed: {path}: {error}")
+    for path in result.failed_before:
+        print(f"failed (in an earlier scan; --retry-failed retries it): {path}")
     for path, (bad, total) in result.partial_layers.items():
         print(f"partial: {path}: {bad} of {total} layers failed (see their status_reason)")
     state = "interrupted" if result.interrupted else "finished"
+    before = f" ({len(result.failed_before)} failed earlier)" if result.failed_before else ""
     print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.partial} "
-          f"partial (some layers failed), {result.skipped} already stored, {result.failed} "
-          f"failed; store: {args.store}")  # fmt: skip
+          f"partial (some layers failed), {result.skipped} already stored{before}, "
+          f"{result.failed} failed; store: {args.store}")  # fmt: skip
     if not args.quiet and result.stage_seconds:
         split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(result.stage_seconds.items()))
         print(f"time by stage (workers' hashing and analysis summed): {split}")
     if result.interrupted:
         return 130
-    return 1 if result.failed else 0
+    return 1 if result.failed or result.failed_before else 0
 
 
 def _export(args: argparse.Namespace) -> int:
