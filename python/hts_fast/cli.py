@@ -100,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     correlate.add_argument("--labels", type=Path, required=True,
                            help="CSV with a 'path' column and the label column(s)")  # fmt: skip
     correlate.add_argument("--label", default=None,
-                           help="the label column (default: the first numeric one)")  # fmt: skip
+                           help="the label column (default: the first whose name contains "
+                                "'acc', else the first numeric one)")  # fmt: skip
+    correlate.add_argument("--options", metavar="ID",
+                           help="the analysis option set to use when the store holds several "
+                                "(its id, as the error lists them)")  # fmt: skip
     correlate.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     correlate.add_argument("--out", type=Path, help="write the table (.csv, .json, .parquet)")
     correlate.add_argument("--include-partial", action="store_true",
@@ -110,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, required=True, help="folder for the report")
     report.add_argument("--labels", type=Path, help="labels CSV (stores only)")
     report.add_argument("--label", default=None)
+    report.add_argument(
+        "--options",
+        metavar="ID",
+        help="stores: the analysis option set to use (when there are several)",
+    )
     report.add_argument("--group-by", nargs="+", default=[], metavar="COLUMN")
     report.add_argument("--esd-method", choices=ESD_METHODS, default="auto")
     report.add_argument("--include-partial", action="store_true",
@@ -265,33 +274,38 @@ def _scan(args: argparse.Namespace, options: dict[str, Any]) -> int:
         result = scan(args.paths, args.store, workers=args.workers, include=args.include,
                       exclude=args.exclude, retry_failed=args.retry_failed, quiet=args.quiet,
                       dask=args.dask, timeout=args.timeout, **options)  # fmt: skip
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)
         return 2
     for path, error in result.errors.items():
         print(f"failed: {path}: {error}")
+    for path in result.failed_before:
+        print(f"failed (in an earlier scan; --retry-failed retries it): {path}")
     for path, (bad, total) in result.partial_layers.items():
         print(f"partial: {path}: {bad} of {total} layers failed (see their status_reason)")
     state = "interrupted" if result.interrupted else "finished"
+    before = f" ({len(result.failed_before)} failed earlier)" if result.failed_before else ""
     print(f"scan {state} in {result.seconds:.1f} s: {result.done} analyzed, {result.partial} "
-          f"partial (some layers failed), {result.skipped} already stored, {result.failed} "
-          f"failed; store: {args.store}")  # fmt: skip
+          f"partial (some layers failed), {result.skipped} already stored{before}, "
+          f"{result.failed} failed; store: {args.store}")  # fmt: skip
     if not args.quiet and result.stage_seconds:
         split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(result.stage_seconds.items()))
         print(f"time by stage (workers' hashing and analysis summed): {split}")
     if result.interrupted:
         return 130
-    return 1 if result.failed else 0
+    return 1 if result.failed or result.failed_before else 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from .zoo.store import Store
 
-    if not args.store.is_file():
-        print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
+    try:
+        store = Store(args.store, readonly=True)
+    except (OSError, ValueError) as exc:
+        print(f"hts-fast: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    with Store(args.store, readonly=True) as store:
+    with store:
         for name in ("checkpoints", "layers", "summaries"):
             _write(store.frame(name), args.out / f"{name}.{args.format}")
     print(f"wrote checkpoints, layers and summaries ({args.format}) to {args.out}")
@@ -302,35 +316,33 @@ def _correlate(args: argparse.Namespace) -> int:
     from .zoo.correlate import (
         attach_labels,
         checkpoint_metrics,
+        choose_label,
         left_out_message,
+        match_message,
         rank_correlations,
     )
     from .zoo.store import Store
 
-    if not args.store.is_file():
-        print(f"hts-fast: {args.store}: no such store", file=sys.stderr)
-        return 2
-    with Store(args.store, readonly=True) as store:
-        metrics = checkpoint_metrics(store.frame("layers"), store.frame("checkpoints"),
-                                     include_partial=args.include_partial)  # fmt: skip
-    left_out = left_out_message(metrics)
     try:
+        with Store(args.store, readonly=True) as store:
+            metrics = checkpoint_metrics(store.frame("layers"), store.frame("checkpoints"),
+                                         include_partial=args.include_partial,
+                                         options=args.options)  # fmt: skip
         labels = pd.read_csv(args.labels)
+        label = choose_label(labels, args.labels, args.label, args.group_by)
+        labels[label] = pd.to_numeric(labels[label])
         data = attach_labels(metrics, labels, args.labels)
+        table = rank_correlations(data, label, args.group_by)
     except (OSError, ValueError) as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)
         return 2
-    numeric = [c for c in labels.select_dtypes("number").columns if c not in args.group_by]
-    label = args.label or (numeric[0] if numeric else None)
-    if label is None or label not in data:
-        print(f"hts-fast: {args.labels}: no label column {label!r}", file=sys.stderr)
-        return 2
-    table = rank_correlations(data, label, args.group_by)
+    left_out = left_out_message(metrics)
     if args.out:
         _write(table, args.out)
     with pd.option_context("display.width", 200, "display.max_rows", None,
                            "display.float_format", "{:.3f}".format):  # fmt: skip
         print(f"# {len(data)} checkpoints with labels; label: {label}")
+        print(f"# {match_message(data)}")
         if left_out:
             print(f"# {left_out}")
             for row in metrics.attrs["left_out"].itertuples(index=False):
@@ -354,11 +366,17 @@ def _report(args: argparse.Namespace) -> int:
     if not args.source.exists():
         print(f"hts-fast: {args.source}: no such file or directory", file=sys.stderr)
         return 2
+    is_store = args.source.is_file() and _is_store(args.source)
+    if not is_store and (args.labels or args.options):
+        option = "--labels" if args.labels else "--options"
+        print(f"hts-fast: {args.source}: {option} needs a scan's store, and this is not an "
+              "SQLite database", file=sys.stderr)  # fmt: skip
+        return 2
     try:
-        if args.source.is_file() and _is_store(args.source):
+        if is_store:
             page = zoo_report(args.source, args.out, labels=args.labels, label=args.label,
-                              group_by=args.group_by,
-                              include_partial=args.include_partial)  # fmt: skip
+                              group_by=args.group_by, include_partial=args.include_partial,
+                              options=args.options)  # fmt: skip
         else:
             page = model_report(str(args.source), args.out, esd_method=args.esd_method)
     except (TensorReadError, ValueError, OSError) as exc:

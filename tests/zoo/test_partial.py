@@ -232,3 +232,22 @@ def test_a_checkpoint_cut_short_is_failed_not_partial(tmp_path, capsys):
         assert name in stored.loc[name, "error"]
         assert "truncated" in stored.loc[name, "error"]
     capsys.readouterr()
+
+
+def test_a_rerun_exits_1_while_a_checkpoint_of_its_paths_is_stored_as_failed(tmp_path, capsys):
+    zoo = _damaged_zoo(tmp_path / "zoo")
+    db = tmp_path / "zoo.sqlite"
+    assert main(["scan", str(zoo), "--store", str(db), "--quiet"]) == 1
+    capsys.readouterr()
+    # nothing new to analyze: the two failed checkpoints are skipped, not retried
+    assert main(["scan", str(zoo), "--store", str(db), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "0 analyzed, 0 partial (some layers failed), 8 already stored (2 failed earlier)" in out
+    for name in ("truncated.safetensors", "garbage.safetensors"):
+        assert f"failed (in an earlier scan; --retry-failed retries it): {zoo / name}" in out
+    again = scan([zoo], db)
+    assert sorted(again.failed_before) == sorted(
+        str(zoo / n) for n in ("garbage.safetensors", "truncated.safetensors"))  # fmt: skip
+    assert (again.skipped, again.failed) == (8, 0)
+    # a scan of paths without the failed ones exits 0
+    assert main(["scan", str(zoo / "run00"), "--store", str(db), "--quiet"]) == 0

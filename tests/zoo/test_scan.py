@@ -483,3 +483,28 @@ def test_files_hash_the_same_without_hashlib_file_digest(tmp_path, monkeypatch):
     monkeypatch.delattr(hashlib, "file_digest")
     for algorithm, digest in expected.items():
         assert hash_checkpoint(zoo / "loose.npz", algorithm=algorithm)[0] == digest
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_unchanged(tmp_path, capsys):
+    from hts_fast.cli import main
+
+    zoo = _zoo(tmp_path / "zoo", runs=2, broken=False)
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO users (name) VALUES ('ann')")
+    con.close()
+    before = foreign.read_bytes()
+    assert main(["scan", str(zoo), "--store", str(foreign), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{foreign}: not an hts_fast store (tables: ['users'])" in err
+    assert foreign.read_bytes() == before  # no tables added, still in rollback-journal mode
+    with sqlite3.connect(foreign) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
+    with pytest.raises(ValueError, match="not an hts_fast store"):
+        Store(foreign)
+    # an empty database file is fine: it becomes a store
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert scan([zoo], empty).done == 3

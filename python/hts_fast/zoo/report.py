@@ -174,19 +174,24 @@ def model_report(model: Any, out: str | Path, **options: Any) -> Path:
 
 def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | None = None,
                label: str | None = None, group_by: Sequence[str] = (),
-               include_partial: bool = False) -> Path:  # fmt: skip
+               include_partial: bool = False, options: str | None = None) -> Path:  # fmt: skip
     """Plots and ``report.html`` for a scan's store (and labels); return the page.
 
     The plots, means and correlations leave out failed checkpoints and, unless
     ``include_partial``, partial ones (some layers failed), as
     :func:`hts_fast.zoo.correlate.checkpoint_metrics` does; the page lists them with the
-    reason, and the count is printed on stderr.
+    reason, and the count is printed on stderr. Like it, they use one analysis option set
+    (``options``: its id, needed when the paths' latest analyses used different ones) and
+    raise ValueError for a label column that is missing or not numeric
+    (:func:`hts_fast.zoo.correlate.choose_label`).
     """
     from .correlate import (
         METRICS,
         attach_labels,
         checkpoint_metrics,
+        choose_label,
         left_out_message,
+        match_message,
         rank_correlations,
     )
     from .store import Store
@@ -198,11 +203,14 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
     if "alpha" not in layers:
         msg = f"{store_path}: the store holds no analyzed layers"
         raise ValueError(msg)
-    metrics = checkpoint_metrics(layers, checkpoints, include_partial=include_partial)
+    metrics = checkpoint_metrics(layers, checkpoints, include_partial=include_partial,
+                                 options=options)  # fmt: skip
     left_out = metrics.attrs["left_out"]
     if len(left_out):
         print(f"hts-fast report: {left_out_message(metrics)}", file=sys.stderr)
-    kept = layers[layers["path"].isin(set(metrics["path"]))]
+    kept_ids = metrics.attrs["checkpoint_ids"]
+    kept = layers[layers["checkpoint_id"].isin(kept_ids)] if "checkpoint_id" in layers else layers
+    kept = kept[kept["path"].isin(set(metrics["path"]))]
     tables = {Path(p).name: t for p, t in kept.groupby("path", sort=True)}
     depth = plot_alpha_by_depth(tables, folder / "alpha_by_depth.png")
     hist = plot_alpha_histogram(kept["alpha"].to_numpy(float), folder / "alpha_hist.png")
@@ -214,13 +222,11 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
         sections.append((f"Left out ({left_out_message(metrics)})", _table_html(left_out)))
     if labels is not None:
         labels_path = Path(labels)
-        data = attach_labels(metrics, pd.read_csv(labels_path), labels_path)
-        numeric = [c for c in data.select_dtypes("number").columns
-                   if c not in metrics and c not in group_by]  # fmt: skip
-        if label is None and not numeric:
-            msg = f"{labels_path}: no numeric label column"
-            raise ValueError(msg)
-        label = label or numeric[0]
+        label_table = pd.read_csv(labels_path)
+        label = choose_label(label_table, labels_path, label, group_by)
+        label_table[label] = pd.to_numeric(label_table[label])
+        data = attach_labels(metrics, label_table, labels_path)
+        print(f"hts-fast report: {match_message(data)}", file=sys.stderr)
         shown = [m for m in ("alpha", "alpha_weighted", "log_norm", "log_spectral_norm")
                  if m in data]  # fmt: skip
         scatter = plot_metric_vs_label(data, shown, label, folder / "metric_vs_label.png")

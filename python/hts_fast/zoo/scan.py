@@ -18,7 +18,8 @@ Outcomes: a checkpoint whose table has a failed layer (NaN/Inf weights, an unsup
 dtype: the layer's row says why) is stored as "partial" with the count of failed layers; one
 that cannot be analyzed as a whole (a file-level read error such as a truncated or garbled
 file, a crashed or timed-out worker) is stored as "failed" with the error. Neither stops
-the scan; ``hts-fast scan`` exits with status 1 at the end when any checkpoint failed.
+the scan; ``hts-fast scan`` exits with status 1 at the end when any checkpoint of its paths
+failed, in this scan or in an earlier one (stored as failed and not retried).
 """
 
 from __future__ import annotations
@@ -386,11 +387,13 @@ class ScanResult:
     """What a scan did: checkpoints analyzed (``done``: every layer succeeded; ``partial``:
     some layers failed), skipped (already stored) and failed (no result). ``errors``: path ->
     error of each failed one; ``partial_layers``: path -> (failed layers, layers) of each
-    partial one."""
+    partial one; ``failed_before``: the paths skipped because they are stored as failed
+    (not retried without ``retry_failed``; counted in ``skipped``, not in ``failed``)."""
 
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    failed_before: list[str] = field(default_factory=list)
     partial: int = 0
     interrupted: bool = False
     errors: dict[str, str] = field(default_factory=dict)
@@ -474,6 +477,10 @@ class _Ledger:
         status = self.statuses.get((path, digest))
         return status in ("done", "partial") or (status == "failed" and not self.retry_failed)
 
+    def failed_before(self, path: str, digest: str) -> bool:
+        """Whether this checkpoint is stored as failed (skipped when not retried)."""
+        return self.statuses.get((path, digest)) == "failed"
+
     def record(self, path: str, digest: str, status: str, files: Sequence[FileHash]) -> None:
         self.statuses[(path, digest)] = status
         self.hashes.update({(f[0], f[1], f[2]): f[3] for f in files})
@@ -500,6 +507,8 @@ def _work(
         timer.add("discovery", time.perf_counter() - start)
         if known:
             result.skipped += 1
+            if ledger.failed_before(str(p), digest):
+                result.failed_before.append(str(p))
             continue
         yield (str(p), digest), size
 
@@ -582,6 +591,8 @@ def scan(
                         for entry in files:
                             store.remember_hash(*entry)  # committed with the next transaction
                         result.skipped += 1
+                        if ledger.failed_before(path, digest):
+                            result.failed_before.append(path)
                         progress.update(result)
                         return
                 error = outcome.get("error", "")

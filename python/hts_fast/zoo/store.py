@@ -185,12 +185,20 @@ class Store:
         if readonly and not self.path.is_file():
             msg = f"{self.path}: no such store"
             raise FileNotFoundError(msg)
+        if not readonly and self.path.exists() and not self.path.is_file():
+            msg = f"{self.path}: not a file (a store is one SQLite file)"
+            raise ValueError(msg)
         # autocommit mode: every transaction below is an explicit BEGIN ... COMMIT
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            msg = f"{self.path}: cannot open the store ({exc})"
+            raise ValueError(msg) from None
         if readonly:
             #: the content hash of this store's rows (meta.content_hash): "hts128" or "sha256"
             self.hash_algorithm = self._read_schema()
         else:
+            self._refuse_foreign()
             self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -206,6 +214,23 @@ class Store:
         #: its rows are written and before its COMMIT (0: never)
         self._kill_at_save = int(os.environ.get("HTS_FAST_TEST_KILL_AT_SAVE", "0") or 0)
         self._saves = 0
+
+    def _refuse_foreign(self) -> None:
+        """ValueError, before anything is written, for a file that is not an SQLite database
+        or a database with tables that is not a store (a store is never made inside another
+        program's database, nor switched to WAL mode)."""
+        try:
+            tables = {row[0] for row in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            msg = f"{self.path}: not an hts_fast store ({exc})"
+            raise ValueError(msg) from None
+        if tables and not {"checkpoints", "layers", "summaries"} <= tables:
+            self.db.close()
+            msg = (f"{self.path}: not an hts_fast store (tables: {sorted(tables)}); "
+                   "give --store a new file")  # fmt: skip
+            raise ValueError(msg)
 
     def _read_schema(self) -> str:
         """The content hash of a store opened read-only (nothing is written); ValueError for
