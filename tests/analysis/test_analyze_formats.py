@@ -108,6 +108,28 @@ def test_default_reads_keras_layout_conv_kernels() -> None:
     assert (keras_layout[["N", "M", "rf"]].to_numpy() == [[24, 16, 9]]).all()
 
 
+def test_a_source_that_fixes_the_layout_is_not_guessed(tmp_path: Path) -> None:
+    """LeNet's convolutions (out + in < kh + kw) from a torch module or a torch .bin are
+    read in PyTorch layout (the Keras guess is for arrays of unknown origin): N, M, rf and
+    the numbers are WeightWatcher 0.7.7's, through compat mode."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5), torch.nn.Conv2d(3, 6, 5))
+    path = tmp_path / "lenet.bin"
+    torch.save(model.state_dict(), path)
+    compat = hts_fast.analyze(model, compat=COMPAT, min_evals=1)
+    assert compat[["N", "M", "rf"]].to_numpy().tolist() == [[6, 1, 25], [6, 3, 25]]
+    for source in (model, path):
+        table = hts_fast.analyze(source, min_evals=1)
+        assert table[["N", "M", "rf"]].to_numpy().tolist() == [[6, 1, 25], [6, 3, 25]]
+        np.testing.assert_allclose(table["alpha"], compat["alpha"], rtol=1e-9)
+    # as bare arrays the origin is unknown, and the documented guess reads these kernels
+    # (kh + kw > out + in) in Keras layout
+    arrays = {f"{k}.weight": model[k].weight.detach().numpy() for k in range(2)}
+    guessed = hts_fast.analyze(arrays, min_evals=1)
+    assert guessed[["N", "M", "rf"]].to_numpy().tolist() == [[5, 5, 6], [5, 5, 18]]
+
+
 def test_gguf_equals_its_dequantized_weights(tmp_path: Path) -> None:
     from ..loaders.test_loaders_gguf import gguf_model_bytes
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .layer_matrices import LayerError, LayerMatrices, layer_matrices, read_weight
+from .layer_matrices import LayerError, LayerMatrices, known_layout, layer_matrices, read_weight
 from .planning import Planned
 
 
@@ -42,12 +42,16 @@ class BaseDelta:
         self.layer_type = layer_type
         self.name = name
         self.shape = tuple(int(d) for d in getattr(weight, "shape", ()))
+        #: the model weight's kernel layout when its source fixes it (known_layout)
+        self.layout = known_layout(weight)
 
     def layer_matrices(self, compat: str | None, conv2d_norm: bool) -> LayerMatrices:
         """The layer's matrices, each minus the base's matrix at the same position (minus
         its transpose when the shapes are transposed)."""
-        mine = _matrices(read_weight(self.weight, compat), self.layer_type, compat, conv2d_norm)
-        theirs = _matrices(read_weight(self.base, compat), self.layer_type, compat, conv2d_norm)
+        mine = _matrices(read_weight(self.weight, compat), self.layer_type, compat, conv2d_norm,
+                         self.layout)  # fmt: skip
+        theirs = _matrices(read_weight(self.base, compat), self.layer_type, compat, conv2d_norm,
+                           known_layout(self.base))  # fmt: skip
         if len(mine.matrices) != len(theirs.matrices) and not compat:
             msg = (f"layer {self.name}: {len(mine.matrices)} matrices, its base model layer "
                    f"{len(theirs.matrices)}")  # fmt: skip
@@ -69,8 +73,9 @@ class BaseDelta:
         return LayerMatrices(tuple(deltas), mine.scale, mine.keep_top)
 
 
-def _matrices(array: np.ndarray, layer_type: str, compat: str | None, norm: bool) -> LayerMatrices:
-    parts = layer_matrices(array, layer_type, compat=compat, conv2d_norm=norm)
+def _matrices(array: np.ndarray, layer_type: str, compat: str | None, norm: bool,
+              layout: str | None) -> LayerMatrices:  # fmt: skip
+    parts = layer_matrices(array, layer_type, compat=compat, conv2d_norm=norm, layout=layout)
     if isinstance(parts.matrices, np.ndarray):  # a conv2d stack: one matrix per position
         return parts._replace(matrices=tuple(parts.matrices))
     return parts

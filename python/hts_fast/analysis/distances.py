@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _threads
-from .layer_matrices import layer_matrices, read_weight
+from .layer_matrices import known_layout, layer_matrices, read_weight
 from .planning import Planned, check_compat, plan_layers
 
 METHODS = ("raw", "euclidean", "cka")
@@ -117,7 +117,8 @@ def _float64(weight: Any) -> np.ndarray:
 def _matrices(plan: Planned, compat: str | None) -> list[np.ndarray]:
     """The layer's matrices as analyze() reads them, without conv2d_norm (0.7.7's Wmats)."""
     array = read_weight(plan.layer.weight, compat)
-    parts = layer_matrices(array, plan.layer.layer_type, compat=compat, conv2d_norm=False)
+    parts = layer_matrices(array, plan.layer.layer_type, compat=compat, conv2d_norm=False,
+                           layout=known_layout(plan.layer.weight))  # fmt: skip
     if compat and parts.keep_top is not None:  # 0.7.7 keeps a 3-D weight as one array
         return [array]
     return list(parts.matrices)

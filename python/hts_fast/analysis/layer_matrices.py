@@ -59,6 +59,19 @@ def is_keras_conv2d(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and shape[0] + shape[1] < shape[2] + shape[3]
 
 
+def known_layout(weight: Any) -> str | None:
+    """The axis order of a weight's 4-D kernel when its source fixes it: "oihw" for a torch
+    tensor and for a file whose format says so (LazyTensor.layout); None otherwise, where a
+    kernel whose kernel dims exceed its channel dims is read in Keras layout (a guess)."""
+    if type(weight).__module__.startswith("torch"):
+        return "oihw"
+    return getattr(weight, "layout", None)
+
+
+def _keras_guess(shape: tuple[int, ...], layout: str | None) -> bool:
+    return layout is None and is_keras_conv2d(shape)
+
+
 def layer_shape(weight: Any, layer_type: str, compat: str | None) -> LayerShape | None:
     """Return N, M, rf for a weight of this type, or None when it is not a matrix layer.
 
@@ -69,7 +82,7 @@ def layer_shape(weight: Any, layer_type: str, compat: str | None) -> LayerShape 
         if len(shape) != 4:
             return None
         out_ch, in_ch, kh, kw = shape
-        if not compat and is_keras_conv2d(shape):
+        if not compat and _keras_guess(shape, known_layout(weight)):
             kh, kw, in_ch, out_ch = shape
         rf = kh * kw
         if compat:
@@ -146,15 +159,22 @@ def read_weight(weight: Any, compat: str | None) -> np.ndarray:
 
 
 def layer_matrices(
-    array: np.ndarray, layer_type: str, *, compat: str | None, conv2d_norm: bool
+    array: np.ndarray,
+    layer_type: str,
+    *,
+    compat: str | None,
+    conv2d_norm: bool,
+    layout: str | None = None,
 ) -> LayerMatrices:
-    """Return the matrices (views of ``array``) of a layer whose layer_shape() is not None."""
+    """Return the matrices (views of ``array``) of a layer whose layer_shape() is not None.
+    ``layout``: :func:`known_layout` of the weight ``array`` was read from."""
+    keras = not compat and _keras_guess(array.shape, layout)
     if layer_type == "conv2d":
-        if array.ndim == 4 and (compat or not is_keras_conv2d(array.shape)):
+        if array.ndim == 4 and not keras:
             # PyTorch layout: the slices as one 3-D view (no per-slice objects)
             scale = CONV2D_NORM_SCALE if conv2d_norm else 1.0
             return LayerMatrices(oihw_slices(array), scale)
-        layout = "hwio" if not compat and is_keras_conv2d(array.shape) else "oihw"
+        layout = "hwio" if keras else "oihw"
         parts = conv2d_matrices(array, layout=layout, conv2d_norm=conv2d_norm)
         return LayerMatrices(parts.matrices, parts.scale)
     if array.ndim == 2:
@@ -174,6 +194,7 @@ __all__ = [
     "LayerError",
     "LayerMatrices",
     "LayerShape",
+    "known_layout",
     "layer_matrices",
     "layer_shape",
     "not_a_matrix_reason",

@@ -31,7 +31,7 @@ from ..spectra.esd import esd_batch
 from . import fast_route, randomized_esd
 from .base_model import BaseDelta, pair_with_base
 from .device import check_device, device_matrices, device_spectra, resolve_device
-from .layer_matrices import LayerError, layer_matrices, read_weight
+from .layer_matrices import LayerError, known_layout, layer_matrices, read_weight
 from .layer_spectra import LayerSpectraTable, expand_stacks
 from .metrics import batch_norm_metrics, batch_slice_stats, norm_columns, slice_columns
 from .option_fits import (
@@ -711,7 +711,8 @@ def _extract(
             else:
                 array = read_weight(plan.layer.weight, compat)
                 parts = layer_matrices(array, plan.layer.layer_type, compat=compat,
-                                       conv2d_norm=conv2d_norm)  # fmt: skip
+                                       conv2d_norm=conv2d_norm,
+                                       layout=known_layout(plan.layer.weight))  # fmt: skip
         except (LayerError, TypeError, ValueError) as exc:
             failed_row(plan.row, str(exc), compat=bool(compat))
             continue

@@ -835,7 +835,7 @@ def _tensor(source: _Source, name: str, variable: _Variable, plan: _Plan) -> Laz
         return _load(source, name, variable, plan.layout)
 
     return LazyTensor(name, plan.layout.shape(variable.shape), variable.dtype, load,
-                      source.label, layer_type=plan.layer_type)  # fmt: skip
+                      source.label, layer_type=plan.layer_type, layout="oihw")  # fmt: skip
 
 
 def _collect(source: _Source, walk: _Walk) -> list[tuple[str, LazyTensor]]:

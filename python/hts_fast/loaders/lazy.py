@@ -26,12 +26,16 @@ class LazyTensor:
     def __init__(
         self, name: str, shape: tuple[int, ...], dtype: str, loader: Callable[[], np.ndarray],
         source: str, identity: Any = None, layer_type: str | None = None,
+        layout: str | None = None,
     ) -> None:  # fmt: skip
         #: equal for two tensors that are the same bytes of the same file (tied weights)
         self.identity = identity
         #: the layer type the file itself states ("dense", "conv1d", "conv2d", "embedding"),
         #: e.g. from a Keras config; None when only the name and shape can tell
         self.layer_type = layer_type
+        #: the axis order the format fixes for a 4-D kernel: "oihw" (PyTorch's: out, in, kh,
+        #: kw; torch zip, ONNX, and Keras files once read); None when the file does not say
+        self.layout = layout
         self.name = name
         self.shape = shape
         self.dtype = dtype

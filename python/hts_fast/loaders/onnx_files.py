@@ -683,7 +683,9 @@ def onnx_tensors(path: Path) -> list[tuple[str, LazyTensor]]:
                         msg = f"initializer {name!r}: the name appears more than once"
                         raise _Malformed(msg)
                     seen.add(name)
-                    tensors.append((name, _initializer(buf, entry, name, path, resolved)))
+                    tensor = _initializer(buf, entry, name, path, resolved)
+                    tensor.layout = "oihw"  # ONNX's Conv weight layout (M, C/group, kH, kW)
+                    tensors.append((name, tensor))
     except OSError as exc:
         msg = f"{path}: cannot be read ({exc})"
         raise TensorReadError(msg) from exc

@@ -349,5 +349,5 @@ def torch_zip_tensors(path: str | Path) -> list[tuple[str, LazyTensor]]:
             continue
         tensors.append((name, LazyTensor(name, value.raw.shape, dtype,
                                          lambda v=value: v.widen(source), source,
-                                         (source, *value.identity))))  # fmt: skip
+                                         (source, *value.identity), layout="oihw")))  # fmt: skip
     return tensors
