@@ -203,3 +203,40 @@ def test_float8_complex_and_integer_tensors(tmp_path):
             reason = table["status_reason"].iloc[0]
             assert ("complex64 is not supported" in reason if dtype == torch.complex64
                     else "unsupported dtype uint16" in reason)  # fmt: skip
+
+
+def test_a_big_endian_file_reads_as_its_little_endian_twin(tmp_path):
+    """torch records the storages' byte order in the archive ("byteorder"); the same
+    checkpoint rewritten big-endian (the record and every storage's elements swapped) reads
+    back to the same values, bf16 and float16 included; a record that is neither is refused."""
+    torch.manual_seed(4)
+    state = {"a.weight": torch.randn(30, 20), "b.weight": torch.randn(30, 20).to(torch.bfloat16),
+             "c.weight": torch.randn(30, 20).half()}  # fmt: skip
+    little = tmp_path / "little.bin"
+    torch.save(state, little)
+    itemsize = {"0": 4, "1": 2, "2": 2}  # storages are keyed in the order they are pickled
+    with zipfile.ZipFile(little) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+
+    def rewrite(path, byteorder):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+            for info, data in entries:
+                key = info.filename.rsplit("/", 1)[-1]
+                if info.filename.endswith("/byteorder"):
+                    data = byteorder
+                elif "/data/" in info.filename:
+                    data = np.frombuffer(data, dtype=f"<u{itemsize[key]}").byteswap().tobytes()
+                out.writestr(info.filename, data)
+
+    big = tmp_path / "big.bin"
+    rewrite(big, b"big")
+    expected = read_torch_zip(little)
+    got = read_torch_zip(big)
+    for name in state:
+        assert got[name].dtype.isnative
+        np.testing.assert_array_equal(got[name], expected[name])
+    np.testing.assert_array_equal(hts_fast.analyze(big)["alpha"], hts_fast.analyze(little)["alpha"])
+    odd = tmp_path / "odd.bin"
+    rewrite(odd, b"middle")
+    with pytest.raises(TensorReadError, match="byteorder record is b'middle'"):
+        read_torch_zip(odd)

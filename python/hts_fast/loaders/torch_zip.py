@@ -8,7 +8,8 @@ so nothing from the file is ever imported or called. Any other reference (``os.s
 memory-mapped from the zip when stored uncompressed (torch's default), each storage once
 however many tensors view it (tied weights keep one identity), and read only when a tensor
 is loaded: bfloat16 and float8 are widened to float32 then, view by view. Tensors of
-dtypes hts_fast does not read (complex) fail alone when loaded.
+dtypes hts_fast does not read (complex) fail alone when loaded. A big-endian file (its
+``byteorder`` record) is read in its byte order.
 
 The whole checkpoint is validated when it is opened, before any tensor is read: the zip
 central directory, one ``data.pkl`` (its CRC checked), every storage it references present
@@ -85,11 +86,13 @@ class _TorchDtype:
 @dataclass(frozen=True)
 class _Storage:
     """One storage of the archive: its key and its raw elements (memory-mapped when the
-    entry is uncompressed; bfloat16 as its uint16 bits, an untyped storage as bytes)."""
+    entry is uncompressed; bfloat16 as its uint16 bits, an untyped storage as bytes), in the
+    file's byte order ``order`` ("<" or ">")."""
 
     key: str
     kind: str
     raw: np.ndarray
+    order: str = "<"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class StoredTensor:
             return bf16_to_float32(np.ascontiguousarray(self.raw))
         if self.kind.startswith("float8"):
             return float8_to_float32(self.kind, np.ascontiguousarray(self.raw))
+        if not self.raw.dtype.isnative:  # a big-endian file
+            return self.raw.astype(self.raw.dtype.newbyteorder("="))
         return self.raw
 
 
@@ -130,7 +135,7 @@ def _view(storage: _Storage, kind: str, offset: Any, size: Any, stride: Any) -> 
         msg = f"tensor view with {len(size)} sizes and {len(stride)} strides"
         raise pickle.UnpicklingError(msg)
     elements = storage.raw
-    raw_dtype = _raw_dtype(kind)
+    raw_dtype = _raw_dtype(kind).newbyteorder(storage.order)
     if elements.dtype != raw_dtype:  # a bytes storage read as the tensor's dtype
         if elements.size % raw_dtype.itemsize:
             msg = (f"storage {storage.key} holds {elements.size:,} bytes, not a whole number "
@@ -236,6 +241,25 @@ def _entry_offset(info: zipfile.ZipInfo, path: Path, file_size: int) -> int:
     return offset
 
 
+def _byte_order(archive: zipfile.ZipFile, root: str, path: Path) -> str:
+    """The storages' byte order as the archive records it ("<" or ">"; files written before
+    torch recorded it are little-endian); TensorReadError for any other record."""
+    try:
+        recorded = archive.read(f"{root}byteorder").strip()
+    except KeyError:
+        return "<"
+    # a damaged entry: zipfile's own errors (a mangled name is a UnicodeDecodeError, a
+    # ValueError) and the decompressor's
+    except (zipfile.BadZipFile, OSError, zlib.error, NotImplementedError, ValueError, EOFError,
+            struct.error) as exc:  # fmt: skip
+        msg = f"{path}: {exc}"
+        raise TensorReadError(msg) from exc
+    if recorded not in (b"little", b"big"):
+        msg = f"{path}: its byteorder record is {recorded[:20]!r}, neither 'little' nor 'big'"
+        raise TensorReadError(msg)
+    return "<" if recorded == b"little" else ">"
+
+
 def read_torch_zip(path: str | Path) -> dict[str, Any]:
     """Return the checkpoint's top-level object (normally a dict of name -> NumPy array),
     every tensor read (bfloat16 and float8 widened to float32).
@@ -273,12 +297,13 @@ def _stored_tensors(path: Path) -> Any:
             msg = f"{path}: expected one data.pkl in the archive, found {len(pickles)}"
             raise TensorReadError(msg)
         root = pickles[0][: -len("data.pkl")]
+        order = _byte_order(archive, root, path)
         storages: dict[str, _Storage] = {}
 
         def storage(dtype: str, key: str, numel: int) -> _Storage:
             """Each storage once, however many tensors view it (so tied tensors share it)."""
             if key not in storages:
-                storages[key] = _Storage(key, dtype, _storage_data(dtype, key, numel))
+                storages[key] = _Storage(key, dtype, _storage_data(dtype, key, numel), order)
             elif storages[key].kind != dtype or storages[key].raw.size != numel:
                 msg = f"storage {key} is declared twice, as different storages"
                 raise pickle.UnpicklingError(msg)
@@ -291,7 +316,7 @@ def _stored_tensors(path: Path) -> Any:
             except KeyError:
                 msg = f"storage {key} is missing from the archive"
                 raise pickle.UnpicklingError(msg) from None
-            raw_dtype = _raw_dtype(dtype)
+            raw_dtype = _raw_dtype(dtype).newbyteorder(order)
             itemsize = raw_dtype.itemsize
             if info.file_size != numel * itemsize:
                 msg = (f"storage {key} holds {info.file_size:,} bytes, the pickle declares "
