@@ -314,9 +314,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _correlate(args: argparse.Namespace) -> int:
     from .zoo.correlate import (
-        attach_labels,
         checkpoint_metrics,
-        choose_label,
+        labelled,
         left_out_message,
         match_message,
         rank_correlations,
@@ -328,10 +327,7 @@ def _correlate(args: argparse.Namespace) -> int:
             metrics = checkpoint_metrics(store.frame("layers"), store.frame("checkpoints"),
                                          include_partial=args.include_partial,
                                          options=args.options)  # fmt: skip
-        labels = pd.read_csv(args.labels)
-        label = choose_label(labels, args.labels, args.label, args.group_by)
-        labels[label] = pd.to_numeric(labels[label])
-        data = attach_labels(metrics, labels, args.labels)
+        data, label = labelled(metrics, args.labels, args.label, args.group_by)
         table = rank_correlations(data, label, args.group_by)
     except (OSError, ValueError) as exc:
         print(f"hts-fast: {exc}", file=sys.stderr)

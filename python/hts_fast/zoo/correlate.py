@@ -226,6 +226,22 @@ def choose_label(labels: pd.DataFrame, labels_file: Path, label: str | None = No
     return str(label)
 
 
+def labelled(
+    metrics: pd.DataFrame,
+    labels_file: Path | str,
+    label: str | None = None,
+    group_by: Sequence[str] = (),
+) -> tuple[pd.DataFrame, str]:
+    """Read the labels CSV, choose its label column (:func:`choose_label`, numeric from then
+    on) and join it to ``metrics`` (:func:`attach_labels`). Returns the joined table and the
+    label's name; OSError or ValueError naming the file for what is wrong with it."""
+    labels_file = Path(labels_file)
+    labels = pd.read_csv(labels_file)
+    label = choose_label(labels, labels_file, label, group_by)
+    labels[label] = pd.to_numeric(labels[label])
+    return attach_labels(metrics, labels, labels_file), label
+
+
 def _pair(x: np.ndarray, y: np.ndarray) -> tuple[int, float, float, float, float]:
     """The count of finite pairs, then rho, its p-value, tau and its p-value over them."""
     keep = np.isfinite(x) & np.isfinite(y)

@@ -187,9 +187,8 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
     """
     from .correlate import (
         METRICS,
-        attach_labels,
         checkpoint_metrics,
-        choose_label,
+        labelled,
         left_out_message,
         match_message,
         rank_correlations,
@@ -221,11 +220,7 @@ def zoo_report(store_path: str | Path, out: str | Path, *, labels: str | Path | 
     if len(left_out):
         sections.append((f"Left out ({left_out_message(metrics)})", _table_html(left_out)))
     if labels is not None:
-        labels_path = Path(labels)
-        label_table = pd.read_csv(labels_path)
-        label = choose_label(label_table, labels_path, label, group_by)
-        label_table[label] = pd.to_numeric(label_table[label])
-        data = attach_labels(metrics, label_table, labels_path)
+        data, label = labelled(metrics, labels, label, group_by)
         print(f"hts-fast report: {match_message(data)}", file=sys.stderr)
         shown = [m for m in ("alpha", "alpha_weighted", "log_norm", "log_spectral_norm")
                  if m in data]  # fmt: skip
