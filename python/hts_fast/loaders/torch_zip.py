@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .lazy import LazyTensor, TensorReadError, failing_tensor
+from .lazy import LazyTensor, TensorReadError
 from .safetensors_files import bf16_to_float32, float8_to_float32
 
 #: torch storage class name -> NumPy dtype of its elements ("bfloat16": widened exactly
@@ -106,11 +106,12 @@ class StoredTensor:
     kind: str
     identity: tuple[Any, ...]
 
-    def widen(self, source: str = "") -> np.ndarray:
+    def widen(self, where: str = "") -> np.ndarray:
         """The tensor's values: float32 for bfloat16 and float8 (exact), the raw view
-        otherwise; TensorReadError for a dtype hts_fast does not read."""
+        otherwise; TensorReadError, its message starting with ``where`` (the file, and the
+        tensor), for a dtype hts_fast does not read."""
         if self.kind in UNREAD_TORCH_DTYPES:
-            msg = (f"{source}: dtype torch.{self.kind} is not supported (supported: "
+            msg = (f"{where}: dtype torch.{self.kind} is not supported (supported: "
                    f"{', '.join(TORCH_DTYPES)})")  # fmt: skip
             raise TensorReadError(msg)
         if self.kind == "bfloat16":
@@ -366,13 +367,8 @@ def torch_zip_tensors(path: str | Path) -> list[tuple[str, LazyTensor]]:
         name = str(name)
         dtype = value.kind if value.kind in (*RAW_DTYPES, *UNREAD_TORCH_DTYPES) else str(
             np.dtype(value.kind))  # fmt: skip
-        if value.kind in UNREAD_TORCH_DTYPES:
-            tensors.append((name, failing_tensor(
-                name, value.raw.shape, dtype, source,
-                f"dtype torch.{value.kind} is not supported (supported: "
-                f"{', '.join(TORCH_DTYPES)})")))  # fmt: skip
-            continue
+        where = f"{source}: tensor {name!r}"
         tensors.append((name, LazyTensor(name, value.raw.shape, dtype,
-                                         lambda v=value: v.widen(source), source,
+                                         lambda v=value, w=where: v.widen(w), source,
                                          (source, *value.identity), layout="oihw")))  # fmt: skip
     return tensors
