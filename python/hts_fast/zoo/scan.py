@@ -804,6 +804,7 @@ def _run_pool(
                                    return_when=FIRST_COMPLETED)  # fmt: skip
                 if _drain(finished, running, record):
                     suspects.extend(item for batch in running.values() for item in batch)
+                    _kill(pool)
                     return True
                 if overdue():
                     return True
@@ -815,6 +816,7 @@ def _run_pool(
                     future = pool.submit(analyze_checkpoints, batch, options, threads)
                 except BrokenProcessPool:  # a worker died since the last result
                     suspects.extend([*(i for b in running.values() for i in b), *batch])
+                    _kill(pool)
                     return True
                 running[future] = batch
                 if settle(2 * workers - 1):
@@ -855,7 +857,10 @@ def _timed_out(timeout: float) -> dict[str, Any]:
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
-    """Kill a pool's worker processes (ProcessPoolExecutor cannot cancel a running task)."""
+    """Kill a pool's worker processes: ProcessPoolExecutor cannot cancel a running task, and
+    on CPython 3.11 the shutdown of a broken pool can wait forever for a surviving worker
+    idle on the task queue (seen once in CI: test_a_worker_that_dies_fails_only_its_checkpoint
+    hung in ProcessPoolExecutor.shutdown); every broken pool is killed before it is left."""
     for process in list(getattr(pool, "_processes", {}).values()):  # CPython's pool state
         process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
